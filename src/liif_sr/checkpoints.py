@@ -1,0 +1,195 @@
+"""Reading and writing model weights, safely.
+
+Formats read by :func:`load_model` (all with ``torch.load(weights_only=True)`` or safetensors, so no
+pickled code ever runs):
+
+* liif-sr Lightning checkpoints (``*.ckpt``: ``state_dict`` with ``net.`` prefix + ``liif_sr`` model config),
+* liif-sr weight files written by :func:`save_weights` (``.safetensors`` with the config in the metadata,
+  or ``.pth`` ``{"format": "liif-sr", "model": config, "state_dict": ...}``),
+* official LIIF checkpoints ``{"model": {"name": "liif", "args": ..., "sd": ...}, "optimizer", "epoch"}``,
+* a shipped model name such as ``"edsr-baseline-liif"`` (files under ``liif_sr/weights``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from liif_sr.errors import CheckpointError
+from liif_sr.models.liif import LIIF
+from liif_sr.models.registry import build_model
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+#: shipped model name → file in :data:`WEIGHTS_DIR`
+SHIPPED: dict[str, str] = {"edsr-baseline-liif": "edsr-baseline-liif.safetensors"}
+_OFFICIAL_ENCODERS = {"edsr-baseline": "edsr_baseline", "rdn": "rdn"}
+
+
+def _official_to_config(spec: dict[str, Any]) -> dict[str, Any]:
+    """Official ``{'name','args'}`` model spec → our plain config."""
+    if spec.get("name") != "liif":
+        raise CheckpointError(f"official model {spec.get('name')!r} is not supported (only 'liif')")
+    args = dict(spec.get("args", {}))
+    enc, imnet = args.get("encoder_spec", {}), args.get("imnet_spec")
+    if imnet is None or imnet.get("name") != "mlp":
+        raise CheckpointError(
+            "official checkpoint has no MLP decoder (fixed-scale baselines are not supported)"
+        )
+    name = _OFFICIAL_ENCODERS.get(enc.get("name"))
+    if name is None:
+        raise CheckpointError(f"official encoder {enc.get('name')!r} is not supported (edsr-baseline, rdn)")
+    eargs = dict(enc.get("args", {}))
+    if not eargs.pop("no_upsampling", False):
+        raise CheckpointError(
+            "official encoder has an upsampler (no_upsampling is false): not a LIIF encoder"
+        )
+    for unused in ("scale", "rgb_range", "n_colors"):
+        eargs.pop(unused, None)
+    if name == "rdn":
+        renames = {"RDNkSize": "kernel_size", "RDNconfig": "config"}
+        eargs = {renames.get(k, k): v for k, v in eargs.items()}
+    iargs = imnet.get("args", {})
+    head = {
+        "hidden_list": list(iargs.get("hidden_list", [256, 256, 256, 256])),
+        "out_dim": int(iargs.get("out_dim", 3)),
+        "feat_unfold": bool(args.get("feat_unfold", True)),
+        "local_ensemble": bool(args.get("local_ensemble", True)),
+        "cell_decode": bool(args.get("cell_decode", True)),
+    }
+    return {"encoder": {"name": name, "args": eargs}, "head": head}
+
+
+def _official_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in sd.items():
+        key = key.removeprefix("module.")
+        if key.startswith(("encoder.sub_mean.", "encoder.add_mean.")):
+            continue  # built but unused in the official EDSR forward
+        if key.startswith("imnet."):
+            key = "head.mlp." + key[len("imnet.") :]
+        out[key] = value
+    return out
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling failed"
+        raise CheckpointError(
+            f"{path}: refused to load: the file holds objects other than plain weights ({first[:160]}); "
+            "liif-sr never executes pickled code"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated or corrupt?): {msg[:200]}"
+        ) from None
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Return ``(model_config, state_dict)`` of any supported file, without building the model."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                sd = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{path}: not a readable safetensors file: {str(exc)[:200]}") from None
+        if "liif_sr_config" not in meta:
+            raise CheckpointError(f"{path}: safetensors file has no liif_sr_config metadata")
+        return json.loads(meta["liif_sr_config"]), sd
+    obj = _torch_load(path)
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: unexpected checkpoint content ({type(obj).__name__})")
+    if isinstance(obj.get("model"), dict) and "sd" in obj["model"]:
+        return _official_to_config(obj["model"]), _official_state_dict(obj["model"]["sd"])
+    if "liif_sr" in obj and "state_dict" in obj:  # our Lightning checkpoint
+        sd = {k[len("net.") :]: v for k, v in obj["state_dict"].items() if k.startswith("net.")}
+        return obj["liif_sr"]["model"], sd
+    if obj.get("format") == "liif-sr":
+        return obj["model"], obj["state_dict"]
+    raise CheckpointError(f"{path}: not a liif-sr or official LIIF checkpoint (keys: {sorted(obj)[:6]})")
+
+
+def load_model(
+    path_or_name: str | os.PathLike[str],
+    device: str | torch.device = "cpu",
+    head_mode: str = "fast",
+    expect: dict[str, Any] | None = None,
+) -> LIIF:
+    """Load a model for inference (eval mode) from a checkpoint file or a shipped model name.
+
+    Args:
+        path_or_name: liif-sr ``.ckpt``/``.safetensors``/``.pth``, an official LIIF ``.pth``, or a name in
+            :data:`SHIPPED`.
+        device: where to put the model.
+        head_mode: ``"fast"`` (factorised) or ``"plain"`` (reference algorithm).
+        expect: optional partial config (e.g. ``{"encoder": {"name": "rdn"}}``) that must match, else a
+            :class:`CheckpointError` names the mismatch.
+    """
+    key = str(path_or_name)
+    path = WEIGHTS_DIR / SHIPPED[key] if key in SHIPPED else Path(path_or_name)
+    if key in SHIPPED and not path.is_file():
+        raise CheckpointError(f"shipped model {key!r} is missing from this installation ({path})")
+    config, sd = read_checkpoint(path)
+    if expect:
+        _check_expected(config, expect, path)
+    model = build_model(config, head_mode=head_mode)
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    bad = list(missing) + list(unexpected)
+    if bad:
+        raise CheckpointError(
+            f"{path}: weights do not match the model config ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected keys, e.g. {bad[0]})"
+        )
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as exc:
+        line = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), str(exc)[:200])
+        raise CheckpointError(f"{path}: weights do not match the model config: {line}") from None
+    return model.to(device).eval()
+
+
+def _check_expected(config: dict[str, Any], expect: dict[str, Any], path: Path, prefix: str = "") -> None:
+    for k, v in expect.items():
+        have = config.get(k) if isinstance(config, dict) else None
+        if isinstance(v, dict) and isinstance(have, dict):
+            _check_expected(have, v, path, f"{prefix}{k}.")
+        elif have != v:
+            raise CheckpointError(f"{path}: checkpoint has {prefix}{k}={have!r}, expected {v!r}")
+
+
+def save_weights(model: LIIF, path: str | os.PathLike[str], half: bool = False) -> Path:
+    """Write weights only (``.safetensors`` with config metadata, or a plain ``.pth``), atomically."""
+    path = Path(path)
+    sd = {
+        k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file(sd, tmp, metadata={"liif_sr_config": json.dumps(model.config), "format": "liif-sr"})
+        else:
+            torch.save({"format": "liif-sr", "model": model.config, "state_dict": sd}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -1,0 +1,62 @@
+"""``liif-sr`` command line: one sub-command per module, each registered by ``register(subparsers)``.
+
+Sub-command modules are imported lazily so that ``liif-sr --help`` stays fast (no torch/lightning import).
+Every sub-command handler returns an exit code; errors that are the user's (bad input, missing files)
+are raised as :class:`liif_sr.errors.UserError` and printed as one line without a traceback unless
+``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from liif_sr.errors import UserError
+
+#: sub-command name -> module that defines ``register(subparsers)``
+SUBCOMMANDS: dict[str, str] = {
+    "upscale": "liif_sr.inference.upscale_cli",
+    "make-lr": "liif_sr.data.make_lr",
+    "download": "liif_sr.download",
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Build the parser; with ``only`` import just that sub-command's module."""
+    parser = argparse.ArgumentParser(
+        prog="liif-sr", description="Arbitrary-scale super-resolution with LIIF."
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in SUBCOMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=f"(see liif-sr {name} --help)")
+            continue
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if a in SUBCOMMANDS), None)
+    parser = build_parser(only=command) if command else build_parser(only="")
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"liif-sr {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"liif-sr {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

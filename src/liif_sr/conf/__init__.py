@@ -1,0 +1,1 @@
+"""Hydra configs of liif-sr (shipped with the package so a wheel install finds them)."""

@@ -1,0 +1,63 @@
+"""Pixel-centre coordinates and cells, the LIIF convention.
+
+For an axis of length ``n`` the pixel centres are ``-1 + 1/n + (2/n) i`` for ``i = 0..n-1``
+(``align_corners=False`` on [-1, 1]); coordinate tuples are ``(row, col)``, i.e. ``(y, x)``.
+A *cell* is the size of one output pixel in the same units: ``(2/H, 2/W)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def make_coord(
+    shape: tuple[int, int],
+    flatten: bool = True,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Pixel-centre coordinates of an ``H x W`` grid.
+
+    Args:
+        shape: ``(H, W)``, both ≥ 1.
+        flatten: return ``(H*W, 2)`` (row-major) instead of ``(H, W, 2)``.
+
+    Returns:
+        ``(H*W, 2)`` or ``(H, W, 2)`` in (-1, 1), last dim ``(y, x)``.
+    """
+    h, w = (int(s) for s in shape)
+    if h < 1 or w < 1:
+        raise ValueError(f"make_coord: shape must be positive, got {shape}")
+    axes = []
+    for n in (h, w):
+        # float32 arithmetic in the official order, so coordinates (and nearest-latent ties) are bit-identical
+        r = 2.0 / (2 * n)
+        axes.append(-1.0 + r + (2 * r) * torch.arange(n, device=device).float())
+    grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).to(dtype)
+    return grid.reshape(-1, 2) if flatten else grid
+
+
+def make_cell(
+    shape: tuple[int, int],
+    n: int,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Cells ``(2/H, 2/W)`` for ``n`` queries of an ``H x W`` output: ``(n, 2)``."""
+    h, w = shape
+    cell = torch.tensor([2.0 / h, 2.0 / w], device=device, dtype=dtype)
+    return cell.expand(n, 2).clone()
+
+
+def query_grid(
+    size: tuple[int, int], batch: int = 1, device: torch.device | str | None = None
+) -> tuple[Tensor, Tensor]:
+    """Coordinates and cells of every pixel of an ``H x W`` output.
+
+    Returns:
+        ``coord`` (B, H*W, 2) and ``cell`` (B, H*W, 2).
+    """
+    coord = make_coord(size, device=device)
+    cell = make_cell(size, coord.shape[0], device=device)
+    return coord.unsqueeze(0).expand(batch, -1, -1), cell.unsqueeze(0).expand(batch, -1, -1)

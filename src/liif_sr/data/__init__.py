@@ -1,0 +1,1 @@
+"""Data: image sources, resizing, random-scale sampling and the LightningDataModule."""

@@ -1,0 +1,34 @@
+"""Errors that are the user's to fix: printed as one line by the CLIs, never with a traceback by default."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with the user's input (file, option, checkpoint) with a one-line explanation."""
+
+    exit_code: int = 2
+
+
+class ImageReadError(UserError):
+    """An input image could not be read; the message names the file and the problem."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class CheckpointError(UserError):
+    """A checkpoint is unreadable, unsafe, or does not match the requested model."""
+
+
+class DatasetMissingError(UserError):
+    """A dataset folder is missing; the message names the command that downloads it."""
+
+
+class OutputPathError(UserError):
+    """An output file cannot be written: missing or read-only folder, unsupported format, disk error."""
+
+
+class OutputExistsError(OutputPathError):
+    """The output file already exists and overwriting was not requested."""

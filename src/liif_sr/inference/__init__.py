@@ -1,0 +1,1 @@
+"""Inference: upscaling images of any size with a LIIF model."""

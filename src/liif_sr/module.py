@@ -1,0 +1,117 @@
+"""LightningModule: L1 training of a LIIF model and full-image validation PSNR per scale."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from liif_sr.metrics.sr import MeanPSNR
+from liif_sr.models.liif import LIIF, HeadFactory
+
+
+def scale_key(scale: float) -> str:
+    """``2.0`` → ``"x2"``, ``2.5`` → ``"x2.5"`` (metric names)."""
+    return f"x{float(scale):g}"
+
+
+def protocol_shave(protocol: str, scale: float) -> tuple[int, bool]:
+    """(shave, y_channel) of a PSNR protocol: ``div2k`` RGB shave s+6; ``benchmark`` Y shave s."""
+    import math
+
+    s = math.ceil(scale)
+    if protocol == "div2k":
+        return s + 6, False
+    if protocol == "benchmark":
+        return s, True
+    raise ValueError(f"unknown PSNR protocol {protocol!r} (div2k | benchmark)")
+
+
+class LIIFModule(L.LightningModule):
+    """Train LIIF with L1 in the normalised space; validate with the paper's per-image PSNR.
+
+    Args:
+        encoder: encoder module (``model/encoder`` config group).
+        head: LIIF head factory (``model/head`` config group, ``_partial_``).
+        optimizer: optimizer factory taking ``params`` (``_partial_``), Adam 1e-4 in the paper.
+        scheduler: LR scheduler factory taking ``optimizer`` (``_partial_``), or None.
+        scheduler_interval: ``epoch`` (paper: MultiStepLR per epoch) or ``step``.
+        val_scales: validation scales (metric names ``val/psnr_x{s}``); ``val/psnr`` is their mean.
+        val_protocol: ``div2k`` (RGB, shave s+6) or ``benchmark`` (Y, shave s).
+        val_chunk: queries decoded at once during validation.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        head: HeadFactory,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        scheduler_interval: str = "epoch",
+        val_scales: Sequence[float] = (2, 3, 4),
+        val_protocol: str = "div2k",
+        val_chunk: int = 65536,
+    ) -> None:
+        super().__init__()
+        # plain data only in hparams: checkpoints stay loadable with weights_only=True
+        val_scales = [float(s) for s in val_scales]
+        self.save_hyperparameters(
+            {
+                "scheduler_interval": str(scheduler_interval),
+                "val_scales": val_scales,
+                "val_protocol": str(val_protocol),
+                "val_chunk": int(val_chunk),
+            },
+            logger=False,
+        )
+        self.net = LIIF(encoder, head)
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.val_keys = [scale_key(s) for s in val_scales]
+        self.val_psnr = nn.ModuleDict(
+            {k: MeanPSNR(*protocol_shave(val_protocol, s)) for k, s in zip(self.val_keys, val_scales)}
+        )
+
+    def forward(self, lr: Tensor, coord: Tensor, cell: Tensor) -> Tensor:
+        return self.net(lr, coord, cell)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        pred = self.net(batch["inp"], batch["coord"], batch["cell"])
+        loss = F.l1_loss(pred, (batch["gt"] - 0.5) / 0.5)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=pred.shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        lr, hr = batch["lr"], batch["hr"]
+        key = scale_key(float(batch["scale"][0]))
+        if key not in self.val_psnr:
+            raise ValueError(f"validation scale {key} is not in model.val_scales={self.val_keys}")
+        sr = self.net.upscale(lr, tuple(hr.shape[-2:]), chunk=self.hparams.val_chunk)
+        self.val_psnr[key].update(sr, hr)
+
+    def on_validation_epoch_end(self) -> None:
+        values = []
+        for key, metric in self.val_psnr.items():
+            if metric.update_count:  # scales not present in this validation run are skipped
+                value = metric.compute()
+                self.log(f"val/psnr_{key}", value, sync_dist=False)
+                values.append(value)
+            metric.reset()
+        if values:
+            self.log("val/psnr", torch.stack(values).mean(), prog_bar=True)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        interval = self.hparams.scheduler_interval
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from liif_sr import __version__
+
+        checkpoint["liif_sr"] = {"model": self.net.config, "version": __version__}

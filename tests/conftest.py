@@ -1,0 +1,68 @@
+"""Shared fixtures: real data location, Hydra config composition, environment for offline tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("WANDB_SILENT", "true")
+sys.path.insert(0, str(Path(__file__).parent))  # tests/ helpers (corpus, official_liif)
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _require(path: Path) -> Path:
+    if path.exists():
+        return path
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"required real data is missing in CI: {path}")
+    pytest.skip(f"real data not available: {path}")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the checkout; skips when absent (a user's clone), fails when CI=true."""
+    return _require(SHARED_DATA)
+
+
+@pytest.fixture
+def compose_train(tmp_path):
+    """Compose the real ``train.yaml`` with overrides, outputs in ``tmp_path``; returns a function."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    def _compose(*overrides: str):
+        GlobalHydra.instance().clear()
+        with initialize_config_module("liif_sr.conf", version_base="1.3"):
+            cfg = compose(
+                "train",
+                overrides=[f"paths.log_dir={tmp_path}/logs", f"hydra.run.dir={tmp_path}/run", *overrides],
+                return_hydra_config=True,
+            )
+        HydraConfig().set_config(cfg)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / "run")
+        Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
+        return cfg
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def run_train(compose_train, tmp_path):
+    """Run ``liif_sr.train.train`` in-process on a composed config (HydraConfig set, output in tmp_path)."""
+
+    def _run(*overrides: str):
+        from liif_sr.train import train
+
+        cfg = compose_train(*overrides)
+        return cfg, train(cfg)
+
+    return _run
