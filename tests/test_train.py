@@ -100,3 +100,13 @@ def test_quickstart_report(run_train):
     assert result["scale"] == 4 and result["images"][0]["image"] == "coffee"
     assert 15 < result["bicubic_psnr"] < 40
     assert (out / "sample_x4.png").is_file()
+
+
+def test_wrong_encoder_checkpoint_is_named(run_train, tmp_path):
+    from liif_sr.errors import CheckpointError
+
+    cfg, _ = run_train(*TINY, "trainer.max_epochs=1", "callbacks.quickstart_report=null")
+    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    with pytest.raises(CheckpointError, match=r"encoder.name='edsr_baseline', expected 'rdn'"):
+        tiny_rdn = [o for o in TINY if not o.startswith("model.encoder.")]
+        run_train(*tiny_rdn, "model/encoder=rdn_small", f"ckpt_path={ckpt}", "trainer.max_epochs=2")

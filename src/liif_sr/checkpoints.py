@@ -148,18 +148,12 @@ def load_model(
     if expect:
         _check_expected(config, expect, path)
     model = build_model(config, head_mode=head_mode)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    bad = list(missing) + list(unexpected)
-    if bad:
-        raise CheckpointError(
-            f"{path}: weights do not match the model config ({len(missing)} missing, "
-            f"{len(unexpected)} unexpected keys, e.g. {bad[0]})"
-        )
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
-        line = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), str(exc)[:200])
-        raise CheckpointError(f"{path}: weights do not match the model config: {line}") from None
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if "size mismatch" in ln), lines[1] if len(lines) > 1 else lines[0])
+        raise CheckpointError(f"{path}: weights do not match the model config: {detail[:240]}") from None
     return model.to(device).eval()
 
 
@@ -193,3 +187,9 @@ def save_weights(model: LIIF, path: str | os.PathLike[str], half: bool = False) 
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def check_matches(path: str | os.PathLike[str], config: dict[str, Any]) -> None:
+    """Raise :class:`CheckpointError` naming the first difference between a checkpoint's model and ``config``."""
+    have, _ = read_checkpoint(path)
+    _check_expected(have, config, Path(path))

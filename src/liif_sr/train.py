@@ -101,6 +101,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     # _convert_="all": plain lists/dicts, never ListConfig, reach the modules (checkpoints stay weights-only)
     datamodule = instantiate(cfg.data, _convert_="all")
     model = instantiate(cfg.model, _convert_="all")
+    if ckpt_path:  # a checkpoint of another encoder/config: one clear line instead of a state_dict dump
+        from liif_sr.checkpoints import check_matches
+
+        check_matches(ckpt_path, model.net.config)
     callbacks = _instantiate_group(cfg.get("callbacks"))
     loggers = _instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

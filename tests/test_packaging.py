@@ -1,0 +1,63 @@
+"""A built wheel, installed outside the repository, ships and finds its Hydra configs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHECK = r"""
+import os, sys, liif_sr
+assert liif_sr.__file__.startswith(os.environ["TARGET"]), liif_sr.__file__
+from hydra import compose, initialize_config_module
+with initialize_config_module("liif_sr.conf", version_base="1.3"):
+    for exp in ("quickstart", "edsr_baseline_liif", "rdn_liif"):
+        cfg = compose("train", overrides=[f"experiment={exp}"])
+        assert cfg.model.encoder._target_.startswith("liif_sr.models.encoders"), cfg.model.encoder
+print("CONFIGS_OK", liif_sr.__file__)
+"""
+
+
+@pytest.fixture(scope="module")
+def wheel_site(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        check=True, timeout=300,
+    )
+    wheels = list(out.glob("liif_sr-*.whl"))
+    assert len(wheels) == 1
+    site = out / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheels[0])],
+        check=True, timeout=300,
+    )
+    return site
+
+
+def _env(site: Path) -> dict[str, str]:
+    env = dict(os.environ, TARGET=str(site), PYTHONPATH=str(site))
+    return env
+
+
+def test_wheel_contains_configs_and_finds_them(wheel_site, tmp_path):
+    conf = wheel_site / "liif_sr" / "conf"
+    assert (conf / "train.yaml").is_file() and (conf / "experiment" / "rdn_liif.yaml").is_file()
+    assert (wheel_site / "liif_sr" / "py.typed").is_file()
+    # run outside the repository, with the wheel's copy first on the path (ahead of the editable install)
+    res = subprocess.run([sys.executable, "-c", CHECK], cwd=tmp_path, env=_env(wheel_site),
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "CONFIGS_OK" in res.stdout
+
+
+def test_wheel_train_entry_prints_config(wheel_site, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "liif_sr.train", "experiment=rdn_liif", "--cfg", "job"],
+                         cwd=tmp_path, env=_env(wheel_site), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "liif_sr.models.encoders.rdn.RDN" in res.stdout
