@@ -84,7 +84,9 @@ def make_lr(
         hr = torch.from_numpy(read_image(path)).permute(2, 0, 1)
         for s, target in todo.items():
             if hr.shape[-2] < s or hr.shape[-1] < s:
-                raise UserError(f"{path}: image of {hr.shape[-1]}x{hr.shape[-2]} px is smaller than scale {s}")
+                raise UserError(
+                    f"{path}: image of {hr.shape[-1]}x{hr.shape[-2]} px is smaller than scale {s}"
+                )
             lr = imresize_matlab_uint8(mod_crop(hr, s), scale=1.0 / s)
             write_image_atomic(target, lr.permute(1, 2, 0).numpy(), overwrite=True)
             written += 1
@@ -103,10 +105,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument("hr_dir", type=Path, metavar="HR_DIR", help="folder of HR images")
     parser.add_argument(
-        "--scales", type=int, nargs="+", default=[2, 3, 4], metavar="S", help="downscaling factors (default: 2 3 4)"
+        "--scales",
+        type=int,
+        nargs="+",
+        default=[2, 3, 4],
+        metavar="S",
+        help="downscaling factors (default: 2 3 4)",
     )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (X{s}/ inside)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing LR files (default: skip them)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace existing LR files (default: skip them)"
+    )
     parser.set_defaults(func=run)
     return parser
 

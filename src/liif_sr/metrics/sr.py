@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 
-import kornia
 import torch
 from torch import Tensor
 from torchmetrics import Metric
@@ -101,7 +100,8 @@ def psnr(sr: Tensor, hr: Tensor, shave: int = 0, y_channel: bool = False) -> Ten
         y_channel: compare MATLAB Y instead of all channels.
 
     Returns:
-        PSNR in dB, shape :math:`(B,)` (``inf`` for identical images).
+        PSNR in dB, shape :math:`(B,)`, float64 (float32 on MPS), on the input device; ``inf`` for
+        identical images.
     """
     sr, hr = _check_pair(sr, hr)
     shave = _check_shave(shave, sr.shape[-2], sr.shape[-1])
@@ -167,7 +167,7 @@ def ssim_matlab(sr: Tensor, hr: Tensor, shave: int, y_channel: bool = True) -> T
         y_channel: compare MATLAB Y (needs C = 3; C = 1 is used as is).
 
     Returns:
-        SSIM, shape :math:`(B,)`.
+        SSIM, shape :math:`(B,)`, float64 (float32 on MPS).
     """
     sr, hr = _check_pair(sr, hr)
     shave = _check_shave(shave, sr.shape[-2], sr.shape[-1])
@@ -180,6 +180,8 @@ def ssim_matlab(sr: Tensor, hr: Tensor, shave: int, y_channel: bool = True) -> T
     sr, hr = _shave(sr, shave) * 255.0, _shave(hr, shave) * 255.0
     if sr.shape[-2] < 11 or sr.shape[-1] < 11:
         raise ValueError(f"SSIM needs at least 11x11 pixels after shaving, got {tuple(sr.shape[-2:])}")
+    import kornia.metrics  # lazy: importing kornia takes seconds and only SSIM needs it
+
     ssim_map = kornia.metrics.ssim(sr, hr, window_size=11, max_val=255.0, eps=0.0, padding="valid")
     return ssim_map.mean(dim=(1, 2, 3))
 
