@@ -96,3 +96,25 @@ def test_official_checkpoint_keys_and_args(tmp_path):
         "args": {"n_resblocks": 16, "n_feats": 64, "res_scale": 1.0},
     }
     assert sum(p.numel() for p in model.parameters()) == 1_567_299  # spec: 1,567,323 incl. 24 MeanShift
+
+
+def test_cpu_block_decode_under_inference_mode_and_threads():
+    """The threaded CPU decode re-enters inference mode / no_grad in its workers (Lightning validation)."""
+    from liif_sr.models import LIIF, EDSRBaseline, LIIFHead
+
+    torch.manual_seed(0)
+    model = LIIF(EDSRBaseline(n_resblocks=1, n_feats=8), LIIFHead(8, hidden_list=[16])).eval()
+    lr = torch.rand(1, 3, 12, 12)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with torch.no_grad():
+            want = model.upscale(lr, (70, 70))  # 4900 queries x 4 members: several 2048-row blocks
+        with torch.inference_mode():
+            got = model.upscale(lr, (70, 70))
+        model.head.mode = "plain"
+        with torch.no_grad():
+            ref = model.upscale(lr, (70, 70))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(got, want) and (got - ref).abs().max() <= 1e-5

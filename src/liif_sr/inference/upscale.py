@@ -87,10 +87,19 @@ def upscale_tensor(
     precision: Precision = "fp32",
     chunk: int = 65536,
     cell_clip: float | None = None,
+    tile: int = 0,
+    max_memory: int | None = None,
 ) -> Tensor:
-    """``lr`` (B, 3, h, w) in [0, 1] on the model's device → (B, 3, H, W) float32 in [0, 1]."""
+    """``lr`` (B, 3, h, w) in [0, 1] on the model's device → (B, 3, H, W) float32 in [0, 1].
+
+    ``tile`` > 0, or a ``max_memory`` budget in bytes: exact tiled upscaling (:mod:`liif_sr.inference.tiling`).
+    """
     device = next(model.parameters()).device
     with autocast(device, precision):
+        if tile or max_memory is not None:
+            from liif_sr.inference.tiling import upscale_budgeted
+
+            return upscale_budgeted(model, lr.to(device), size, tile, max_memory, chunk, cell_clip).float()
         return model.upscale(lr.to(device), size, chunk=chunk, cell_clip=cell_clip).float()
 
 

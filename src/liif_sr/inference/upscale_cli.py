@@ -43,6 +43,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="use the cell of xS for larger scales (LTE-style; off by default, S=4 is typical)",
     )
     p.add_argument(
+        "--tile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="encode the input in NxN LR tiles (exact; bounds memory for large inputs; 0 = off)",
+    )
+    p.add_argument(
+        "--max-memory",
+        default=None,
+        metavar="SIZE",
+        help="memory budget, e.g. 8G: with --tile 0, pick the tile size from it (off by default)",
+    )
+    p.add_argument(
         "--max-output-pixels",
         type=float,
         default=100e6,
@@ -101,11 +114,11 @@ def plan_jobs(inputs: list[str], output: str, fmt: str, overwrite: bool) -> list
         else:
             raise UserError(f"input not found: {path}")
     out = Path(output)
-    single_file = len(sources) == 1 and out.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS
+    single_file = len(sources) == 1 and out.suffix.lower() in IMAGE_EXTENSIONS
     if single_file:
         jobs = [Job(sources[0], out)]
     else:
-        if out.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS:
+        if out.suffix.lower() in IMAGE_EXTENSIONS:
             raise UserError(
                 f"--output {out} looks like a file but there are {len(sources)} inputs; give a folder"
             )
@@ -134,6 +147,15 @@ def run(args: argparse.Namespace) -> int:
     size = parse_size(args.size) if args.size is not None else None
     if args.chunk < 1 or args.batch < 1:
         raise UserError("--chunk and --batch must be positive")
+    if args.tile < 0:
+        raise UserError("--tile must be >= 0 (0 = off)")
+    if args.max_memory is not None:
+        from liif_sr.inference.tiling import parse_bytes
+
+        try:
+            args.max_memory = parse_bytes(args.max_memory)
+        except ValueError as exc:
+            raise UserError(f"--max-memory: {exc}") from None
     jobs = plan_jobs(args.inputs, args.output, args.format, args.overwrite)
 
     import torch
@@ -182,9 +204,9 @@ def run(args: argparse.Namespace) -> int:
         pending.append((job, img, out_size))
     flush()
     bar.close()
-    seconds = time.perf_counter() - start
     if device.type == "cuda":
         torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
     for path, reason in report.failed:
         msg = reason if str(path) in reason else f"{path}: {reason}"
         print(f"liif-sr upscale: failed: {msg}", file=sys.stderr)
@@ -206,11 +228,17 @@ def _process(model, pending, args, device, report: Report) -> None:
 
     out_size = pending[0][2]
     lr = torch.stack([to_tensor(img.rgb) for _, img, _ in pending]).to(device)
-    sr = upscale_tensor(model, lr, out_size, args.precision, args.chunk, args.cell_clip).cpu()
+    sr = upscale_tensor(
+        model, lr, out_size, args.precision, args.chunk, args.cell_clip, args.tile, args.max_memory
+    ).cpu()
     for (job, img, _), out in zip(pending, sr):
         arr = to_uint8(out)
-        if img.alpha is not None:
+        if img.was_grayscale:  # grayscale in, grayscale out (channel mean of the RGB prediction)
+            arr = to_uint8(out.mean(0, keepdim=True))
+        if img.alpha is not None:  # alpha preserved: upscaled separately with bicubic
             arr = np.concatenate([arr, upscale_alpha(img.alpha, out_size)[..., None]], axis=2)
+        elif arr.shape[2] == 1:
+            arr = arr[..., 0]
         try:
             write_image_atomic(job.dst, arr, overwrite=args.overwrite)
             report.done += 1

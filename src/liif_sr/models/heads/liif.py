@@ -14,7 +14,9 @@ Two equivalent paths:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +26,71 @@ from liif_sr.coords import make_coord
 from liif_sr.models.mlp import MLP
 
 _EPS_SHIFT = 1e-6
+_CPU_BLOCK = 2048  # query rows per MLP block in CPU inference (activations stay in cache)
+_CPU_THREADS_LOCK = threading.Lock()  # guards the temporary torch.set_num_threads(1) of _decode_rows_cpu
+
+
+def _cpu_autocast() -> tuple[bool, torch.dtype]:
+    try:
+        return torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+
+
+def _decode_rows_cpu(
+    layers: nn.Sequential, rows: Tensor, index: Tensor, extra: Tensor, w_rest: Tensor
+) -> Tensor:
+    """CPU inference part of :meth:`LIIFHead.decode_rows`: independent blocks of ``_CPU_BLOCK`` rows.
+
+    Each block runs the whole MLP (in-place first-layer add and ReLU) while its activations are in cache,
+    about 2x faster than whole-chunk matrices. With several torch threads the blocks are spread over that
+    many worker threads, each running single-threaded ops: no per-op barrier, so a core taken by another
+    process does not stall the others (intra-op threading on small blocks was ~3x slower on a shared CPU).
+    Thread-local state (inference mode, no_grad, autocast) is re-entered in the workers.
+    """
+    n = index.shape[0]
+    out = torch.empty(n, layers[-1].out_features, dtype=torch.float32)
+    w_t, tail = w_rest.t(), list(layers)[1:]
+    cast_on, cast_dtype = _cpu_autocast()
+    inference = torch.is_inference_mode_enabled()  # thread-local too (Lightning validates in inference mode)
+
+    def work(start: int) -> None:
+        with (
+            torch.inference_mode(inference),
+            torch.no_grad(),
+            torch.autocast("cpu", dtype=cast_dtype, enabled=cast_on),
+        ):
+            x = rows.index_select(0, index[start : start + _CPU_BLOCK])
+            x.addmm_(extra[start : start + _CPU_BLOCK].to(x.dtype), w_t)
+            for layer in tail:
+                x = x.clamp_min_(0) if isinstance(layer, nn.ReLU) else layer(x)
+            out[start : start + _CPU_BLOCK] = x
+
+    starts = range(0, n, _CPU_BLOCK)
+    threads = torch.get_num_threads()
+    if threads == 1 or len(starts) <= 1:
+        for start in starts:
+            work(start)
+        return out
+    with _CPU_THREADS_LOCK:
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(min(threads, len(starts))) as pool:
+                list(pool.map(work, starts))
+        finally:
+            torch.set_num_threads(threads)
+    return out
+
+
+def _const(values: Sequence[float], device: torch.device, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``torch.tensor(values, device=device)`` without a host-device synchronisation.
+
+    On CUDA, ``torch.tensor(list, device=...)`` is a blocking copy that waits for the stream every call (the
+    training step would stall the CPU each time); fill kernels take the values as arguments instead.
+    """
+    if device.type == "cpu":
+        return torch.tensor(values, dtype=dtype, device=device)
+    return torch.cat([torch.full((1,), float(v), dtype=dtype, device=device) for v in values])
 
 
 def _validate(feat: Tensor, coord: Tensor, cell: Tensor | None, cell_decode: bool) -> None:
@@ -86,8 +153,8 @@ class LIIFHead(nn.Module):
         """Ensemble shifts ``(S, 2)`` in global units (order (-1,-1), (-1,+1), (+1,-1), (+1,+1)) and eps."""
         if not self.local_ensemble:
             return torch.zeros(1, 2, device=device), 0.0
-        v = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]], device=device)
-        return v * torch.tensor([1.0 / h, 1.0 / w], device=device), _EPS_SHIFT
+        sy, sx = 1.0 / h, 1.0 / w  # rounded to float32 exactly as torch.tensor([1/h, 1/w]) * (+-1)
+        return _const([-sy, -sx, -sy, sx, sy, -sx, sy, sx], device).view(4, 2), _EPS_SHIFT
 
     def forward(self, feat: Tensor, coord: Tensor, cell: Tensor | None = None) -> Tensor:
         """Decode ``coord`` (B, Q, 2) in [-1, 1] with ``cell`` (B, Q, 2) from ``feat`` (B, C, h, w).
@@ -109,7 +176,7 @@ class LIIFHead(nn.Module):
         shifts, eps = self._shifts(h, w, feat.device)
         feat_coord = make_coord((h, w), flatten=False, device=feat.device, dtype=coord.dtype)
         feat_coord = feat_coord.permute(2, 0, 1).unsqueeze(0).expand(b, 2, h, w)
-        scale = torch.tensor([h, w], device=feat.device, dtype=coord.dtype)
+        scale = _const([h, w], feat.device, coord.dtype)
         preds, areas = [], []
         for shift in shifts:
             coord_ = (coord + shift.to(coord.dtype) + eps).clamp(-1 + 1e-6, 1 - 1e-6)
@@ -140,7 +207,78 @@ class LIIFHead(nn.Module):
         w_feat = first.weight[:, : self.feat_dim]
         k = 3 if self.feat_unfold else 1
         kernel = w_feat.reshape(w_feat.shape[0], self.in_channels, k, k).to(feat.dtype)
-        return F.conv2d(feat, kernel, first.bias.to(feat.dtype), padding=k // 2)
+        proj = F.conv2d(feat, kernel, first.bias.to(feat.dtype), padding=k // 2)
+        # channels-last: each latent's ``hidden`` values are one contiguous row for the per-query gather
+        return proj.contiguous(memory_format=torch.channels_last)
+
+    def decode_rows(self, rows: Tensor, index: Tensor, extra: Tensor) -> Tensor:
+        """MLP output for first-layer latent terms ``rows[index]`` plus the coordinate/cell inputs ``extra``.
+
+        Args:
+            rows: (N, hidden) latent projections, one row per latent pixel.
+            index: (R,) long, the row of each query (and ensemble member).
+            extra: (R, 2 or 4) fp32 relative coordinate (and cell).
+
+        Returns:
+            (R, out_dim) fp32. CPU inference runs in cache-sized blocks (see :func:`_decode_rows_cpu`);
+            the arithmetic is the same on every path.
+        """
+        first = self.mlp.layers[0]
+        w_rest = first.weight[:, self.feat_dim :].to(rows.dtype)
+        grad = torch.is_grad_enabled() and (rows.requires_grad or first.weight.requires_grad)
+        if rows.device.type == "cpu" and not grad:
+            return _decode_rows_cpu(self.mlp.layers, rows, index, extra, w_rest)
+        x = rows.index_select(0, index)
+        e = extra.to(x.dtype)
+        if grad:
+            x = x + F.linear(e, w_rest)
+            for layer in self.mlp.layers[1:]:
+                x = layer(x)
+        else:
+            x = x.addmm_(e, w_rest.t())
+            for layer in self.mlp.layers[1:]:
+                x = x.clamp_min_(0) if isinstance(layer, nn.ReLU) else layer(x)
+        return x.float()
+
+    def query_geometry(
+        self, coord: Tensor, cell: Tensor | None, h: int, w: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Per ensemble member: nearest latent, relative coordinate and the MLP's coordinate/cell inputs.
+
+        Computed in fp32 bit for bit as the reference's ``grid_sample`` lookups do: the index rounding, and
+        the latent centres as :func:`make_coord` computes them (``(-1 + r) + 2r * i``, not ``-1 + (2i+1)/n``).
+        This matters: where the query lies on a latent centre line at the border, all four ``rel_coord``
+        products are ~0 and the area weights are ratios of ~1e-9 values, so one ulp in a centre moves the
+        output by ~1e-3.
+
+        Returns:
+            ``idx`` (B, S, Q, 2) long latent (row, col); ``rel_coord`` (B, S, Q, 2) and ``extra``
+            (B, S, Q, 2 or 4) fp32.
+        """
+        shifts, eps = self._shifts(h, w, coord.device)
+        s = shifts.shape[0]
+        coord32 = coord.float()
+        coord_ = (coord32.unsqueeze(1) + shifts.view(1, s, 1, 2) + eps).clamp(-1 + 1e-6, 1 - 1e-6)
+        size = _const([h, w], coord.device)
+        # nearest latent index exactly as grid_sample(mode="nearest", align_corners=False) rounds
+        idx = torch.round(((coord_ + 1) * size - 1) / 2)
+        idx = torch.minimum(idx.clamp_min(0), size - 1)
+        ry, rx = 2.0 / (2 * h), 2.0 / (2 * w)
+        q_coord = idx * _const([2 * ry, 2 * rx], coord.device) + _const([-1.0 + ry, -1.0 + rx], coord.device)
+        rel_coord = (coord32.unsqueeze(1) - q_coord) * size  # (B, S, Q, 2)
+        extra = rel_coord
+        if self.cell_decode:
+            rel_cell = (cell.float() * size).unsqueeze(1).expand(-1, s, -1, -1)
+            extra = torch.cat([rel_coord, rel_cell], dim=-1)
+        return idx.long(), rel_coord, extra
+
+    def blend(self, pred: Tensor, rel_coord: Tensor) -> Tensor:
+        """Area-weighted merge (diagonal swap) of per-member ``pred`` (B, S, Q, out) → (B, Q, out)."""
+        area = (rel_coord[..., 0] * rel_coord[..., 1]).abs() + 1e-9  # (B, S, Q), fp32
+        tot = area.sum(dim=1, keepdim=True)
+        if self.local_ensemble:
+            area = area.flip(1)  # diagonal swap
+        return (pred * (area / tot).unsqueeze(-1)).sum(dim=1)
 
     def forward_fast(
         self, feat: Tensor, coord: Tensor, cell: Tensor | None = None, proj: Tensor | None = None
@@ -149,31 +287,10 @@ class LIIFHead(nn.Module):
         b, _, h, w = feat.shape
         if proj is None:
             proj = self.latent_projection(feat)
-        hidden = proj.shape[1]
-        shifts, eps = self._shifts(h, w, coord.device)
-        s, q = shifts.shape[0], coord.shape[1]
-        coord32 = coord.float()
-        coord_ = (coord32.unsqueeze(1) + shifts.view(1, s, 1, 2) + eps).clamp(-1 + 1e-6, 1 - 1e-6)
-        size = torch.tensor([h, w], device=coord.device, dtype=torch.float32)
-        # nearest latent index exactly as grid_sample(mode="nearest", align_corners=False) rounds
-        idx = torch.round(((coord_ + 1) * size - 1) / 2)
-        idx = torch.minimum(idx.clamp_min(0), size - 1)
-        q_coord = -1 + (2 * idx + 1) / size
-        rel_coord = (coord32.unsqueeze(1) - q_coord) * size  # (B, S, Q, 2)
-        flat = (idx[..., 0] * w + idx[..., 1]).long().view(b, s * q, 1).expand(-1, -1, hidden)
-        gathered = torch.gather(proj.flatten(2).transpose(1, 2), 1, flat).view(b, s, q, hidden)
-        first = self.mlp.layers[0]
-        w_rest = first.weight[:, self.feat_dim :]
-        extra = rel_coord
-        if self.cell_decode:
-            rel_cell = (cell.float() * size).unsqueeze(1).expand(-1, s, -1, -1)
-            extra = torch.cat([rel_coord, rel_cell], dim=-1)
-        x = gathered + F.linear(extra.to(gathered.dtype), w_rest.to(gathered.dtype))
-        for layer in self.mlp.layers[1:]:
-            x = layer(x)
-        pred = x.float()  # (B, S, Q, out)
-        area = (rel_coord[..., 0] * rel_coord[..., 1]).abs() + 1e-9  # (B, S, Q), fp32
-        tot = area.sum(dim=1, keepdim=True)
-        if self.local_ensemble:
-            area = area.flip(1)  # diagonal swap
-        return (pred * (area / tot).unsqueeze(-1)).sum(dim=1)
+        idx, rel_coord, extra = self.query_geometry(coord, cell, h, w)
+        _, s, q, _ = idx.shape
+        batch_base = (torch.arange(b, device=idx.device) * (h * w)).view(b, 1, 1)
+        flat = idx[..., 0] * w + idx[..., 1] + batch_base  # row in (B*h*w, hidden)
+        rows = proj.permute(0, 2, 3, 1).reshape(b * h * w, proj.shape[1])  # a view: proj is channels-last
+        pred = self.decode_rows(rows, flat.view(-1), extra.reshape(b * s * q, -1)).view(b, s, q, -1)
+        return self.blend(pred, rel_coord)

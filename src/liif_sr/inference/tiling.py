@@ -1,0 +1,270 @@
+"""Exact tiled upscaling: bounded memory for large inputs, output equal to the untiled :meth:`LIIF.upscale`.
+
+The LR image is split into ``tile x tile`` tiles. Each tile is encoded from an LR crop that extends
+``margin = encoder.receptive_radius + 2`` pixels past the tile on every side that is not an image border,
+and decodes only the output pixels it *owns*, in the global coordinate frame.
+
+**Ownership.** Output pixel centre ``c`` (in [-1, 1]) lies at ``u = (c + 1) * n / 2`` in LR pixel units along
+an axis of LR length ``n``; it is owned by the tile containing LR pixel ``p = clamp(floor(u), 0, n - 1)``.
+Ownership is separable (rows x columns), so each tile owns a rectangle of output pixels.
+
+**Margin proof (per axis; the tile holds LR rows ``r0 .. r1-1``; ranges below are closed).**
+
+1. *Latents read by a query.* The head reads latent ``round(u - 1/2 + v/2 + d)`` for ensemble shift
+   ``v = ±1`` (``d`` = the 1e-6 eps in LR units, ≪ 1/2), or ``round(u - 1/2)`` without ensemble, clamped to
+   ``[0, n-1]``. For ``p <= u < p + 1`` these are in ``{p - 1, p, p + 1}``: queries owned by the tile read
+   latents ``[r0 - 1, r1]``, at most one cell beyond the tile, and both ends are reached.
+2. *3x3 unfold.* A latent read enters through the first layer's 3x3 convolution over the latent grid
+   (:meth:`LIIFHead.latent_projection`, ``W_feat @ unfold(z)``), so latents ``[r0 - 2, r1 + 1]`` must equal
+   the untiled ones. The projection is computed on exactly that window (a 1-pixel latent margin): its own
+   zero padding only corrupts the window's outer ring, which is never read, except at the image border,
+   where the untiled unfold pads with zeros as well.
+3. *Encoder.* A latent depends on LR pixels within ``R = encoder.receptive_radius`` of it (verified in
+   ``tests/test_tiling.py`` by perturbing one pixel), so latents ``[r0 - 2, r1 + 1]`` equal the untiled ones
+   when the crop holds the real LR pixels ``[r0 - 2 - R, r1 + 1 + R]``: ``R + 2`` pixels before the tile's
+   first row and after its last row ``r1 - 1``. At the image border the crop simply stops: the encoder's
+   zero padding, the unfold's zero padding and the clamp of shifted coordinates then act exactly as in the
+   untiled model.
+
+So ``R + 2`` is sufficient and, since both ends in step 1 are reached, necessary in general. Coordinates,
+relative coordinates and cells are computed with the global latent size ``(h, w)``; only the final gather
+subtracts the tile's offset. The encoder never sees more than ``(tile + 2 margin)^2`` pixels and neither the
+full latent nor the full projection is materialised; the output ``(B, 3, H, W)`` itself is.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+from torch import Tensor, nn
+
+from liif_sr.coords import make_cell, make_coord
+from liif_sr.models.heads.liif import LIIFHead
+from liif_sr.models.liif import LIIF, clip_cell
+
+
+def tile_margin(encoder: nn.Module) -> int:
+    """LR pixels of context each tile needs beyond its edges: ``receptive_radius + 2`` (see module doc)."""
+    return int(encoder.receptive_radius) + 2
+
+
+def _owners(n_out: int, n_lr: int, tile: int, device: torch.device) -> Tensor:
+    """Owning tile index of each output pixel along one axis (non-decreasing)."""
+    c = make_coord((n_out, 1), flatten=False, device=device)[:, 0, 0]
+    p = torch.floor((c + 1) * (n_lr / 2)).clamp(0, n_lr - 1).long()
+    return torch.div(p, tile, rounding_mode="floor")
+
+
+def _spans(owners: Tensor, n_tiles: int) -> list[tuple[int, int]]:
+    """``[start, end)`` of the output pixels owned by each tile (empty spans allowed)."""
+    bounds = torch.searchsorted(owners, torch.arange(n_tiles + 1, device=owners.device)).tolist()
+    return [(bounds[t], bounds[t + 1]) for t in range(n_tiles)]
+
+
+def decode_tile(
+    head: LIIFHead,
+    proj: Tensor,
+    offset: tuple[int, int],
+    lr_size: tuple[int, int],
+    coord: Tensor,
+    cell: Tensor | None = None,
+) -> Tensor:
+    """:meth:`LIIFHead.forward_fast` for global ``coord`` using a projection tile.
+
+    Args:
+        head: the LIIF head (its weights; ``head.mode`` is ignored: this is the factorised path).
+        proj: ``head.latent_projection`` of a latent window, (B, hidden, th, tw), exact where it is read.
+        offset: global latent index ``(oy, ox)`` of ``proj[..., 0, 0]``.
+        lr_size: global latent size ``(h, w)``.
+        coord, cell: (B, Q, 2) global query coordinates and cells.
+
+    Returns:
+        (B, Q, out_dim) in the normalised output space.
+    """
+    b, hidden, th, tw = proj.shape
+    h, w = lr_size
+    oy, ox = offset
+    # global frame: indices, relative coordinates and cells exactly as forward_fast on the full latent
+    idx, rel_coord, extra = head.query_geometry(coord, cell, h, w)
+    _, s, q, _ = idx.shape
+    ly, lx = idx[..., 0] - oy, idx[..., 1] - ox  # only the gather is local
+    if q and (ly.min() < 0 or ly.max() >= th or lx.min() < 0 or lx.max() >= tw):
+        raise RuntimeError("decode_tile: a query reads a latent outside the tile (margin too small?)")
+    flat = ly * tw + lx + (torch.arange(b, device=coord.device) * (th * tw)).view(b, 1, 1)
+    rows = proj.permute(0, 2, 3, 1).reshape(b * th * tw, hidden)  # a view when proj is channels-last
+    pred = head.decode_rows(rows, flat.view(-1), extra.reshape(b * s * q, -1)).view(b, s, q, -1)
+    return head.blend(pred, rel_coord)
+
+
+@torch.no_grad()
+def upscale_tiled(
+    model: LIIF,
+    lr: Tensor,
+    size: tuple[int, int],
+    tile: int | tuple[int, int],
+    chunk: int = 65536,
+    cell_clip: float | None = None,
+    margin: int | None = None,
+) -> Tensor:
+    """Like :meth:`LIIF.upscale` (same output, ≤ 1e-5 in fp32) with the encoder run tile by tile.
+
+    Args:
+        model: a LIIF model.
+        lr: (B, 3, h, w) in [0, 1].
+        size: output ``(H, W)``.
+        tile: LR tile size (one int, or ``(ty, tx)``), ≥ 1.
+        chunk: queries decoded at once.
+        cell_clip: as in :meth:`LIIF.upscale`.
+        margin: LR context per side; default :func:`tile_margin` (smaller is inexact; for tests).
+
+    Returns:
+        (B, 3, H, W) float32 in [0, 1].
+    """
+    out_h, out_w = int(size[0]), int(size[1])
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"upscale_tiled: size must be positive, got {size}")
+    ty, tx = (tile, tile) if isinstance(tile, int) else (int(tile[0]), int(tile[1]))
+    if ty < 1 or tx < 1 or chunk < 1:
+        raise ValueError(f"upscale_tiled: tile and chunk must be positive, got tile={tile}, chunk={chunk}")
+    m = tile_margin(model.encoder) if margin is None else int(margin)
+    if m < 2:
+        raise ValueError(f"upscale_tiled: margin must be >= 2, got {m}")
+    b, _, h, w = lr.shape
+    device = lr.device
+    ys = make_coord((out_h, 1), flatten=False, device=device)[:, 0, 0]  # bit-identical to make_coord((H, W))
+    xs = make_coord((1, out_w), flatten=False, device=device)[0, :, 1]
+    cell_one = make_cell((out_h, out_w), 1, device=device)
+    if cell_clip is not None:
+        cell_one = clip_cell(cell_one, (h, w), cell_clip)
+    row_spans = _spans(_owners(out_h, h, ty, device), math.ceil(h / ty))
+    col_spans = _spans(_owners(out_w, w, tx, device), math.ceil(w / tx))
+    out = torch.empty(b, 3, out_h, out_w, device=device, dtype=torch.float32)
+    for i, (qy0, qy1) in enumerate(row_spans):
+        if qy0 == qy1:
+            continue
+        r0, r1 = i * ty, min((i + 1) * ty, h)
+        cy0, cy1 = max(r0 - m, 0), min(r1 + m, h)  # LR crop
+        ly0, ly1 = max(r0 - 2, cy0), min(r1 + 2, cy1)  # latent window (global rows)
+        for j, (qx0, qx1) in enumerate(col_spans):
+            if qx0 == qx1:
+                continue
+            c0, c1 = j * tx, min((j + 1) * tx, w)
+            cx0, cx1 = max(c0 - m, 0), min(c1 + m, w)
+            lx0, lx1 = max(c0 - 2, cx0), min(c1 + 2, cx1)
+            feat = model.encode(lr[:, :, cy0:cy1, cx0:cx1])
+            feat = feat[:, :, ly0 - cy0 : ly1 - cy0, lx0 - cx0 : lx1 - cx0]
+            proj = model.head.latent_projection(feat)
+            del feat
+            coord = torch.stack(torch.meshgrid(ys[qy0:qy1], xs[qx0:qx1], indexing="ij"), dim=-1).view(-1, 2)
+            n_q = coord.shape[0]
+            pred = torch.empty(b, n_q, 3, device=device, dtype=torch.float32)
+            for st in range(0, n_q, chunk):
+                c = coord[st : st + chunk].unsqueeze(0).expand(b, -1, -1)
+                ce = cell_one.expand(b, c.shape[1], 2)
+                pred[:, st : st + chunk] = decode_tile(model.head, proj, (ly0, lx0), (h, w), c, ce).float()
+            pred = (pred * 0.5 + 0.5).clamp_(0, 1)
+            out[:, :, qy0:qy1, qx0:qx1] = pred.view(b, qy1 - qy0, qx1 - qx0, 3).permute(0, 3, 1, 2)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- memory budget
+def encoder_bytes_per_pixel(encoder: nn.Module, dtype_bytes: int = 4) -> int:
+    """Estimated peak activation bytes per LR pixel of one inference forward (no grad)."""
+    cfg = getattr(encoder, "config", {})
+    if "D" in cfg and "G" in cfg:  # RDN: dense block concat (x2 during cat) + D block outputs + their concat
+        g0, d, c, g = cfg["G0"], cfg["D"], cfg["C"], cfg["G"]
+        channels = 2 * (g0 + c * g) + 2 * d * g0 + 3 * g0
+    else:  # EDSR-like: input, head output, block input/intermediate/output
+        channels = 5 * int(encoder.out_dim) + 3
+    return channels * dtype_bytes
+
+
+def auto_tile(
+    h: int,
+    w: int,
+    max_memory_bytes: int,
+    encoder: nn.Module,
+    hidden: int,
+    *,
+    batch: int = 1,
+    chunk: int = 65536,
+    out_size: tuple[int, int] | None = None,
+    dtype_bytes: int = 4,
+    min_tile: int = 16,
+) -> int:
+    """A tile size whose estimated peak memory fits ``max_memory_bytes``.
+
+    Per LR pixel of a tile crop: encoder activations, the latent window and its projection (``hidden``
+    channels, plus its channels-last copy). Fixed: the output image (if ``out_size``) and the decoding
+    working set of ``chunk`` queries x 4 ensemble members x ``hidden`` (about 3 live tensors).
+
+    Returns:
+        a tile size ``<= max(h, w)`` (``max(h, w)`` means one tile); at least ``min_tile``.
+
+    Raises:
+        ValueError: the fixed costs alone exceed the budget.
+    """
+    m = tile_margin(encoder)
+    per_px = (
+        encoder_bytes_per_pixel(encoder, dtype_bytes) + (int(encoder.out_dim) + 2 * hidden) * dtype_bytes
+    ) * batch
+    fixed = batch * chunk * 4 * hidden * 3 * dtype_bytes + batch * 3 * h * w * 4
+    if out_size is not None:
+        fixed += batch * 3 * out_size[0] * out_size[1] * 4
+    avail = max_memory_bytes - fixed
+    if avail <= 0:
+        raise ValueError(
+            f"memory budget {max_memory_bytes} B is below the fixed cost (~{fixed} B); lower --chunk"
+        )
+    side = int(math.isqrt(avail // per_px)) - 2 * m
+    return max(min_tile, min(side, max(h, w)))
+
+
+def parse_bytes(text: str) -> int:
+    """``"8G"``, ``"512M"``, ``"1.5GiB"``, ``"1000000"`` → bytes (binary units: K = 1024)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b)?\s*", text.lower())
+    if not match:
+        raise ValueError(f"cannot parse a memory size from {text!r} (e.g. 8G, 512M)")
+    value = float(match.group(1)) * 1024 ** " kmgt".index(match.group(2) or " ")
+    if value < 1:
+        raise ValueError(f"memory size must be positive, got {text!r}")
+    return int(value)
+
+
+def upscale_budgeted(
+    model: LIIF,
+    lr: Tensor,
+    size: tuple[int, int],
+    tile: int = 0,
+    max_memory: int | None = None,
+    chunk: int = 65536,
+    cell_clip: float | None = None,
+) -> Tensor:
+    """Tiled upscaling with ``tile`` (> 0), or with a tile picked by :func:`auto_tile` from ``max_memory``.
+
+    Falls back to the untiled :meth:`LIIF.upscale` when the whole image fits (same output either way).
+    """
+    from liif_sr.errors import UserError
+
+    b, _, h, w = lr.shape
+    if tile < 0:
+        raise UserError(f"--tile must be >= 0, got {tile}")
+    if tile == 0 and max_memory is not None:
+        try:
+            tile = auto_tile(
+                h,
+                w,
+                max_memory,
+                model.encoder,
+                model.head.mlp.hidden_list[0],
+                batch=b,
+                chunk=chunk,
+                out_size=size,
+            )
+        except ValueError as exc:
+            raise UserError(f"--max-memory: {exc}") from None
+    if tile <= 0 or tile >= max(h, w):
+        return model.upscale(lr, size, chunk=chunk, cell_clip=cell_clip)
+    return upscale_tiled(model, lr, size, tile, chunk=chunk, cell_clip=cell_clip)
