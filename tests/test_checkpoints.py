@@ -7,12 +7,12 @@ import pickle
 
 import pytest
 import torch
+from official_liif import OfficialEDSR, OfficialLIIF, official_checkpoint
 
 from liif_sr import load_model
 from liif_sr.checkpoints import read_checkpoint, save_weights
 from liif_sr.errors import CheckpointError
 from liif_sr.models import LIIF, RDN, EDSRBaseline, LIIFHead
-from official_liif import OfficialEDSR, OfficialLIIF, official_checkpoint
 
 
 def _tiny() -> LIIF:

@@ -27,15 +27,28 @@ print("CONFIGS_OK", liif_sr.__file__)
 def wheel_site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
-        check=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+        timeout=300,
     )
     wheels = list(out.glob("liif_sr-*.whl"))
     assert len(wheels) == 1
     site = out / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheels[0])],
-        check=True, timeout=300,
+        check=True,
+        timeout=300,
     )
     return site
 
@@ -50,14 +63,26 @@ def test_wheel_contains_configs_and_finds_them(wheel_site, tmp_path):
     assert (conf / "train.yaml").is_file() and (conf / "experiment" / "rdn_liif.yaml").is_file()
     assert (wheel_site / "liif_sr" / "py.typed").is_file()
     # run outside the repository, with the wheel's copy first on the path (ahead of the editable install)
-    res = subprocess.run([sys.executable, "-c", CHECK], cwd=tmp_path, env=_env(wheel_site),
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", CHECK],
+        cwd=tmp_path,
+        env=_env(wheel_site),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "CONFIGS_OK" in res.stdout
 
 
 def test_wheel_train_entry_prints_config(wheel_site, tmp_path):
-    res = subprocess.run([sys.executable, "-m", "liif_sr.train", "experiment=rdn_liif", "--cfg", "job"],
-                         cwd=tmp_path, env=_env(wheel_site), capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "liif_sr.train", "experiment=rdn_liif", "--cfg", "job"],
+        cwd=tmp_path,
+        env=_env(wheel_site),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "liif_sr.models.encoders.rdn.RDN" in res.stdout

@@ -25,9 +25,11 @@ TINY = [
 ]
 
 
-@pytest.mark.parametrize("experiment", ["quickstart", "edsr_baseline_liif", "rdn_liif"])
+@pytest.mark.parametrize(
+    "experiment", ["quickstart", "edsr_baseline_liif", "rdn_liif", "edsr_baseline_liif_t91_bsds"]
+)
 def test_experiments_compose_and_instantiate(compose_train, experiment):
-    cfg = compose_train(f"experiment={experiment}")
+    cfg = compose_train(f"experiment={experiment}", "trainer.accelerator=cpu")  # CI has no GPU
     model = instantiate(cfg.model)
     n = sum(p.numel() for p in model.net.parameters())
     if experiment == "edsr_baseline_liif":

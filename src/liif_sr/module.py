@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from liif_sr.fast import CompiledOrEager, FastOptions, channels_last_input
 from liif_sr.metrics.sr import MeanPSNR
 from liif_sr.models.liif import LIIF, HeadFactory
 
@@ -43,6 +45,8 @@ class LIIFModule(L.LightningModule):
         val_scales: validation scales (metric names ``val/psnr_x{s}``); ``val/psnr`` is their mean.
         val_protocol: ``div2k`` (RGB, shave s+6) or ``benchmark`` (Y, shave s).
         val_chunk: queries decoded at once during validation.
+        fast: training-speed options ``{channels_last, compile, compile_mode}`` (:class:`liif_sr.fast.FastOptions`,
+            ``docs/training_speed.md``); mixed precision is the trainer's ``precision``.
     """
 
     def __init__(
@@ -55,8 +59,10 @@ class LIIFModule(L.LightningModule):
         val_scales: Sequence[float] = (2, 3, 4),
         val_protocol: str = "div2k",
         val_chunk: int = 65536,
+        fast: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.fast = FastOptions.from_config(fast)
         # plain data only in hparams: checkpoints stay loadable with weights_only=True
         val_scales = [float(s) for s in val_scales]
         self.save_hyperparameters(
@@ -65,10 +71,14 @@ class LIIFModule(L.LightningModule):
                 "val_scales": val_scales,
                 "val_protocol": str(val_protocol),
                 "val_chunk": int(val_chunk),
+                "fast": self.fast.as_dict(),
             },
             logger=False,
         )
         self.net = LIIF(encoder, head)
+        if self.fast.channels_last:
+            self.net.encoder.to(memory_format=torch.channels_last)
+        self._compiled_net: CompiledOrEager | None = None  # built at the first training step
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.val_keys = [scale_key(s) for s in val_scales]
         self.val_psnr = nn.ModuleDict(
@@ -78,30 +88,50 @@ class LIIFModule(L.LightningModule):
     def forward(self, lr: Tensor, coord: Tensor, cell: Tensor) -> Tensor:
         return self.net(lr, coord, cell)
 
+    def training_forward(self, inp: Tensor, coord: Tensor, cell: Tensor) -> Tensor:
+        """The training forward with the ``fast`` options (channels_last input, compiled net or eager)."""
+        if self.fast.channels_last:
+            inp = channels_last_input(inp)
+        if not self.fast.compile:
+            return self.net(inp, coord, cell)
+        if self._compiled_net is None:
+            self._compiled_net = CompiledOrEager(self.net, "the LIIF network", mode=self.fast.compile_mode)
+        return self._compiled_net(inp, coord, cell)
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        pred = self.net(batch["inp"], batch["coord"], batch["cell"])
+        # no host-device synchronisation in here: the loss is logged as a tensor
+        pred = self.training_forward(batch["inp"], batch["coord"], batch["cell"])
         loss = F.l1_loss(pred, (batch["gt"] - 0.5) / 0.5)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=pred.shape[0])
         return loss
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
         lr, hr = batch["lr"], batch["hr"]
         key = scale_key(float(batch["scale"][0]))
         if key not in self.val_psnr:
             raise ValueError(f"validation scale {key} is not in model.val_scales={self.val_keys}")
         sr = self.net.upscale(lr, tuple(hr.shape[-2:]), chunk=self.hparams.val_chunk)
         self.val_psnr[key].update(sr, hr)
+        return {"sr": sr}  # for callbacks (ValidationImages)
 
     def on_validation_epoch_end(self) -> None:
+        # scales not present in this validation run are skipped, decided over all ranks: under DDP compute()
+        # is a collective, so every rank must call it for the same scales even if its shard lacked one
+        counts = torch.stack([metric.count for metric in self.val_psnr.values()])
+        if self.trainer.world_size > 1:
+            counts = self.all_gather(counts).reshape(-1, len(self.val_psnr)).sum(0)
         values = []
-        for key, metric in self.val_psnr.items():
-            if metric.update_count:  # scales not present in this validation run are skipped
-                value = metric.compute()
-                self.log(f"val/psnr_{key}", value, sync_dist=False)
+        for (key, metric), count in zip(self.val_psnr.items(), counts.tolist()):
+            if count:
+                with warnings.catch_warnings():  # this rank may have had no image at this scale
+                    warnings.filterwarnings("ignore", message=".*called before the ..update.. method")
+                    value = metric.compute()
+                # value is already reduced over ranks (identical on all): sync_dist only silences the warning
+                self.log(f"val/psnr_{key}", value, sync_dist=True)
                 values.append(value)
             metric.reset()
         if values:
-            self.log("val/psnr", torch.stack(values).mean(), prog_bar=True)
+            self.log("val/psnr", torch.stack(values).mean(), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(params=self.parameters())

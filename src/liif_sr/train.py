@@ -94,6 +94,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     from hydra.utils import instantiate
     from lightning.pytorch.utilities import rank_zero_only
 
+    from liif_sr.resume import trainer_plugins
+    from liif_sr.wandb_resume import prepare_wandb
+
     check_launch(cfg)
     ckpt_path = resolve_ckpt_path(cfg)
     if cfg.get("seed") is not None:
@@ -106,8 +109,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
         check_matches(ckpt_path, model.net.config)
     callbacks = _instantiate_group(cfg.get("callbacks"))
+    prepare_wandb(cfg, ckpt_path)  # W&B run id in <run dir>/wandb_id.txt: a continued run continues it
     loggers = _instantiate_group(cfg.get("logger"))
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # AtomicCheckpointIO: checkpoints are written to a temp file and renamed (a kill never leaves half a file)
+    plugins = trainer_plugins(cfg.trainer)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)
     hparams = {
         k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
         for k in cfg
@@ -143,7 +149,11 @@ def _export(model: Any, out_dir: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    metrics, objects = train(cfg)
+    try:
+        metrics, objects = train(cfg)
+    except UserError as exc:  # one line, exit 2 (Hydra would print a traceback; a multirun stops here)
+        print(f"liif-sr-train: error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
     if objects["trainer"].interrupted:
         raise SystemExit(130)
     try:

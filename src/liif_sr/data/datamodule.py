@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from liif_sr.data.gpu_sampler import DeviceSampler
 from liif_sr.data.sampling import fixed_scale_pair, random_scale_sample
 from liif_sr.data.sources import check_sources, expand_sources, image_name, load_source_image
 
@@ -45,6 +48,19 @@ class RandomScaleDataset(Dataset):
         return random_scale_sample(self.images[idx % len(self.images)], **self.kwargs)
 
 
+class ImageIndexDataset(Dataset):
+    """``data.sampler=device``: ``repeat`` passes over the image indices; the batch is built on the device."""
+
+    def __init__(self, n_images: int, repeat: int = 1) -> None:
+        self.n_images, self.repeat = n_images, repeat
+
+    def __len__(self) -> int:
+        return self.n_images * self.repeat
+
+    def __getitem__(self, idx: int) -> dict[str, int]:
+        return {"index": idx % self.n_images}
+
+
 class FixedScaleDataset(Dataset):
     """Every (image, scale) pair: ``{"lr", "hr"}`` float [0, 1], ``"scale"``, ``"name"``."""
 
@@ -66,6 +82,21 @@ class FixedScaleDataset(Dataset):
         }
 
 
+def decorrelate_ranks(rank: int) -> None:
+    """Give each DDP rank its own stream of random scales, crops, flips and query pixels.
+
+    ``seed_everything(seed)`` seeds every rank identically, and with ``num_workers=0`` the samples are drawn
+    from the process's global torch RNG, so without this all ranks would draw the same sequence (for different
+    images: the DistributedSampler that Lightning adds already splits the images between ranks). DataLoader
+    workers are distinct per rank anyway (Lightning's ``worker_init_fn`` mixes in the global rank).
+    ``PL_GLOBAL_SEED`` is left alone: the DistributedSampler's shuffle must use the same seed on every rank.
+    """
+    import os
+
+    seed = int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed() % 2**31))
+    torch.manual_seed(seed + 1_000_003 * rank)
+
+
 class LIIFDataModule(L.LightningDataModule):
     """Random-scale training data and full-image validation at fixed scales.
 
@@ -73,12 +104,17 @@ class LIIFDataModule(L.LightningDataModule):
         train_sources / val_sources: folders, files or ``skimage:<name>`` (see :mod:`liif_sr.data.sources`).
         inp_size, scale_min, scale_max, sample_q, augment, downsampler: see :func:`random_scale_sample`.
         repeat: passes over the training images per epoch (20 for DIV2K in the paper).
-        batch_size: **global** batch size; divided by the number of devices under DDP.
+        batch_size: **global** batch size; divided by the number of devices under DDP (each rank draws
+            ``batch_size / world_size`` samples per step, from its own share of the images).
         val_scales: scales of the validation pairs; val_first_k: use only the first k validation images.
         val_downsampler: how validation LR is generated.
         cache: keep decoded uint8 images in memory.
         skip_bad_files: skip unreadable / too-small training images with a warning instead of failing.
         dataset_name: a downloadable dataset (``div2k``): a missing folder then names the download command.
+        sampler: ``cpu`` (DataLoader workers run :func:`random_scale_sample`, the reference) or ``device``
+            (the loader yields image indices only and :class:`~liif_sr.data.gpu_sampler.DeviceSampler` builds
+            each batch on the training device in :meth:`on_after_batch_transfer`, from uint8 images kept
+            there; PIL-exact LR, same sample distribution; ``docs/training_speed.md``).
     """
 
     def __init__(
@@ -102,9 +138,15 @@ class LIIFDataModule(L.LightningDataModule):
         first_k: int | None = None,
         pin_memory: bool = False,
         dataset_name: str | None = None,
+        sampler: str = "cpu",
     ) -> None:
         super().__init__()
+        if sampler not in ("cpu", "device"):
+            raise ValueError(f"data.sampler must be 'cpu' or 'device', got {sampler!r}")
         self.save_hyperparameters(logger=False)
+        self.device_sampler: DeviceSampler | None = None  # sampler=device: built at the first batch
+        self._sampler_seed = 0
+        self._sampler_rng: Tensor | None = None  # generator state from a checkpoint, applied at the build
         self.train_set: RandomScaleDataset | None = None
         self.val_set: FixedScaleDataset | None = None
         self.batch_size_per_device = batch_size
@@ -115,6 +157,8 @@ class LIIFDataModule(L.LightningDataModule):
         if hp.batch_size % world:
             raise ValueError(f"data.batch_size={hp.batch_size} (global) is not divisible by {world} devices")
         self.batch_size_per_device = hp.batch_size // world
+        if world > 1 and stage in (None, "fit"):
+            decorrelate_ranks(self.trainer.global_rank)
         if hp.dataset_name:
             from liif_sr.download import require_dataset
 
@@ -135,6 +179,14 @@ class LIIFDataModule(L.LightningDataModule):
                 augment=hp.augment,
                 downsampler=hp.downsampler,
             )
+            if hp.sampler == "device":
+                if hp.downsampler != "pil" or hp.sample_q is None:
+                    raise ValueError(
+                        "data.sampler=device needs data.downsampler=pil and an integer data.sample_q"
+                    )
+                # the sampler's own generator: from the (seeded) global RNG, distinct per DDP rank
+                rank = self.trainer.global_rank if self.trainer is not None else 0
+                self._sampler_seed = int(torch.randint(0, 2**31 - 1, ())) + 1_000_003 * rank
         if self.val_set is None and stage in (None, "fit", "validate") and hp.val_sources:
             items = expand_sources(hp.val_sources, hp.val_first_k)
             self.val_set = FixedScaleDataset(
@@ -144,6 +196,15 @@ class LIIFDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.train_set is None:
             raise ValueError("data.train_sources is empty: nothing to train on")
+        if self.hparams.sampler == "device":  # indices only: no workers needed
+            warnings.filterwarnings("ignore", message=".*train_dataloader. does not have many workers.*")
+            return DataLoader(
+                ImageIndexDataset(len(self.train_set.images), self.train_set.repeat),
+                batch_size=self.batch_size_per_device,
+                shuffle=True,
+                drop_last=True,
+                pin_memory=self.hparams.pin_memory,
+            )
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size_per_device,
@@ -157,4 +218,74 @@ class LIIFDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader | list:
         if self.val_set is None:
             return []
-        return DataLoader(self.val_set, batch_size=1, shuffle=False, num_workers=0)
+        world = self.trainer.world_size if self.trainer is not None else 1
+        sampler = None
+        if world > 1 and len(self.val_set) >= world:
+            # every (image, scale) item on exactly one rank: Lightning's default DistributedSampler repeats
+            # items to even out the ranks, which biases the mean PSNR. Uneven batch counts are safe here:
+            # validation has no backward and the LIIF networks have no buffers for DDP to broadcast.
+            from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+            sampler = UnrepeatedDistributedSampler(
+                self.val_set, num_replicas=world, rank=self.trainer.global_rank, shuffle=False
+            )
+        return DataLoader(self.val_set, batch_size=1, shuffle=False, sampler=sampler, num_workers=0)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """``data.sampler=device``: turn a batch of image indices (already on the device) into samples."""
+        if not (isinstance(batch, dict) and "index" in batch and self.train_set is not None):
+            return batch
+        index = batch["index"]
+        if self.device_sampler is None or self.device_sampler.device != index.device:
+            hp, images = self.hparams, self.train_set.images
+            self.device_sampler = DeviceSampler(
+                [images[i] for i in range(len(images))],
+                inp_size=hp.inp_size,
+                scale_min=hp.scale_min,
+                scale_max=hp.scale_max,
+                sample_q=hp.sample_q,
+                augment=hp.augment,
+                downsampler=hp.downsampler,
+                device=index.device,
+                seed=self._sampler_seed,
+            )
+            if self._sampler_rng is not None:  # resumed: continue the saved random stream
+                self.device_sampler.generator.set_state(self._sampler_rng)
+                self._sampler_rng = None
+            log.info(
+                "data.sampler=device: %d images (%.2f GiB) on %s",
+                len(self.device_sampler),
+                self.device_sampler.nbytes / 2**30,
+                index.device,
+            )
+        return self.device_sampler(index)
+
+    def state_dict(self) -> dict[str, Any]:
+        """``data.sampler=device``: every rank's sampler generator state, for exact resume (as ``RNGState``)."""
+        if self.device_sampler is None:
+            return {}
+        state = self.device_sampler.generator.get_state()
+        per_rank: list[Any] = [state]
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1 and torch.distributed.is_initialized():
+            per_rank = [None] * trainer.world_size  # dump_checkpoint runs on every rank: a collective is safe
+            torch.distributed.all_gather_object(per_rank, state)
+        return {"device_sampler_rng": per_rank}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        per_rank = state_dict.get("device_sampler_rng")
+        if not per_rank:
+            return
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if len(per_rank) != world:
+            log.warning(
+                "checkpoint has device-sampler states of %d ranks, this run has %d: fresh seeds",
+                len(per_rank),
+                world,
+            )
+            return
+        state = per_rank[self.trainer.global_rank if self.trainer is not None else 0].cpu()
+        if self.device_sampler is not None:
+            self.device_sampler.generator.set_state(state)
+        else:
+            self._sampler_rng = state
