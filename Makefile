@@ -36,10 +36,10 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix src tests scripts
 	$(VENV)/bin/ruff format src tests scripts
 
-bench-infer: $(STAMP) ## inference benchmark (plain reference vs fast path), appends to BENCHMARKS.md
+bench-infer: $(STAMP) ## inference benchmark (plain reference vs fast path); ARGS="--out BENCHMARKS.md" appends it
 	$(PY) scripts/bench_infer.py $(ARGS)
 
-bench-train: $(STAMP) ## training-step benchmark (fp32 reference vs fast path)
+bench-train: $(STAMP) ## training-step benchmark (fp32 reference vs fast path); ARGS="--markdown BENCHMARKS.md" records it
 	$(PY) scripts/bench_train.py $(ARGS)
 
 clean: ## remove build artefacts (keeps .venv and logs)
