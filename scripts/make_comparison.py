@@ -43,7 +43,9 @@ def main() -> None:
         sl = (slice(None), slice(y0, y0 + args.crop), slice(x0, x0 + args.crop))
         lr_sl = (slice(None), slice(y0 // s, (y0 + args.crop) // s), slice(x0 // s, (x0 + args.crop) // s))
         tiles = [lr[0][lr_sl], bic[0][sl], sr[0][sl], hr[0][sl]]
-        tiles[0] = torch.nn.functional.interpolate(tiles[0][None], size=tiles[1].shape[-2:], mode="nearest")[0]
+        tiles[0] = torch.nn.functional.interpolate(tiles[0][None], size=tiles[1].shape[-2:], mode="nearest")[
+            0
+        ]
     else:
         tiles = comparison_crops(lr[0], bic[0], sr[0], hr[0], s, crop=args.crop)
     write_image_atomic(args.out, side_by_side(tiles, size=192), overwrite=True)
