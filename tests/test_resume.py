@@ -35,6 +35,7 @@ EXACT = [
     "callbacks.model_checkpoint.every_n_epochs=2",
     "model.scheduler.milestones=[1,3]",
     "model.scheduler.gamma=0.5",
+    "model.optimizer.lr=5e-4",
     "export_weights=false",
 ]
 FAST = ["+trainer.num_sanity_val_steps=0"]  # where the sanity check adds nothing to the test
@@ -118,7 +119,7 @@ def test_resume_equals_straight_run(straight_and_resumed):
 def test_lr_schedule_restored_without_double_decay(straight_and_resumed):
     root = straight_and_resumed[0]
     lr_a, lr_b = read_metrics(root / "straight", "lr-Adam"), read_metrics(root / "split", "lr-Adam")
-    base = 5e-4  # quickstart experiment; milestones [1, 3], gamma 0.5, logged at each epoch start
+    base = 5e-4  # EXACT: lr 5e-4, milestones [1, 3], gamma 0.5, logged at each epoch start
     assert lr_a == pytest.approx({0: base, 4: base / 2, 8: base / 2, 12: base / 4})
     assert lr_b == pytest.approx(lr_a)
     opt = straight_and_resumed[2]["trainer"].optimizers[0]
