@@ -170,14 +170,7 @@ class LIIFDataModule(L.LightningDataModule):
             )
             log.info("training on %d images (x%d repeat)", len(items), hp.repeat)
             self.train_set = RandomScaleDataset(
-                HRImages(items, cache=hp.cache),
-                repeat=hp.repeat,
-                inp_size=hp.inp_size,
-                scale_min=hp.scale_min,
-                scale_max=hp.scale_max,
-                sample_q=hp.sample_q,
-                augment=hp.augment,
-                downsampler=hp.downsampler,
+                HRImages(items, cache=hp.cache), repeat=hp.repeat, **self.sample_kwargs()
             )
             if hp.sampler == "device":
                 if hp.downsampler != "pil" or hp.sample_q is None:
@@ -192,6 +185,12 @@ class LIIFDataModule(L.LightningDataModule):
             self.val_set = FixedScaleDataset(
                 HRImages(items, cache=hp.cache), hp.val_scales, hp.val_downsampler
             )
+
+    def sample_kwargs(self) -> dict:
+        """The random-scale sampling settings shared by the CPU and the device samplers."""
+        hp = self.hparams
+        keys = ("inp_size", "scale_min", "scale_max", "sample_q", "augment", "downsampler")
+        return {k: hp[k] for k in keys}
 
     def train_dataloader(self) -> DataLoader:
         if self.train_set is None:
@@ -237,15 +236,10 @@ class LIIFDataModule(L.LightningDataModule):
             return batch
         index = batch["index"]
         if self.device_sampler is None or self.device_sampler.device != index.device:
-            hp, images = self.hparams, self.train_set.images
+            images = self.train_set.images
             self.device_sampler = DeviceSampler(
                 [images[i] for i in range(len(images))],
-                inp_size=hp.inp_size,
-                scale_min=hp.scale_min,
-                scale_max=hp.scale_max,
-                sample_q=hp.sample_q,
-                augment=hp.augment,
-                downsampler=hp.downsampler,
+                **self.sample_kwargs(),
                 device=index.device,
                 seed=self._sampler_seed,
             )
