@@ -86,3 +86,25 @@ def test_wheel_train_entry_prints_config(wheel_site, tmp_path):
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "liif_sr.models.encoders.rdn.RDN" in res.stdout
+
+
+def test_wheel_upscale_with_shipped_weights(wheel_site, tmp_path):
+    """`liif-sr upscale img.png --scale 3.3` from the wheel: the shipped weights are inside it (offline)."""
+    import numpy as np
+    from PIL import Image
+
+    assert (wheel_site / "liif_sr" / "weights" / "edsr-baseline-liif.safetensors").is_file()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(
+        tmp_path / "img.png"
+    )
+    code = "import sys; from liif_sr.cli import main; sys.exit(main())"
+    res = subprocess.run(
+        [sys.executable, "-c", code, "upscale", "img.png", "--scale", "3.3", "-o", "out.png", "-q"],
+        cwd=tmp_path,
+        env=_env(wheel_site),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert Image.open(tmp_path / "out.png").size == (99, 66)
