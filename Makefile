@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-all lint format bench-infer bench-train eval-bicubic clean
+.PHONY: help install train test test-slow test-all lint format bench-infer bench-train eval-bicubic clean
 
 help: ## show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ train: $(STAMP) ## train the quickstart model (~7 min on 2 CPU cores), then repo
 
 test: $(STAMP) ## the default test suite (not slow)
 	$(PY) -m pytest -m "not slow" $(ARGS)
+
+test-slow: $(STAMP) ## only the slow tests (full bicubic tables, sweeps, Optuna, submitit, compile)
+	$(PY) -m pytest -m slow $(ARGS)
 
 test-all: $(STAMP) ## every test, slow ones included
 	$(PY) -m pytest $(ARGS)
