@@ -53,38 +53,26 @@ def wheel_site(tmp_path_factory) -> Path:
     return site
 
 
-def _env(site: Path) -> dict[str, str]:
+def _run_from_wheel(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run ``python ARGS`` in ``cwd`` (outside the repo) with the wheel's copy first on the path."""
     env = dict(os.environ, TARGET=str(site), PYTHONPATH=str(site))
-    return env
+    res = subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res
 
 
 def test_wheel_contains_configs_and_finds_them(wheel_site, tmp_path):
     conf = wheel_site / "liif_sr" / "conf"
     assert (conf / "train.yaml").is_file() and (conf / "experiment" / "rdn_liif.yaml").is_file()
     assert (wheel_site / "liif_sr" / "py.typed").is_file()
-    # run outside the repository, with the wheel's copy first on the path (ahead of the editable install)
-    res = subprocess.run(
-        [sys.executable, "-c", CHECK],
-        cwd=tmp_path,
-        env=_env(wheel_site),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
+    res = _run_from_wheel(wheel_site, tmp_path, "-c", CHECK)
     assert "CONFIGS_OK" in res.stdout
 
 
 def test_wheel_train_entry_prints_config(wheel_site, tmp_path):
-    res = subprocess.run(
-        [sys.executable, "-m", "liif_sr.train", "experiment=rdn_liif", "--cfg", "job"],
-        cwd=tmp_path,
-        env=_env(wheel_site),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
+    res = _run_from_wheel(wheel_site, tmp_path, "-m", "liif_sr.train", "experiment=rdn_liif", "--cfg", "job")
     assert "liif_sr.models.encoders.rdn.RDN" in res.stdout
 
 
@@ -98,13 +86,7 @@ def test_wheel_upscale_with_shipped_weights(wheel_site, tmp_path):
         tmp_path / "img.png"
     )
     code = "import sys; from liif_sr.cli import main; sys.exit(main())"
-    res = subprocess.run(
-        [sys.executable, "-c", code, "upscale", "img.png", "--scale", "3.3", "-o", "out.png", "-q"],
-        cwd=tmp_path,
-        env=_env(wheel_site),
-        capture_output=True,
-        text=True,
-        timeout=120,
+    _run_from_wheel(
+        wheel_site, tmp_path, "-c", code, "upscale", "img.png", "--scale", "3.3", "-o", "out.png", "-q"
     )
-    assert res.returncode == 0, res.stderr[-2000:]
     assert Image.open(tmp_path / "out.png").size == (99, 66)
