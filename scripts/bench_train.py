@@ -43,8 +43,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from liif_sr.data.gpu_sampler import DeviceSampler
 from liif_sr.data.sampling import random_scale_sample
-from liif_sr.fast import CompiledOrEager, channels_last_input
 from liif_sr.models import LIIF, RDN, EDSRBaseline, LIIFHead
+from liif_sr.training.fast import CompiledOrEager, channels_last_input
 
 Batch = dict[str, Tensor]
 

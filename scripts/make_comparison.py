@@ -11,10 +11,10 @@ import argparse
 import torch
 
 from liif_sr import load_model
-from liif_sr.callbacks import comparison_crops, side_by_side
 from liif_sr.data.images import read_image, write_image_atomic
 from liif_sr.data.resize import imresize_matlab_uint8, upsample_bicubic
 from liif_sr.metrics.sr import psnr
+from liif_sr.training.callbacks.pictures import comparison_crops, side_by_side
 
 
 def main() -> None:

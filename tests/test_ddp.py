@@ -23,7 +23,7 @@ from omegaconf import open_dict, read_write
 
 from liif_sr.data.datamodule import LIIFDataModule
 from liif_sr.errors import UserError
-from liif_sr.train import check_launch
+from liif_sr.training.launch import check_launch
 
 # one training step per rank (4 samples, global batch 4 = 2 per rank); validation at 3 scales = 3 items,
 # an odd count, so the two ranks validate unequal shares

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from liif_sr.cli import main
-from liif_sr.datasets_manifest import DATASETS, dataset_root, require_dataset
+from liif_sr.data.download.manifest import DATASETS, dataset_root, require_dataset
 from liif_sr.errors import DatasetMissingError
 
 

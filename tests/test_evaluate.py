@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from liif_sr.data.benchmarks import BenchmarkSpec, iter_pairs, lr_source, normalize_scale
 from liif_sr.errors import DatasetMissingError, UserError
-from liif_sr.eval_report import BICUBIC, Column, EvalResults, format_markdown, log_results
+from liif_sr.evaluation.benchmarks import BenchmarkSpec, iter_pairs, lr_source, normalize_scale
+from liif_sr.evaluation.report import BICUBIC, Column, EvalResults, format_markdown, log_results
 
 # published bicubic rows (EDSR/RCAN tables; LIIF's reference), Y PSNR with shave = scale
 PUBLISHED_BICUBIC = {
@@ -92,7 +92,7 @@ def _mini(mini_set: Path) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------
 def test_set5_bicubic_and_model_one_prediction_at_a_time(run_eval, shared_data, tiny_checkpoint, monkeypatch):
     """Set5 x2/x3/x4: reports written, bicubic = published row, and never two predictions alive at once."""
-    import liif_sr.evaluate as ev
+    import liif_sr.evaluation.runner as ev
     from liif_sr.models.liif import LIIF
 
     live: list[weakref.ref] = []
@@ -174,7 +174,7 @@ def test_missing_sets_error_or_skip(run_eval, mini_set, tmp_path, caplog):
 
 def test_div2k_protocol(run_eval, shared_data, tmp_path):
     """DIV2K config: its own folder names, RGB PSNR with shave = scale + 6, generated LR above x4."""
-    from liif_sr.evaluate import bicubic_predictor
+    from liif_sr.evaluation.runner import bicubic_predictor
     from liif_sr.metrics.sr import psnr
 
     hr = tmp_path / "div2k" / "DIV2K_valid_HR"
@@ -230,7 +230,7 @@ def test_cli_subprocess(shared_data, tmp_path):
 # units
 # ---------------------------------------------------------------------------------------------------------
 def test_checkpoint_names():
-    from liif_sr.evaluate import checkpoint_names
+    from liif_sr.evaluation.runner import checkpoint_names
 
     assert checkpoint_names(None) == {}
     assert checkpoint_names("runs/a/model.ckpt") == {"model": "runs/a/model.ckpt"}
@@ -261,7 +261,7 @@ def test_scales_and_lr_source(tmp_path):
 
 
 def test_pairs_are_read_lazily_and_cropped(mini_set, monkeypatch):
-    import liif_sr.data.benchmarks as bm
+    import liif_sr.evaluation.benchmarks as bm
 
     reads = []
     monkeypatch.setattr(bm, "read_image", lambda p, _r=bm.read_image: reads.append(p) or _r(p))

@@ -16,7 +16,7 @@ import pytest
 import torch
 from test_train import TINY
 
-from liif_sr.resume import SLOW_WRITE_ENV
+from liif_sr.training.checkpoint_io import SLOW_WRITE_ENV
 
 EPOCHS, STEPS_PER_EPOCH = 6, 8
 ARGS = [

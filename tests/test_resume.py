@@ -15,15 +15,10 @@ from omegaconf import OmegaConf
 from test_train import TINY
 
 from liif_sr.errors import UserError
-from liif_sr.resume import (
-    RNG_KEY,
-    AtomicCheckpointIO,
-    ModelCheckpoint,
-    NonFiniteLossError,
-    collect_rng_states,
-    restore_rng_states,
-    trainer_plugins,
-)
+from liif_sr.training.callbacks.finite_loss import NonFiniteLossError
+from liif_sr.training.callbacks.model_checkpoint import ModelCheckpoint
+from liif_sr.training.callbacks.rng_state import RNG_KEY, collect_rng_states, restore_rng_states
+from liif_sr.training.checkpoint_io import AtomicCheckpointIO, trainer_plugins
 
 # 4 steps per epoch, a loss row per step, validation every 2nd epoch, LR decays at epochs 1 and 3
 EXACT = [
@@ -192,7 +187,7 @@ def test_resume_sets_run_dir():
 @pytest.mark.parametrize(("every", "save_on_exception"), [(None, False), (100, True)])
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, every, save_on_exception):
     """Checked every step (CPU default) or lazily (GPU style: at epoch end / before any checkpoint write)."""
-    from liif_sr.module import LIIFModule
+    from liif_sr.training.module import LIIFModule
 
     step_fn = LIIFModule.training_step
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from liif_sr.fast import CompiledOrEager, FastOptions
 from liif_sr.models import LIIF, EDSRBaseline, LIIFHead
+from liif_sr.training.fast import CompiledOrEager, FastOptions
 
 TINY = [
     "data.repeat=2",
@@ -78,7 +78,7 @@ def _failing_backward_compiler(module, **kwargs):
 def test_compile_failure_falls_back_to_eager(caplog, compiler):
     net = _net()
     runner = CompiledOrEager(net, "tiny", compiler=compiler)
-    with caplog.at_level(logging.WARNING, logger="liif_sr.fast"):
+    with caplog.at_level(logging.WARNING, logger="liif_sr.training.fast"):
         out = runner(*_batch())
     assert not runner.active
     assert "continuing in eager mode" in caplog.text
@@ -131,7 +131,7 @@ def test_fast_head_under_bf16_autocast():
 
 def test_training_step_has_no_host_sync(monkeypatch):
     """No .item()/.tolist()/bool() of a tensor in the step (each one is a host-device sync on CUDA)."""
-    from liif_sr.module import LIIFModule
+    from liif_sr.training.module import LIIFModule
 
     module = LIIFModule(
         EDSRBaseline(n_resblocks=1, n_feats=8),
@@ -185,7 +185,7 @@ def test_gpu_fast_trainer_config(compose_train):
 
 def test_unused_module_is_not_registered():
     """The compiled wrapper adds no state-dict keys."""
-    from liif_sr.module import LIIFModule
+    from liif_sr.training.module import LIIFModule
 
     module = LIIFModule(
         EDSRBaseline(n_resblocks=1, n_feats=8),

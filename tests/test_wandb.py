@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_train import TINY
 
-from liif_sr.wandb_resume import ID_FILE, prepare_wandb, read_run_id
+from liif_sr.training.loggers.wandb_run import ID_FILE, prepare_wandb, read_run_id
 
 pytest.importorskip("wandb")
 

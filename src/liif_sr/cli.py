@@ -13,13 +13,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from liif_sr.errors import UserError
+from liif_sr.errors import UserError, report_user_error
 
 #: sub-command name -> module that defines ``register(subparsers)``
 SUBCOMMANDS: dict[str, str] = {
     "upscale": "liif_sr.inference.upscale_cli",
     "make-lr": "liif_sr.data.make_lr",
-    "download": "liif_sr.download",
+    "download": "liif_sr.data.download.fetch",
 }
 
 
@@ -51,8 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         if args.debug:
             raise
-        print(f"liif-sr {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return report_user_error(f"liif-sr {args.command}", exc)
     except KeyboardInterrupt:
         print(f"liif-sr {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 class UserError(Exception):
     """A problem with the user's input (file, option, checkpoint) with a one-line explanation."""
@@ -32,3 +34,9 @@ class OutputPathError(UserError):
 
 class OutputExistsError(OutputPathError):
     """The output file already exists and overwriting was not requested."""
+
+
+def report_user_error(prog: str, exc: UserError) -> int:
+    """Print ``<prog>: error: <message>`` to stderr (the one format of every CLI); return the exit code."""
+    print(f"{prog}: error: {exc}", file=sys.stderr)
+    return exc.exit_code

@@ -160,7 +160,7 @@ class LIIFDataModule(L.LightningDataModule):
         if world > 1 and stage in (None, "fit"):
             decorrelate_ranks(self.trainer.global_rank)
         if hp.dataset_name:
-            from liif_sr.download import require_dataset
+            from liif_sr.data.download.manifest import require_dataset
 
             for src in [*hp.train_sources, *hp.val_sources]:
                 require_dataset(Path(src), hp.dataset_name)

@@ -11,7 +11,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from liif_sr.data.images import tensor_to_uint8
 from liif_sr.errors import UserError
+from liif_sr.inference.devices import resolve_device  # noqa: F401  (re-exported for upscale_cli)
 from liif_sr.models.liif import LIIF
 
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -48,16 +50,6 @@ def target_size(
     return out
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available (install a CUDA build of torch)")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise UserError(f"--device must be auto, cpu or cuda[:N], got {device!r}")
-    return torch.device(device)
-
-
 def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
     """Autocast for reduced precision (MLP and gathers in bf16/fp16; area weights stay fp32)."""
     if precision == "fp32":
@@ -75,8 +67,8 @@ def to_tensor(rgb: np.ndarray) -> Tensor:
 
 
 def to_uint8(img: Tensor) -> np.ndarray:
-    """float (C, H, W) in [0, 1] → uint8 (H, W, C), rounded to nearest."""
-    return (img.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    """float (C, H, W) in [0, 1] → uint8 (H, W, C): :func:`liif_sr.data.images.tensor_to_uint8` (half up)."""
+    return tensor_to_uint8(img).reshape(img.shape[1], img.shape[2], img.shape[0])
 
 
 @torch.no_grad()

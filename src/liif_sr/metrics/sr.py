@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-__all__ = ["MeanPSNR", "psnr", "psnr_protocol", "rgb_to_y_matlab", "ssim_matlab"]
+__all__ = ["MeanPSNR", "protocol_shave", "psnr", "psnr_protocol", "rgb_to_y_matlab", "ssim_matlab"]
 
 #: MATLAB ``rgb2ycbcr`` Y row for RGB in [0, 1] (output in [0, 255] before the /255)
 _Y_COEFFS = (65.481, 128.553, 24.966)
@@ -117,7 +117,10 @@ def psnr(sr: Tensor, hr: Tensor, shave: int = 0, y_channel: bool = False) -> Ten
     return -10.0 * torch.log10(mse)
 
 
-def _protocol_shave(dataset: str, scale: float) -> tuple[int, bool]:
+def protocol_shave(dataset: str, scale: float) -> tuple[int, bool]:
+    """``(shave, y_channel)`` of a PSNR protocol: ``div2k`` RGB, shave ``ceil(s) + 6``; ``benchmark`` MATLAB Y,
+    shave ``ceil(s)``. The one definition: validation (:class:`MeanPSNR`), ``liif-sr-eval`` and
+    :func:`psnr_protocol` all use it."""
     if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not scale > 0:
         raise ValueError(f"scale must be a positive number, got {scale!r}")
     base = math.ceil(scale)
@@ -147,7 +150,7 @@ def psnr_protocol(sr: Tensor, hr: Tensor, dataset: str, scale: float) -> Tensor:
     Returns:
         PSNR in dB, shape :math:`(B,)`.
     """
-    shave, y_channel = _protocol_shave(dataset, scale)
+    shave, y_channel = protocol_shave(dataset, scale)
     return psnr(sr, hr, shave=shave, y_channel=y_channel)
 
 

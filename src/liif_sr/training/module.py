@@ -11,26 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from liif_sr.fast import CompiledOrEager, FastOptions, channels_last_input
-from liif_sr.metrics.sr import MeanPSNR
+from liif_sr.metrics.sr import MeanPSNR, protocol_shave
 from liif_sr.models.liif import LIIF, HeadFactory
+from liif_sr.training.fast import CompiledOrEager, FastOptions, channels_last_input
 
 
 def scale_key(scale: float) -> str:
     """``2.0`` → ``"x2"``, ``2.5`` → ``"x2.5"`` (metric names)."""
     return f"x{float(scale):g}"
-
-
-def protocol_shave(protocol: str, scale: float) -> tuple[int, bool]:
-    """(shave, y_channel) of a PSNR protocol: ``div2k`` RGB shave s+6; ``benchmark`` Y shave s."""
-    import math
-
-    s = math.ceil(scale)
-    if protocol == "div2k":
-        return s + 6, False
-    if protocol == "benchmark":
-        return s, True
-    raise ValueError(f"unknown PSNR protocol {protocol!r} (div2k | benchmark)")
 
 
 class LIIFModule(L.LightningModule):
@@ -45,7 +33,7 @@ class LIIFModule(L.LightningModule):
         val_scales: validation scales (metric names ``val/psnr_x{s}``); ``val/psnr`` is their mean.
         val_protocol: ``div2k`` (RGB, shave s+6) or ``benchmark`` (Y, shave s).
         val_chunk: queries decoded at once during validation.
-        fast: training-speed options ``{channels_last, compile, compile_mode}`` (:class:`liif_sr.fast.FastOptions`,
+        fast: training-speed options ``{channels_last, compile, compile_mode}`` (:class:`liif_sr.training.fast.FastOptions`,
             ``docs/training_speed.md``); mixed precision is the trainer's ``precision``.
     """
 

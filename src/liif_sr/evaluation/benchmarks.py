@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from liif_sr.data.download.manifest import lookup, require_dataset
 from liif_sr.data.images import IMAGE_EXTENSIONS, read_image, scan_images
 from liif_sr.data.resize import DOWNSAMPLE_METHODS, imresize_matlab_uint8
 from liif_sr.data.sampling import fixed_scale_pair
-from liif_sr.datasets_manifest import lookup, require_dataset
 from liif_sr.errors import DatasetMissingError, UserError
 
 __all__ = [

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import Logger
 
-from liif_sr.callbacks import comparison_crops, side_by_side
+from liif_sr.training.callbacks.pictures import comparison_crops, side_by_side
 
 log = logging.getLogger(__name__)
 

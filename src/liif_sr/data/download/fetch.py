@@ -1,7 +1,7 @@
 """``liif-sr download div2k|benchmark [--root DIR]``: fetch, verify and extract the training/benchmark data.
 
 Archives are downloaded to ``<root>/downloads/<file>.part`` (an interrupted transfer is resumed with an
-HTTP ``Range`` request), checked against the size and sha256 of :mod:`liif_sr.datasets_manifest`, then
+HTTP ``Range`` request), checked against the size and sha256 of :mod:`liif_sr.data.download.manifest`, then
 extracted into a temporary sibling folder and moved into place with :func:`os.replace`. A
 ``<folder>.complete`` marker holding the archive's sha256 is written last: a folder without it is never
 treated as complete and is removed and re-extracted on the next run. Standard library + tqdm only.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from liif_sr.datasets_manifest import (
+from liif_sr.data.download.manifest import (
     BASE_URL_ENV,
     DATA_DIR_ENV,
     MARKER_SUFFIX,

@@ -1,4 +1,4 @@
-"""Training callbacks of liif-sr."""
+"""End-of-training report of the quickstart: held-out PSNR of LIIF vs bicubic, a picture, a JSON."""
 
 from __future__ import annotations
 
@@ -8,36 +8,11 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
-import torch
 from lightning.pytorch.utilities import rank_zero_only
 
+from liif_sr.training.callbacks.pictures import comparison_crops, side_by_side
+
 log = logging.getLogger(__name__)
-
-
-def side_by_side(images: list[torch.Tensor], size: int = 192) -> np.ndarray:
-    """Centre crops of equal-size (3, H, W) [0, 1] images, nearest-resized to ``size`` and joined: (h, w, 3)."""
-    tiles = []
-    for img in images:
-        img = img.detach().float().cpu().clamp(0, 1)
-        tiles.append(torch.nn.functional.interpolate(img[None], size=(size, size), mode="nearest")[0])
-        tiles.append(torch.ones(3, size, 4))
-    grid = torch.cat(tiles[:-1], dim=2)
-    return (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-
-
-def comparison_crops(
-    lr: torch.Tensor, bicubic: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor, scale: float, crop: int = 96
-) -> list[torch.Tensor]:
-    """Aligned centre crops (LR | bicubic | LIIF | HR) of one image, each (3, crop, crop) at HR resolution."""
-    _, hh, ww = hr.shape
-    c = min(crop, hh, ww)
-    y0, x0 = (hh - c) // 2, (ww - c) // 2
-    hr_c = [t[:, y0 : y0 + c, x0 : x0 + c] for t in (bicubic, sr, hr)]
-    ly0, lx0 = int(y0 / scale), int(x0 / scale)
-    lc = max(1, round(c / scale))
-    lr_c = lr[:, ly0 : ly0 + lc, lx0 : lx0 + lc]
-    lr_c = torch.nn.functional.interpolate(lr_c[None], size=(c, c), mode="nearest")[0]
-    return [lr_c, *hr_c]
 
 
 class QuickstartReport(L.Callback):
@@ -60,7 +35,7 @@ class QuickstartReport(L.Callback):
         from liif_sr.data.resize import upsample_bicubic
         from liif_sr.data.sampling import fixed_scale_pair
         from liif_sr.data.sources import image_name
-        from liif_sr.metrics.sr import psnr
+        from liif_sr.metrics.sr import psnr_protocol
 
         out = Path(self.out_dir or trainer.default_root_dir)
         net = pl_module.net.eval()
@@ -71,9 +46,8 @@ class QuickstartReport(L.Callback):
             lr = lr.to(pl_module.device)
             sr = net.upscale(lr, tuple(hr.shape[-2:])).cpu()
             bic = upsample_bicubic(lr.cpu(), tuple(hr.shape[-2:])).clamp(0, 1)
-            shave = int(np.ceil(self.scale))
-            p_sr = float(psnr(sr, hr, shave=shave, y_channel=True)[0])
-            p_bic = float(psnr(bic, hr, shave=shave, y_channel=True)[0])
+            p_sr = float(psnr_protocol(sr, hr, "benchmark", self.scale)[0])
+            p_bic = float(psnr_protocol(bic, hr, "benchmark", self.scale)[0])
             rows.append({"image": image_name(item), "liif": p_sr, "bicubic": p_bic})
             if picture is None:
                 picture = side_by_side(comparison_crops(lr[0].cpu(), bic[0], sr[0], hr[0], self.scale))

@@ -1,0 +1,243 @@
+"""The evaluation runner behind ``liif-sr-eval`` (entry: :mod:`liif_sr.evaluate`, config ``conf/eval.yaml``).
+
+The LIIF tables from one command (``liif_spec.md`` §4, §6)::
+
+    liif-sr-eval checkpoint=runs/x/model.safetensors                      # Set5/Set14/B100/Urban100 x2..x8
+    liif-sr-eval checkpoint=[a.pth,b.ckpt] benchmark=[set5,b100] scales=[2,4]
+    liif-sr-eval benchmark=[div2k]                                         # bicubic row only, x2..x30
+    liif-sr-eval paths.benchmark_dir=/data/benchmark generate_with=matlab  # Urban100 x2-x4 without LR files
+
+Each image is evaluated by every model in turn and its prediction is dropped before the next one, so at most
+one prediction is alive at a time. Per image: PSNR by the set's protocol (float prediction, no 8-bit
+rounding, as the official ``test.py``) and SSIM (MATLAB convention, Y); the reported value is the mean of
+the per-image values. Results go to ``results.{md,csv,json}`` and ``psnr_vs_scale.png`` in the run folder,
+to stdout, and to the configured logger.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch import Tensor
+
+from liif_sr.errors import DatasetMissingError, UserError
+from liif_sr.evaluation.benchmarks import BenchmarkSpec, iter_pairs, lr_source, normalize_scale
+from liif_sr.evaluation.report import (
+    BICUBIC,
+    Column,
+    EvalResults,
+    format_markdown,
+    log_results,
+    write_reports,
+)
+from liif_sr.metrics.sr import protocol_shave
+
+log = logging.getLogger("liif_sr.evaluate")
+
+#: ``predict(lr, (H, W))``: lr float (1, 3, h, w) in [0, 1] on the device → (1, 3, H, W) in [0, 1]
+Predictor = Callable[[Tensor, tuple[int, int]], Tensor]
+
+
+def checkpoint_names(checkpoint: Any) -> dict[str, str]:
+    """Row name → checkpoint for ``checkpoint`` (None, a path/name, a list of them, or a {name: path} map).
+
+    Names are file stems (``model`` for ``runs/a/model.safetensors``), made unique with the parent folder
+    when stems collide; ``bicubic`` entries are dropped (the reference row is the ``bicubic`` option).
+    """
+    if checkpoint is None:
+        return {}
+    if isinstance(checkpoint, Mapping):
+        named = {str(k): str(v) for k, v in checkpoint.items()}
+        if BICUBIC in named:
+            raise UserError(f"checkpoint name {BICUBIC!r} is reserved for the reference row")
+        return named
+    items = [checkpoint] if isinstance(checkpoint, str) else [str(c) for c in checkpoint]
+    items = [c for c in dict.fromkeys(items) if c != BICUBIC]
+    stems = [Path(c).stem for c in items]
+    names: dict[str, str] = {}
+    for item, stem in zip(items, stems):
+        name = stem if stems.count(stem) == 1 else "/".join(Path(item).parts[-2:-1] + (stem,))
+        base, i = name, 2
+        while name in names or name == BICUBIC:
+            name, i = f"{base}#{i}", i + 1
+        names[name] = item
+    return names
+
+
+def bicubic_predictor(lr: Tensor, size: tuple[int, int]) -> Tensor:
+    """MATLAB ``imresize(lr, [H W], 'bicubic')``, clamped to [0, 1] like the model rows: (1, 3, H, W)."""
+    from liif_sr.data.resize import upsample_bicubic
+
+    return upsample_bicubic(lr, size).clamp_(0, 1)
+
+
+def build_predictors(cfg: DictConfig, device: torch.device) -> dict[str, Predictor]:
+    """The rows of the table: bicubic (unless ``bicubic=false``) and one per checkpoint, in order."""
+    from liif_sr.checkpoints import load_model
+
+    predictors: dict[str, Predictor] = {BICUBIC: bicubic_predictor} if cfg.bicubic else {}
+    checkpoint = (
+        OmegaConf.to_container(cfg.checkpoint) if OmegaConf.is_config(cfg.checkpoint) else cfg.checkpoint
+    )
+    for name, path in checkpoint_names(checkpoint).items():
+        model = load_model(path, device=device, head_mode=cfg.head_mode)
+        log.info("%s: %s (%.3fM parameters)", name, path, sum(p.numel() for p in model.parameters()) / 1e6)
+
+        def predict(lr: Tensor, size: tuple[int, int], model: Any = model) -> Tensor:
+            return model.upscale(lr, size, chunk=cfg.chunk, cell_clip=cfg.cell_clip)
+
+        predictors[name] = predict
+    if not predictors:
+        raise UserError("nothing to evaluate: give checkpoint=PATH or leave bicubic=true")
+    return predictors
+
+
+def score_image(
+    predict: Predictor, lr: Tensor, hr: Tensor, protocol: str, scale: float, with_ssim: bool = True
+) -> tuple[float, float | None]:
+    """Predict ``hr``'s size from ``lr`` (both (1, 3, ·, ·) float) and score it: ``(psnr, ssim)``.
+
+    The prediction lives only inside this function, so it is freed before the next model runs.
+    """
+    from liif_sr.metrics.sr import psnr_protocol, ssim_matlab
+
+    sr = predict(lr, (hr.shape[-2], hr.shape[-1]))
+    if sr.shape != hr.shape:
+        raise RuntimeError(f"prediction has shape {tuple(sr.shape)}, expected {tuple(hr.shape)}")
+    psnr = float(psnr_protocol(sr, hr, protocol, scale).item())
+    ssim = None
+    if with_ssim:
+        try:
+            ssim = float(ssim_matlab(sr, hr, protocol_shave(protocol, scale)[0]).item())
+        except ValueError:  # image too small for an 11x11 window after shaving
+            ssim = math.nan
+    return psnr, ssim
+
+
+def load_specs(cfg: DictConfig) -> list[BenchmarkSpec]:
+    """The selected sets (``benchmark=[...]``); missing ones raise, or are skipped with ``skip_missing``."""
+    specs = []
+    for key, node in (cfg.get("benchmark") or {}).items():
+        spec = BenchmarkSpec.from_config(OmegaConf.to_container(node, resolve=True))
+        try:
+            spec.require()
+        except DatasetMissingError as exc:
+            if not cfg.skip_missing:
+                raise DatasetMissingError(f"{exc} (or pass skip_missing=true)") from None
+            log.warning("skipping %s: %s", key, exc)
+            continue
+        specs.append(spec)
+    if not specs:
+        raise UserError("no benchmark set to evaluate (benchmark=[set5,set14,b100,urban100,manga109,div2k])")
+    return specs
+
+
+def select_scales(cfg: DictConfig, spec: BenchmarkSpec) -> list[int | float]:
+    """``scales`` from the config (a number or a list), else the set's own given + generated scales."""
+    scales = cfg.get("scales")
+    if scales is None:
+        return list(spec.scales)
+    scales = list(scales) if isinstance(scales, (ListConfig, list, tuple)) else [scales]
+    return list(dict.fromkeys(normalize_scale(s) for s in scales))
+
+
+def plan_columns(
+    cfg: DictConfig, specs: Sequence[BenchmarkSpec]
+) -> list[tuple[BenchmarkSpec, Column, list[Path]]]:
+    """Every (set, scale) column with its LR source and HR files; warns where ×2–×4 LR must be generated."""
+    plan = []
+    for spec in specs:
+        files = spec.hr_files(cfg.first_k)
+        for scale in select_scales(cfg, spec):
+            source = lr_source(spec, scale, cfg.downsampler, cfg.generate_with)
+            if source != "given" and scale in spec.given_lr_scales and cfg.generate_with is None:
+                log.warning(
+                    "%s x%s: no LR folder %s, generating the LR with %s bicubic; published x2-x4 numbers use "
+                    "MATLAB LR: run `liif-sr make-lr %s --scales %s --out %s` once, or pass generate_with=matlab",
+                    spec.name, scale, spec.lr_path(scale), source, spec.hr_path, scale,
+                    (spec.lr_path(scale) or spec.root / "LR").parent,
+                )  # fmt: skip
+            col = Column(
+                spec.name, scale, source, spec.protocol, protocol_shave(spec.protocol, scale)[0], len(files)
+            )
+            plan.append((spec, col, files))
+    return plan
+
+
+def _as_input(img: Tensor, device: torch.device) -> Tensor:
+    return img.to(device).float().div_(255).unsqueeze(0)
+
+
+def evaluate(cfg: DictConfig, output_dir: str | Path | None = None) -> EvalResults:
+    """Run the evaluation described by ``cfg`` (``conf/eval.yaml``); write reports to ``output_dir``.
+
+    Returns:
+        :class:`EvalResults` with every per-image number; ``output_dir`` defaults to ``cfg.paths.output_dir``.
+    """
+    from tqdm import tqdm
+
+    from liif_sr.hydra_app import instantiate_group
+    from liif_sr.inference.devices import resolve_device
+
+    start = time.perf_counter()
+    out_dir = Path(output_dir if output_dir is not None else cfg.paths.output_dir)
+    device = resolve_device(cfg.device, option="device=")
+    specs = load_specs(cfg)
+    plan = plan_columns(cfg, specs)
+    predictors = build_predictors(cfg, device)
+    loggers = instantiate_group(cfg.get("logger"))
+    results = EvalResults(models=list(predictors), columns=[col for _, col, _ in plan])
+    bar = tqdm(
+        total=sum(col.images for col in results.columns),
+        unit="img",
+        disable=not cfg.progress,
+        file=sys.stderr,
+    )
+    with torch.inference_mode(), bar:
+        for spec, col, files in plan:
+            bar.set_description(f"{col.set} x{col.scale}")
+            for pair in iter_pairs(spec, col.scale, cfg.downsampler, cfg.generate_with, files=files):
+                image, lr, hr = pair.name, _as_input(pair.lr, device), _as_input(pair.hr, device)
+                del pair
+                for name, predict in predictors.items():
+                    results.add(
+                        name, col, image, *score_image(predict, lr, hr, col.protocol, col.scale, cfg.ssim)
+                    )
+                bar.update()
+    results.meta = _metadata(cfg, device, time.perf_counter() - start)
+    paths = write_reports(results, out_dir, plot=cfg.plot)
+    print(format_markdown(results))
+    log.info("results written to %s", ", ".join(str(p) for p in paths.values()))
+    log_results(results, loggers, paths.get("png"))
+    return results
+
+
+def _metadata(cfg: DictConfig, device: torch.device, seconds: float) -> dict[str, Any]:
+    keys = (
+        "checkpoint",
+        "bicubic",
+        "scales",
+        "downsampler",
+        "generate_with",
+        "first_k",
+        "chunk",
+        "cell_clip",
+    )
+    meta = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v := cfg.get(k)) else v for k in keys}
+    meta["benchmark"] = {k: str(v.root) for k, v in (cfg.get("benchmark") or {}).items()}
+    meta.update(
+        device=str(device),
+        runtime_s=round(seconds, 2),
+        torch=torch.__version__,
+        python=platform.python_version(),
+    )
+    return meta

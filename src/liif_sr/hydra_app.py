@@ -1,0 +1,88 @@
+"""The Hydra plumbing shared by ``liif-sr-train`` and ``liif-sr-eval`` (and nothing else).
+
+* :func:`register_resolvers`: ``${liif_sr.or:a,b}`` (``a`` unless null/empty, else ``b``; used by
+  ``conf/hydra/default.yaml`` for ``resume=<run dir>`` → ``hydra.run.dir``), registered on import;
+* :func:`instantiate_group`: the entries with a ``_target_`` of a config group (loggers, callbacks);
+* :func:`finish_wandb`: close the W&B run of a job (each job of a multirun gets its own run);
+* :func:`hydra_entry`: the console entry of a task: user errors (:class:`~liif_sr.errors.UserError`)
+  print one line ``<prog>: error: <message>`` and exit with their code (2; 3 for a diverged training),
+  like ``liif-sr``; ``HYDRA_FULL_ERROR=1`` re-raises them for the full traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from liif_sr.errors import UserError, report_user_error
+
+FULL_ERROR_ENV = "HYDRA_FULL_ERROR"
+
+
+def register_resolvers() -> None:
+    """Register liif-sr's OmegaConf resolvers once (idempotent)."""
+    if not OmegaConf.has_resolver("liif_sr.or"):
+        OmegaConf.register_new_resolver("liif_sr.or", lambda a, b: b if a in (None, "") else a)
+
+
+register_resolvers()
+
+
+def full_error() -> bool:
+    """Whether ``HYDRA_FULL_ERROR=1`` asks for tracebacks instead of one-line user errors."""
+    return os.environ.get(FULL_ERROR_ENV) == "1"
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every entry with a ``_target_`` of a config group (plain lists/dicts passed in)."""
+    from hydra.utils import instantiate
+
+    if not group:
+        return []
+    return [
+        instantiate(c, _convert_="all")
+        for c in group.values()
+        if isinstance(c, DictConfig) and "_target_" in c
+    ]
+
+
+def finish_wandb() -> None:
+    """``wandb.finish()`` if this process has an open W&B run (wandb is not imported otherwise)."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
+def hydra_entry(prog: str, config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[], None]:
+    """The console entry for ``task`` on ``conf/<config_name>.yaml``; the task's return value goes to
+    Hydra (sweepers optimise it)."""
+
+    def user_error(exc: UserError) -> SystemExit:
+        return SystemExit(report_user_error(prog, exc))
+
+    @hydra.main(version_base="1.3", config_path="conf", config_name=config_name)
+    def _hydra_main(cfg: DictConfig) -> Any:
+        try:
+            return task(cfg)
+        except UserError as exc:  # Hydra would print a traceback report; a multirun stops here
+            if full_error():
+                raise
+            raise user_error(exc) from None
+        finally:
+            finish_wandb()
+
+    def main() -> None:
+        try:
+            _hydra_main()
+        except UserError as exc:  # raised outside the task (e.g. while Hydra launches it)
+            if full_error():
+                raise
+            raise user_error(exc) from None
+
+    main.__doc__ = f"Console entry ``{prog}``: Hydra overrides; user errors print one line."
+    return main

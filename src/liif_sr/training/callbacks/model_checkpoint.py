@@ -1,0 +1,46 @@
+"""Lightning's ``ModelCheckpoint`` that also refreshes ``last.ckpt`` every ``last_every_n_epochs`` epochs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint as _LightningModelCheckpoint
+
+
+class ModelCheckpoint(_LightningModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` that also writes ``last.ckpt`` every ``last_every_n_epochs`` epochs.
+
+    Lightning writes ``last.ckpt`` only when a numbered checkpoint is written (``every_n_epochs``, 100 in the
+    paper configs), so a killed run could lose up to 100 epochs. ``last_every_n_epochs=0`` keeps Lightning's
+    behaviour. The callback state is stored under Lightning's ``ModelCheckpoint{...}`` key (old checkpoints load).
+    """
+
+    def __init__(self, *args: Any, last_every_n_epochs: int = 1, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.last_every_n_epochs = int(last_every_n_epochs)
+
+    @property
+    def state_key(self) -> str:
+        return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
+
+    def _save_last_now(self, trainer: L.Trainer) -> None:
+        n = self.last_every_n_epochs
+        if (
+            self.save_last
+            and n > 0
+            and (trainer.current_epoch + 1) % n == 0
+            and self._last_global_step_saved != trainer.global_step
+            and not self._should_skip_saving_checkpoint(trainer)
+        ):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_now(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_now(trainer)
