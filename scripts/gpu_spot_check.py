@@ -19,8 +19,9 @@ import torch
 from PIL import Image
 
 from liif_sr import load_model
+from liif_sr.data.make_lr import mod_crop
 from liif_sr.data.resize import imresize_matlab_uint8
-from liif_sr.metrics.sr import psnr
+from liif_sr.metrics.sr import psnr_protocol
 
 
 def timed(fn: Callable[[], object], n: int = 5) -> float:
@@ -63,12 +64,12 @@ def main() -> None:
         vals = []
         for path in sorted(set5.glob("*.png")):
             hr = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
-            hh, ww = hr.shape[1] // s * s, hr.shape[2] // s * s
-            hr = hr[:, :hh, :ww]
+            hr = mod_crop(hr, s)
+            hh, ww = hr.shape[1:]
             lr8 = imresize_matlab_uint8(hr, size=(hh // s, ww // s))
             with torch.no_grad():
                 sr = model.upscale(lr8.float().cuda()[None] / 255, (hh, ww)).cpu()
-            vals.append(float(psnr(sr, hr.float()[None] / 255, shave=s, y_channel=True)[0]))
+            vals.append(float(psnr_protocol(sr, hr.float()[None] / 255, "benchmark", s)[0]))
         print(f"Set5 x{s} Y-PSNR {np.mean(vals):.3f}", flush=True)
 
 

@@ -12,8 +12,9 @@ import torch
 
 from liif_sr import load_model
 from liif_sr.data.images import read_image, write_image_atomic
+from liif_sr.data.make_lr import mod_crop
 from liif_sr.data.resize import imresize_matlab_uint8, upsample_bicubic
-from liif_sr.metrics.sr import psnr
+from liif_sr.metrics.sr import psnr_protocol
 from liif_sr.training.callbacks.pictures import comparison_crops, side_by_side
 
 
@@ -28,8 +29,8 @@ def main() -> None:
     args = p.parse_args()
     s = args.scale
     hr8 = torch.from_numpy(read_image(args.hr)).permute(2, 0, 1)
-    h, w = hr8.shape[1] // s * s, hr8.shape[2] // s * s
-    hr8 = hr8[:, :h, :w]
+    hr8 = mod_crop(hr8, s)
+    h, w = hr8.shape[1:]
     lr = imresize_matlab_uint8(hr8, size=(h // s, w // s)).float()[None] / 255
     hr = hr8.float()[None] / 255
     model = load_model(args.checkpoint)
@@ -49,8 +50,8 @@ def main() -> None:
     else:
         tiles = comparison_crops(lr[0], bic[0], sr[0], hr[0], s, crop=args.crop)
     write_image_atomic(args.out, side_by_side(tiles, size=192), overwrite=True)
-    p_sr = float(psnr(sr, hr, shave=s, y_channel=True)[0])
-    p_bic = float(psnr(bic, hr, shave=s, y_channel=True)[0])
+    p_sr = float(psnr_protocol(sr, hr, "benchmark", s)[0])
+    p_bic = float(psnr_protocol(bic, hr, "benchmark", s)[0])
     print(f"{args.out}: x{s} Y-PSNR LIIF {p_sr:.2f} dB, bicubic {p_bic:.2f} dB")
 
 

@@ -108,6 +108,8 @@ class LIIFDataModule(L.LightningDataModule):
             ``batch_size / world_size`` samples per step, from its own share of the images).
         val_scales: scales of the validation pairs; val_first_k: use only the first k validation images.
         val_downsampler: how validation LR is generated.
+        val_protocol: PSNR protocol of the validation images, ``div2k`` (RGB, shave s+6) or ``benchmark``
+            (MATLAB Y, shave s); ``model.val_protocol`` follows it (``conf/model/liif.yaml``).
         cache: keep decoded uint8 images in memory.
         skip_bad_files: skip unreadable / too-small training images with a warning instead of failing.
         dataset_name: a downloadable dataset (``div2k``): a missing folder then names the download command.
@@ -133,6 +135,7 @@ class LIIFDataModule(L.LightningDataModule):
         val_scales: Sequence[float] = (2, 3, 4),
         val_downsampler: str = "pil",
         val_first_k: int | None = None,
+        val_protocol: str = "div2k",
         cache: bool = True,
         skip_bad_files: bool = False,
         first_k: int | None = None,
@@ -143,6 +146,8 @@ class LIIFDataModule(L.LightningDataModule):
         super().__init__()
         if sampler not in ("cpu", "device"):
             raise ValueError(f"data.sampler must be 'cpu' or 'device', got {sampler!r}")
+        if val_protocol not in ("div2k", "benchmark"):
+            raise ValueError(f"data.val_protocol must be 'div2k' or 'benchmark', got {val_protocol!r}")
         self.save_hyperparameters(logger=False)
         self.device_sampler: DeviceSampler | None = None  # sampler=device: built at the first batch
         self._sampler_seed = 0

@@ -15,7 +15,7 @@ from typing import TypedDict
 import torch
 from torch import Tensor
 
-from liif_sr.coords import make_coord
+from liif_sr.coords import make_cell, make_coord
 from liif_sr.data.resize import downsample
 
 
@@ -79,7 +79,7 @@ def random_scale_sample(
             raise ValueError(f"random_scale_sample: sample_q={sample_q} > {coord.shape[0]} HR pixels")
         idx = torch.randperm(coord.shape[0], generator=generator)[:sample_q]
         coord, rgb = coord[idx], rgb[idx]
-    cell = torch.tensor([2.0 / hh, 2.0 / ww]).expand(coord.shape[0], 2).clone()
+    cell = make_cell((hh, ww), coord.shape[0])
     return {
         "inp": crop_lr.float() / 255,
         "coord": coord,

@@ -14,12 +14,6 @@ from liif_sr.models.heads.liif import LIIFHead
 HeadFactory = Callable[..., LIIFHead]
 
 
-def _encoder_name(encoder: nn.Module) -> str:
-    from liif_sr.models.registry import encoder_name
-
-    return encoder_name(encoder)
-
-
 class LIIF(nn.Module):
     """Local Implicit Image Function model.
 
@@ -44,8 +38,10 @@ class LIIF(nn.Module):
     @property
     def config(self) -> dict[str, Any]:
         """Plain-data description (no code) from which :func:`liif_sr.models.build_model` rebuilds it."""
+        from liif_sr.models.registry import encoder_name  # the registry imports this module
+
         return {
-            "encoder": {"name": _encoder_name(self.encoder), "args": dict(self.encoder.config)},
+            "encoder": {"name": encoder_name(self.encoder), "args": dict(self.encoder.config)},
             "head": dict(self.head.config),
         }
 

@@ -70,8 +70,11 @@ def _sweep_group() -> str | None:
     return Path(str(hc.sweep.dir)).name or None
 
 
-def _encoder_name() -> str | None:
-    """The ``model/encoder`` config chosen for this run (``edsr_baseline``, ``rdn``, ...), or None."""
+def _encoder_config_name() -> str | None:
+    """The ``model/encoder`` *config* chosen for this run (``edsr_baseline_small``, ``rdn``, ...), or None.
+
+    Deliberately not :func:`liif_sr.models.registry.encoder_name` (the class's registry name stored in
+    checkpoints): the run name tells ``rdn`` from ``rdn_small``."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
@@ -102,6 +105,6 @@ def prepare_wandb(cfg: DictConfig, ckpt_path: str | None = None) -> str | None:
         if wb.get("group") is None:
             wb.group = _sweep_group()
         if wb.get("name") is None:
-            wb.name = _encoder_name()
+            wb.name = _encoder_config_name()
     write_run_id(out_dir, run_id)
     return run_id
