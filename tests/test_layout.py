@@ -147,3 +147,13 @@ def test_train_user_error_is_one_line_unless_hydra_full_error(tmp_path):
     assert "Traceback" not in res.stderr
     res = _train_cli(tmp_path, full_error=True)
     assert res.returncode != 0 and "Traceback" in res.stderr and "UserError" in res.stderr
+
+
+@pytest.mark.parametrize(("module", "job"), [("liif_sr.train", "train"), ("liif_sr.evaluate", "evaluate")])
+def test_hydra_job_name_is_the_entry(module, job):
+    """The shared plumbing does not rename the Hydra job (SLURM job names, ``.hydra`` files use it)."""
+    res = subprocess.run(
+        [sys.executable, "-m", module, "--cfg", "hydra"], capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr
+    assert yaml.safe_load(res.stdout)["hydra"]["job"]["name"] == job

@@ -25,7 +25,7 @@ def _task(cfg: DictConfig) -> None:
     evaluate(cfg)
 
 
-main = hydra_entry("liif-sr-eval", "eval", _task)
+main = hydra_entry("liif-sr-eval", "eval", _task, module="liif_sr.evaluate")
 
 if __name__ == "__main__":
     main()

@@ -58,15 +58,18 @@ def finish_wandb() -> None:
         wandb.finish()
 
 
-def hydra_entry(prog: str, config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[], None]:
+def hydra_entry(
+    prog: str, config_name: str, task: Callable[[DictConfig], Any], module: str
+) -> Callable[[], None]:
     """The console entry for ``task`` on ``conf/<config_name>.yaml``; the task's return value goes to
-    Hydra (sweepers optimise it)."""
+    Hydra (sweepers optimise it). ``module`` (the entry module, e.g. ``liif_sr.train``) is what Hydra sees
+    as the caller, so ``hydra.job.name`` stays the entry's name (``train``, ``evaluate``) also under
+    ``python -m``."""
 
     def user_error(exc: UserError) -> SystemExit:
         return SystemExit(report_user_error(prog, exc))
 
-    @hydra.main(version_base="1.3", config_path="conf", config_name=config_name)
-    def _hydra_main(cfg: DictConfig) -> Any:
+    def run_task(cfg: DictConfig) -> Any:
         try:
             return task(cfg)
         except UserError as exc:  # Hydra would print a traceback report; a multirun stops here
@@ -75,6 +78,9 @@ def hydra_entry(prog: str, config_name: str, task: Callable[[DictConfig], Any]) 
             raise user_error(exc) from None
         finally:
             finish_wandb()
+
+    run_task.__module__ = module  # Hydra: job name and config_path ("conf" of the liif_sr package)
+    _hydra_main = hydra.main(version_base="1.3", config_path="conf", config_name=config_name)(run_task)
 
     def main() -> None:
         try:

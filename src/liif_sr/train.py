@@ -90,7 +90,7 @@ def _task(cfg: DictConfig) -> float | None:
     return metrics.get(name) if name else None
 
 
-main = hydra_entry("liif-sr-train", "train", _task)
+main = hydra_entry("liif-sr-train", "train", _task, module="liif_sr.train")
 
 if __name__ == "__main__":
     main()
