@@ -1,7 +1,7 @@
-"""Models: encoders, decoder heads and the LIIF model."""
+"""Models: encoders, decoder heads (LIIF, LTE, MetaSR) and the LIIF model."""
 
 from liif_sr.models.encoders import RDN, EDSRBaseline
-from liif_sr.models.heads import DecoderHead, LIIFHead
+from liif_sr.models.heads import DecoderHead, LIIFHead, LTEHead, MetaSRHead
 from liif_sr.models.liif import LIIF
 from liif_sr.models.registry import ENCODERS, HEADS, build_model
 
@@ -13,5 +13,7 @@ __all__ = [
     "DecoderHead",
     "EDSRBaseline",
     "LIIFHead",
+    "LTEHead",
+    "MetaSRHead",
     "build_model",
 ]

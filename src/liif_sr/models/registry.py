@@ -14,10 +14,12 @@ from liif_sr.errors import CheckpointError
 from liif_sr.models.encoders import RDN, EDSRBaseline
 from liif_sr.models.heads.base import DecoderHead
 from liif_sr.models.heads.liif import LIIFHead
+from liif_sr.models.heads.lte import LTEHead
+from liif_sr.models.heads.metasr import MetaSRHead
 from liif_sr.models.liif import LIIF
 
 ENCODERS: dict[str, type[nn.Module]] = {"edsr_baseline": EDSRBaseline, "rdn": RDN}
-HEADS: dict[str, type[DecoderHead]] = {cls.name: cls for cls in (LIIFHead,)}
+HEADS: dict[str, type[DecoderHead]] = {cls.name: cls for cls in (LIIFHead, LTEHead, MetaSRHead)}
 
 
 def encoder_name(encoder: nn.Module) -> str:

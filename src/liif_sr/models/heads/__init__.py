@@ -2,5 +2,7 @@
 
 from liif_sr.models.heads.base import DecoderHead, HeadState
 from liif_sr.models.heads.liif import LIIFHead
+from liif_sr.models.heads.lte import LTEHead
+from liif_sr.models.heads.metasr import MetaSRHead
 
-__all__ = ["DecoderHead", "HeadState", "LIIFHead"]
+__all__ = ["DecoderHead", "HeadState", "LIIFHead", "LTEHead", "MetaSRHead"]
