@@ -95,8 +95,17 @@ def _torch_load(path: Path) -> Any:
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Return ``(model_config, state_dict)`` of any supported file, without building the model."""
-    path = Path(path)
+    """Return ``(model_config, state_dict)`` of any supported file, without building the model.
+
+    A config without a head name (files written before other heads existed) gets ``"name": "liif"``.
+    """
+    config, sd = _read_checkpoint(Path(path))
+    if isinstance(config, dict) and isinstance(config.get("head"), dict):
+        config["head"] = {"name": "liif", **config["head"]}
+    return config, sd
+
+
+def _read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     if path.suffix == ".safetensors":

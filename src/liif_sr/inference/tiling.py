@@ -1,8 +1,9 @@
 """Exact tiled upscaling: bounded memory for large inputs, output equal to the untiled :meth:`LIIF.upscale`.
 
 The LR image is split into ``tile x tile`` tiles. Each tile is encoded from an LR crop that extends
-``margin = encoder.receptive_radius + 2`` pixels past the tile on every side that is not an image border,
-and decodes only the output pixels it *owns*, in the global coordinate frame.
+``margin = encoder.receptive_radius + head.reach`` pixels past the tile on every side that is not an image
+border, and decodes only the output pixels it *owns*, in the global coordinate frame. The proof below is for
+the LIIF head (``reach = 2``); the LTE and MetaSR heads prove their ``reach`` in their module docs (also 2).
 
 **Ownership.** Output pixel centre ``c`` (in [-1, 1]) lies at ``u = (c + 1) * n / 2`` in LR pixel units along
 an axis of LR length ``n``; it is owned by the tile containing LR pixel ``p = clamp(floor(u), 0, n - 1)``.
@@ -28,7 +29,8 @@ Ownership is separable (rows x columns), so each tile owns a rectangle of output
 
 So ``R + 2`` is sufficient and, since both ends in step 1 are reached, necessary in general. Coordinates,
 relative coordinates and cells are computed with the global latent size ``(h, w)``; only the final gather
-subtracts the tile's offset. The encoder never sees more than ``(tile + 2 margin)^2`` pixels and neither the
+subtracts the tile's offset: each tile is ``head.prepare(latent window, LR window, offset, (h, w))`` and
+``head.decode`` of its owned queries (the :class:`~liif_sr.models.heads.base.DecoderHead` contract). The encoder never sees more than ``(tile + 2 margin)^2`` pixels and neither the
 full latent nor the full projection is materialised; the output ``(B, 3, H, W)`` itself is.
 """
 
@@ -41,13 +43,12 @@ import torch
 from torch import Tensor, nn
 
 from liif_sr.coords import make_cell, make_coord
-from liif_sr.models.heads.liif import LIIFHead
-from liif_sr.models.liif import LIIF, clip_cell
+from liif_sr.models.liif import LIIF, clip_cell, normalise
 
 
-def tile_margin(encoder: nn.Module) -> int:
-    """LR pixels of context each tile needs beyond its edges: ``receptive_radius + 2`` (see module doc)."""
-    return int(encoder.receptive_radius) + 2
+def tile_margin(encoder: nn.Module, reach: int = 2) -> int:
+    """LR pixels of context each tile needs beyond its edges: ``receptive_radius + reach`` (see module doc)."""
+    return int(encoder.receptive_radius) + int(reach)
 
 
 def _owners(n_out: int, n_lr: int, tile: int, device: torch.device) -> Tensor:
@@ -61,41 +62,6 @@ def _spans(owners: Tensor, n_tiles: int) -> list[tuple[int, int]]:
     """``[start, end)`` of the output pixels owned by each tile (empty spans allowed)."""
     bounds = torch.searchsorted(owners, torch.arange(n_tiles + 1, device=owners.device)).tolist()
     return [(bounds[t], bounds[t + 1]) for t in range(n_tiles)]
-
-
-def decode_tile(
-    head: LIIFHead,
-    proj: Tensor,
-    offset: tuple[int, int],
-    lr_size: tuple[int, int],
-    coord: Tensor,
-    cell: Tensor | None = None,
-) -> Tensor:
-    """:meth:`LIIFHead.forward_fast` for global ``coord`` using a projection tile.
-
-    Args:
-        head: the LIIF head (its weights; ``head.mode`` is ignored: this is the factorised path).
-        proj: ``head.latent_projection`` of a latent window, (B, hidden, th, tw), exact where it is read.
-        offset: global latent index ``(oy, ox)`` of ``proj[..., 0, 0]``.
-        lr_size: global latent size ``(h, w)``.
-        coord, cell: (B, Q, 2) global query coordinates and cells.
-
-    Returns:
-        (B, Q, out_dim) in the normalised output space.
-    """
-    b, hidden, th, tw = proj.shape
-    h, w = lr_size
-    oy, ox = offset
-    # global frame: indices, relative coordinates and cells exactly as forward_fast on the full latent
-    idx, rel_coord, extra = head.query_geometry(coord, cell, h, w)
-    _, s, q, _ = idx.shape
-    ly, lx = idx[..., 0] - oy, idx[..., 1] - ox  # only the gather is local
-    if q and (ly.min() < 0 or ly.max() >= th or lx.min() < 0 or lx.max() >= tw):
-        raise RuntimeError("decode_tile: a query reads a latent outside the tile (margin too small?)")
-    flat = ly * tw + lx + (torch.arange(b, device=coord.device) * (th * tw)).view(b, 1, 1)
-    rows = proj.permute(0, 2, 3, 1).reshape(b * th * tw, hidden)  # a view when proj is channels-last
-    pred = head.decode_rows(rows, flat.view(-1), extra.reshape(b * s * q, -1)).view(b, s, q, -1)
-    return head.blend(pred, rel_coord)
 
 
 @torch.no_grad()
@@ -117,7 +83,8 @@ def upscale_tiled(
         tile: LR tile size (one int, or ``(ty, tx)``), ≥ 1.
         chunk: queries decoded at once.
         cell_clip: as in :meth:`LIIF.upscale`.
-        margin: LR context per side; default :func:`tile_margin` (smaller is inexact; for tests).
+        margin: LR context per side; default :func:`tile_margin` (smaller is inexact; for tests), at least
+            the head's ``reach``.
 
     Returns:
         (B, 3, H, W) float32 in [0, 1].
@@ -128,9 +95,10 @@ def upscale_tiled(
     ty, tx = (tile, tile) if isinstance(tile, int) else (int(tile[0]), int(tile[1]))
     if ty < 1 or tx < 1 or chunk < 1:
         raise ValueError(f"upscale_tiled: tile and chunk must be positive, got tile={tile}, chunk={chunk}")
-    m = tile_margin(model.encoder) if margin is None else int(margin)
-    if m < 2:
-        raise ValueError(f"upscale_tiled: margin must be >= 2, got {m}")
+    reach = int(model.head.reach)
+    m = tile_margin(model.encoder, reach) if margin is None else int(margin)
+    if m < reach:
+        raise ValueError(f"upscale_tiled: margin must be >= the head's reach {reach}, got {m}")
     b, _, h, w = lr.shape
     device = lr.device
     ys = make_coord((out_h, 1), flatten=False, device=device)[:, 0, 0]  # bit-identical to make_coord((H, W))
@@ -146,16 +114,16 @@ def upscale_tiled(
             continue
         r0, r1 = i * ty, min((i + 1) * ty, h)
         cy0, cy1 = max(r0 - m, 0), min(r1 + m, h)  # LR crop
-        ly0, ly1 = max(r0 - 2, cy0), min(r1 + 2, cy1)  # latent window (global rows)
+        ly0, ly1 = max(r0 - reach, cy0), min(r1 + reach, cy1)  # latent window (global rows)
         for j, (qx0, qx1) in enumerate(col_spans):
             if qx0 == qx1:
                 continue
             c0, c1 = j * tx, min((j + 1) * tx, w)
             cx0, cx1 = max(c0 - m, 0), min(c1 + m, w)
-            lx0, lx1 = max(c0 - 2, cx0), min(c1 + 2, cx1)
+            lx0, lx1 = max(c0 - reach, cx0), min(c1 + reach, cx1)
             feat = model.encode(lr[:, :, cy0:cy1, cx0:cx1])
             feat = feat[:, :, ly0 - cy0 : ly1 - cy0, lx0 - cx0 : lx1 - cx0]
-            proj = model.head.latent_projection(feat)
+            state = model.head.prepare(feat, normalise(lr[:, :, ly0:ly1, lx0:lx1]), (ly0, lx0), (h, w))
             del feat
             coord = torch.stack(torch.meshgrid(ys[qy0:qy1], xs[qx0:qx1], indexing="ij"), dim=-1).view(-1, 2)
             n_q = coord.shape[0]
@@ -163,7 +131,7 @@ def upscale_tiled(
             for st in range(0, n_q, chunk):
                 c = coord[st : st + chunk].unsqueeze(0).expand(b, -1, -1)
                 ce = cell_one.expand(b, c.shape[1], 2)
-                pred[:, st : st + chunk] = decode_tile(model.head, proj, (ly0, lx0), (h, w), c, ce).float()
+                pred[:, st : st + chunk] = model.head.decode(state, c, ce).float()
             pred = (pred * 0.5 + 0.5).clamp_(0, 1)
             out[:, :, qy0:qy1, qx0:qx1] = pred.view(b, qy1 - qy0, qx1 - qx0, 3).permute(0, 3, 1, 2)
     return out

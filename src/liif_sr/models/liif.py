@@ -1,4 +1,4 @@
-"""LIIF: an encoder (LR → latent grid) plus a :class:`LIIFHead` (latent + coordinate → RGB)."""
+"""LIIF: an encoder (LR → latent grid) plus a decoder head (latent + coordinate → RGB; LIIF, LTE, MetaSR)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import torch
 from torch import Tensor, nn
 
 from liif_sr.coords import make_cell, make_coord
-from liif_sr.models.heads.liif import LIIFHead
+from liif_sr.models.heads.base import DecoderHead
 
-HeadFactory = Callable[..., LIIFHead]
+HeadFactory = Callable[..., DecoderHead]
 
 
 class LIIF(nn.Module):
@@ -22,11 +22,11 @@ class LIIF(nn.Module):
 
     Args:
         encoder: module mapping ``(B, 3, h, w)`` → ``(B, C, h, w)`` with an ``out_dim`` attribute.
-        head: a :class:`LIIFHead`, or a factory (e.g. a Hydra ``_partial_``) called with
+        head: a :class:`DecoderHead` (e.g. :class:`LIIFHead`), or a factory (e.g. a Hydra ``_partial_``) called with
             ``in_channels=encoder.out_dim``.
     """
 
-    def __init__(self, encoder: nn.Module, head: LIIFHead | HeadFactory) -> None:
+    def __init__(self, encoder: nn.Module, head: DecoderHead | HeadFactory) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head if isinstance(head, nn.Module) else head(in_channels=encoder.out_dim)
@@ -42,18 +42,16 @@ class LIIF(nn.Module):
 
         return {
             "encoder": {"name": encoder_name(self.encoder), "args": dict(self.encoder.config)},
-            "head": dict(self.head.config),
+            "head": {"name": self.head.name, **self.head.config},
         }
 
     def encode(self, lr: Tensor) -> Tensor:
         """``lr`` (B, 3, h, w) in [0, 1] → latent (B, C, h, w)."""
-        if lr.dim() != 4 or lr.shape[1] != 3:
-            raise ValueError(f"LIIF: lr must be (B, 3, h, w), got {tuple(lr.shape)}")
-        return self.encoder((lr - 0.5) / 0.5)
+        return self.encoder(normalise(lr))
 
     def forward(self, lr: Tensor, coord: Tensor, cell: Tensor | None = None) -> Tensor:
         """Training forward: (B, Q, 3) prediction in the normalised space ((x - 0.5) / 0.5)."""
-        return self.head(self.encode(lr), coord, cell)
+        return self.head(self.encode(lr), coord, cell, lr=normalise(lr))
 
     def query(self, lr: Tensor, coord: Tensor, cell: Tensor | None = None) -> Tensor:
         """RGB at ``coord`` (B, Q, 2) in [-1, 1] with ``cell`` (B, Q, 2): (B, Q, 3) in [0, 1] space, unclamped."""
@@ -77,18 +75,21 @@ class LIIF(nn.Module):
         cell = make_cell((out_h, out_w), coord.shape[0], device=lr.device)
         if cell_clip is not None:
             cell = clip_cell(cell, (h, w), cell_clip)
-        proj = self.head.latent_projection(feat) if self.head.mode == "fast" else None
+        state = self.head.prepare(feat, normalise(lr))
         out = torch.empty(b, out_h * out_w, 3, device=lr.device, dtype=torch.float32)
         for start in range(0, coord.shape[0], chunk):
             c = coord[start : start + chunk].unsqueeze(0).expand(b, -1, -1)
             ce = cell[start : start + chunk].unsqueeze(0).expand(b, -1, -1)
-            if proj is not None:
-                pred = self.head.forward_fast(feat, c, ce, proj=proj)
-            else:
-                pred = self.head(feat, c, ce)
-            out[:, start : start + chunk] = pred.float()
+            out[:, start : start + chunk] = self.head.decode(state, c, ce).float()
         out = (out * 0.5 + 0.5).clamp_(0, 1)
         return out.view(b, out_h, out_w, 3).permute(0, 3, 1, 2).contiguous()
+
+
+def normalise(lr: Tensor) -> Tensor:
+    """``lr`` (B, 3, h, w) in [0, 1] → the encoder's input space ``(lr - 0.5) / 0.5``."""
+    if lr.dim() != 4 or lr.shape[1] != 3:
+        raise ValueError(f"LIIF: lr must be (B, 3, h, w), got {tuple(lr.shape)}")
+    return (lr - 0.5) / 0.5
 
 
 def clip_cell(cell: Tensor, lr_size: tuple[int, int], max_scale: float) -> Tensor:

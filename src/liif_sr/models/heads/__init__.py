@@ -1,5 +1,8 @@
-"""Decoding heads: latent grid + coordinates → RGB."""
+"""Decoding heads: latent grid + coordinates → RGB (the :class:`DecoderHead` contract)."""
 
+from liif_sr.models.heads.base import DecoderHead, HeadState
 from liif_sr.models.heads.liif import LIIFHead
+from liif_sr.models.heads.lte import LTEHead
+from liif_sr.models.heads.metasr import MetaSRHead
 
-__all__ = ["LIIFHead"]
+__all__ = ["DecoderHead", "HeadState", "LIIFHead", "LTEHead", "MetaSRHead"]

@@ -16,6 +16,7 @@ CLI) use only this contract: ``name``, ``in_channels``, ``config``, ``reach``, `
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -57,6 +58,8 @@ class DecoderHead(nn.Module, ABC):
             context around each tile.
         paper_cell_clip: the cell clipping of the head's paper test protocol (LTE: 4.0, i.e. the x4 cell
             for larger scales), or None. Applied by evaluation and upscaling by default, never by ``decode``.
+        official_prefixes: official state-dict key prefix → ours (relative to the head), e.g.
+            ``{"imnet.": "mlp."}``; used by :meth:`official_state_dict`.
 
     Instance attributes:
         in_channels: latent channels the head expects (the encoder's ``out_dim``).
@@ -67,6 +70,7 @@ class DecoderHead(nn.Module, ABC):
     name: ClassVar[str]
     reach: ClassVar[int] = 2
     paper_cell_clip: ClassVar[float | None] = None
+    official_prefixes: ClassVar[dict[str, str]] = {"imnet.": "mlp."}
 
     in_channels: int
     config: dict[str, Any]
@@ -91,6 +95,40 @@ class DecoderHead(nn.Module, ABC):
         """``coord`` (B, Q, 2) in [-1, 1] (global frame, (y, x)) and ``cell`` (B, Q, 2) →
         (B, Q, 3) in the normalised output space ((x - 0.5) / 0.5)."""
 
+    # ------------------------------------------------------------------ official checkpoints
+    @classmethod
+    def official_config(cls, args: dict[str, Any]) -> dict[str, Any]:
+        """Our head config (without ``in_channels``) from an official model spec's ``args`` (spec §8)."""
+        raise NotImplementedError(f"{cls.__name__} has no official checkpoint format")
+
+    @classmethod
+    def official_state_dict(cls, sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The head's own state dict (keys relative to the head) from an official model state dict.
+
+        ``encoder.*`` keys are skipped (a ``module.`` prefix is dropped); any other key must start with one
+        of :attr:`official_prefixes`, else a ValueError names it.
+        """
+        out: dict[str, Tensor] = {}
+        for key, value in sd.items():
+            key = key.removeprefix("module.")
+            if key.startswith("encoder."):
+                continue
+            prefix = next((p for p in cls.official_prefixes if key.startswith(p)), None)
+            if prefix is None:
+                raise ValueError(f"{cls.__name__}: unexpected official state-dict key {key!r}")
+            out[cls.official_prefixes[prefix] + key[len(prefix) :]] = value
+        return out
+
+    @classmethod
+    def from_official(cls, spec: Mapping[str, Any], in_channels: int, **kwargs: Any) -> DecoderHead:
+        """Build the head from an official ``{'name', 'args', 'sd'}`` model spec and load its weights."""
+        if spec.get("name") != cls.name:
+            raise ValueError(f"{cls.__name__}: official model is {spec.get('name')!r}, not {cls.name!r}")
+        head = cls(in_channels=in_channels, **cls.official_config(dict(spec.get("args", {}))), **kwargs)
+        head.load_state_dict(cls.official_state_dict(spec["sd"]), strict=True)
+        return head
+
+    # ------------------------------------------------------------------ budgets
     def state_bytes_per_latent(self, dtype_bytes: int = 4) -> int:
         """Bytes of prepared state per latent pixel (for memory budgets)."""
         return self.in_channels * dtype_bytes
@@ -99,6 +137,8 @@ class DecoderHead(nn.Module, ABC):
         """Peak working bytes per decoded query (for choosing query chunks under a memory budget)."""
         return 4 * 256 * 3 * dtype_bytes
 
-    def forward(self, feat: Tensor, coord: Tensor, cell: Tensor | None = None, lr: Tensor | None = None) -> Tensor:
+    def forward(
+        self, feat: Tensor, coord: Tensor, cell: Tensor | None = None, lr: Tensor | None = None
+    ) -> Tensor:
         """``decode(prepare(feat, lr), coord, cell)``: (B, Q, 3) in the normalised space."""
         return self.decode(self.prepare(feat, lr), coord, cell)

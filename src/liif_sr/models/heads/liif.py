@@ -1,15 +1,16 @@
 """The LIIF head: decode RGB at continuous coordinates from a latent grid.
 
-Two equivalent paths:
+Two equivalent paths (:attr:`LIIFHead.fast`):
 
-* ``plain`` — a faithful re-implementation of the official algorithm (3x3 feature unfolding, four
-  nearest-latent lookups with ``grid_sample``, relative coordinate and cell scaled by the latent size,
-  area weights with the diagonal swap). It is the reference every fast path is tested against.
-* ``fast`` — the same function computed with the first MLP layer factorised: the layer's latent part
+* reference (``fast=False``, old name ``mode="plain"``) — a faithful re-implementation of the official
+  algorithm (3x3 feature unfolding, four nearest-latent lookups with ``grid_sample``, relative coordinate
+  and cell scaled by the latent size, area weights with the diagonal swap), on whole-grid states. It is the
+  reference every fast path is tested against.
+* fast (default) — the same function computed with the first MLP layer factorised: the layer's latent part
   ``W_feat @ unfold(z)`` is identical for all queries that hit the same latent, so it is computed once per
   latent pixel as a 3x3 convolution (never materialising the 9x unfolded tensor) and gathered per query
   (256 values instead of 576) for all four ensemble members in one gather. The coordinate/cell part of the
-  first layer is added per query.
+  first layer is added per query. It also decodes windows of the latent grid (exact tiling).
 """
 
 from __future__ import annotations
@@ -17,15 +18,27 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liif_sr.coords import make_coord
+from liif_sr.models.heads.base import DecoderHead, HeadState, window_of
+from liif_sr.models.heads.geometry import (
+    area_blend,
+    channels_last_rows,
+    const,
+    ensemble_geometry,
+    ensemble_shifts,
+    local_rows,
+    validate_latent,
+    validate_queries,
+)
 from liif_sr.models.mlp import MLP
 
-_EPS_SHIFT = 1e-6
 _CPU_BLOCK = 2048  # query rows per MLP block in CPU inference (activations stay in cache)
 _CPU_THREADS_LOCK = threading.Lock()  # guards the temporary torch.set_num_threads(1) of _decode_rows_cpu
 
@@ -82,32 +95,20 @@ def _decode_rows_cpu(
     return out
 
 
-def _const(values: Sequence[float], device: torch.device, dtype: torch.dtype = torch.float32) -> Tensor:
-    """``torch.tensor(values, device=device)`` without a host-device synchronisation.
+@dataclass
+class LIIFState(HeadState):
+    """Prepared LIIF latent window: the factorised first-layer term (fast) or the unfolded latent (reference).
 
-    On CUDA, ``torch.tensor(list, device=...)`` is a blocking copy that waits for the stream every call (the
-    training step would stall the CPU each time); fill kernels take the values as arguments instead.
+    Attributes:
+        proj: (B, hidden, th, tw) channels-last :meth:`LIIFHead.latent_projection`, or None.
+        feat: (B, C*9 or C, h, w) the (unfolded) whole latent grid for the reference path, or None.
     """
-    if device.type == "cpu":
-        return torch.tensor(values, dtype=dtype, device=device)
-    return torch.cat([torch.full((1,), float(v), dtype=dtype, device=device) for v in values])
+
+    proj: Tensor | None = None
+    feat: Tensor | None = None
 
 
-def _validate(feat: Tensor, coord: Tensor, cell: Tensor | None, cell_decode: bool) -> None:
-    if feat.dim() != 4:
-        raise ValueError(f"LIIFHead: feat must be (B, C, h, w), got {tuple(feat.shape)}")
-    if coord.dim() != 3 or coord.shape[-1] != 2 or coord.shape[0] != feat.shape[0]:
-        raise ValueError(
-            f"LIIFHead: coord must be (B, Q, 2) with B={feat.shape[0]}, got {tuple(coord.shape)}"
-        )
-    if cell_decode:
-        if cell is None:
-            raise ValueError("LIIFHead: cell_decode=True needs a cell tensor (B, Q, 2)")
-        if cell.shape != coord.shape:
-            raise ValueError(f"LIIFHead: cell {tuple(cell.shape)} must match coord {tuple(coord.shape)}")
-
-
-class LIIFHead(nn.Module):
+class LIIFHead(DecoderHead):
     """Local implicit image function decoder.
 
     Args:
@@ -117,8 +118,16 @@ class LIIFHead(nn.Module):
         feat_unfold: concatenate each latent's 3x3 neighbourhood (``C*9`` inputs).
         local_ensemble: blend the 4 surrounding latents with area weights.
         cell_decode: feed the query cell to the MLP.
-        mode: ``"fast"`` (factorised first layer, default) or ``"plain"`` (reference algorithm).
+        fast: factorised first layer (default) or the reference algorithm (whole-grid states only; a
+            window state always takes the factorised path).
+        mode: deprecated spelling of ``fast``: ``"fast"`` or ``"plain"`` (overrides ``fast`` when given).
+
+    ``reach = 2``: a query reads the latents one cell around its own LR pixel (ensemble), and each of those
+    depends on its 3x3 neighbourhood (unfold); see :mod:`liif_sr.inference.tiling`.
     """
+
+    name = "liif"
+    reach = 2
 
     def __init__(
         self,
@@ -128,16 +137,17 @@ class LIIFHead(nn.Module):
         feat_unfold: bool = True,
         local_ensemble: bool = True,
         cell_decode: bool = True,
-        mode: str = "fast",
+        fast: bool = True,
+        mode: str | None = None,
     ) -> None:
         super().__init__()
-        if mode not in ("fast", "plain"):
-            raise ValueError(f"LIIFHead: mode must be 'fast' or 'plain', got {mode!r}")
         if len(hidden_list) < 1:
             raise ValueError("LIIFHead: hidden_list needs at least one layer")
         self.in_channels = in_channels
         self.feat_unfold, self.local_ensemble, self.cell_decode = feat_unfold, local_ensemble, cell_decode
-        self.mode = mode
+        self.fast = bool(fast)
+        if mode is not None:
+            self.mode = mode
         self.feat_dim = in_channels * 9 if feat_unfold else in_channels
         self.mlp = MLP(self.feat_dim + 2 + (2 if cell_decode else 0), out_dim, list(hidden_list))
         self.config = {
@@ -148,35 +158,74 @@ class LIIFHead(nn.Module):
             "cell_decode": cell_decode,
         }
 
-    # ------------------------------------------------------------------ shared
-    def _shifts(self, h: int, w: int, device: torch.device) -> tuple[Tensor, float]:
-        """Ensemble shifts ``(S, 2)`` in global units (order (-1,-1), (-1,+1), (+1,-1), (+1,+1)) and eps."""
-        if not self.local_ensemble:
-            return torch.zeros(1, 2, device=device), 0.0
-        sy, sx = 1.0 / h, 1.0 / w  # rounded to float32 exactly as torch.tensor([1/h, 1/w]) * (+-1)
-        return _const([-sy, -sx, -sy, sx, sy, -sx, sy, sx], device).view(4, 2), _EPS_SHIFT
+    @property
+    def mode(self) -> str:
+        """``"fast"`` or ``"plain"`` (the reference path): the older spelling of :attr:`fast`."""
+        return "fast" if self.fast else "plain"
 
-    def forward(self, feat: Tensor, coord: Tensor, cell: Tensor | None = None) -> Tensor:
-        """Decode ``coord`` (B, Q, 2) in [-1, 1] with ``cell`` (B, Q, 2) from ``feat`` (B, C, h, w).
+    @mode.setter
+    def mode(self, value: str) -> None:
+        if value not in ("fast", "plain"):
+            raise ValueError(f"LIIFHead: mode must be 'fast' or 'plain', got {value!r}")
+        self.fast = value == "fast"
 
-        Returns:
-            (B, Q, out_dim) in the normalised output space ((x - 0.5) / 0.5).
-        """
-        _validate(feat, coord, cell, self.cell_decode)
-        if self.mode == "plain":
-            return self.forward_plain(feat, coord, cell)
-        return self.forward_fast(feat, coord, cell)
+    @classmethod
+    def official_config(cls, args: dict[str, Any]) -> dict[str, Any]:
+        imnet = dict((args.get("imnet_spec") or {}).get("args", {}))
+        return {
+            "hidden_list": list(imnet.get("hidden_list", [256, 256, 256, 256])),
+            "out_dim": int(imnet.get("out_dim", 3)),
+            "feat_unfold": bool(args.get("feat_unfold", True)),
+            "local_ensemble": bool(args.get("local_ensemble", True)),
+            "cell_decode": bool(args.get("cell_decode", True)),
+        }
 
-    # ------------------------------------------------------------------ plain
-    def forward_plain(self, feat: Tensor, coord: Tensor, cell: Tensor | None = None) -> Tensor:
-        """The reference algorithm, step by step as in the paper's code (see the spec §1.6)."""
-        b, c, h, w = feat.shape
-        if self.feat_unfold:
-            feat = F.unfold(feat, 3, padding=1).view(b, c * 9, h, w)
-        shifts, eps = self._shifts(h, w, feat.device)
+    def state_bytes_per_latent(self, dtype_bytes: int = 4) -> int:
+        width = self.mlp.hidden_list[0] if self.fast else self.feat_dim
+        return width * dtype_bytes
+
+    def decode_bytes_per_query(self, dtype_bytes: int = 4) -> int:
+        return (4 if self.local_ensemble else 1) * self.mlp.hidden_list[0] * 3 * dtype_bytes
+
+    # ------------------------------------------------------------------ contract
+    def prepare(
+        self,
+        feat: Tensor,
+        lr: Tensor | None = None,
+        offset: tuple[int, int] | None = None,
+        full_size: tuple[int, int] | None = None,
+    ) -> LIIFState:
+        """Fast: the latent projection of the window; reference (whole grid only): the unfolded latent."""
+        validate_latent("LIIFHead", feat, self.in_channels)
+        offset, full, size = window_of(feat, offset, full_size)
+        if not self.fast and size == full:
+            b, c, h, w = feat.shape
+            unfolded = F.unfold(feat, 3, padding=1).view(b, c * 9, h, w) if self.feat_unfold else feat
+            return LIIFState(offset, full, size, feat=unfolded)
+        return LIIFState(offset, full, size, proj=self.latent_projection(feat))
+
+    def decode(self, state: LIIFState, coord: Tensor, cell: Tensor | None = None) -> Tensor:
+        """(B, Q, 2) global coordinates (and cells) → (B, Q, out_dim) in the normalised output space."""
+        ref = state.proj is None
+        batch = (state.feat if ref else state.proj).shape[0]
+        validate_queries("LIIFHead", batch, coord, cell, self.cell_decode)
+        if ref:
+            return self._decode_reference(state.feat, coord, cell)
+        idx, rel_coord, extra = self.query_geometry(coord, cell, *state.full_size)
+        b, s, q, _ = idx.shape
+        flat = local_rows(idx, state, "LIIFHead")
+        rows = channels_last_rows(state.proj)
+        pred = self.decode_rows(rows, flat.view(-1), extra.reshape(b * s * q, -1)).view(b, s, q, -1)
+        return self.blend(pred, rel_coord)
+
+    # ------------------------------------------------------------------ reference
+    def _decode_reference(self, feat: Tensor, coord: Tensor, cell: Tensor | None) -> Tensor:
+        """The reference algorithm on the (unfolded) whole grid, step by step as in the paper's code (§1.6)."""
+        b, _, h, w = feat.shape
+        shifts, eps = ensemble_shifts(h, w, feat.device, self.local_ensemble)
         feat_coord = make_coord((h, w), flatten=False, device=feat.device, dtype=coord.dtype)
         feat_coord = feat_coord.permute(2, 0, 1).unsqueeze(0).expand(b, 2, h, w)
-        scale = _const([h, w], feat.device, coord.dtype)
+        scale = const([h, w], feat.device, coord.dtype)
         preds, areas = [], []
         for shift in shifts:
             coord_ = (coord + shift.to(coord.dtype) + eps).clamp(-1 + 1e-6, 1 - 1e-6)
@@ -252,45 +301,17 @@ class LIIFHead(nn.Module):
         output by ~1e-3.
 
         Returns:
-            ``idx`` (B, S, Q, 2) long latent (row, col); ``rel_coord`` (B, S, Q, 2) and ``extra``
+            ``idx`` (B, S, Q, 2) long global latent (row, col); ``rel_coord`` (B, S, Q, 2) and ``extra``
             (B, S, Q, 2 or 4) fp32.
         """
-        shifts, eps = self._shifts(h, w, coord.device)
-        s = shifts.shape[0]
-        coord32 = coord.float()
-        coord_ = (coord32.unsqueeze(1) + shifts.view(1, s, 1, 2) + eps).clamp(-1 + 1e-6, 1 - 1e-6)
-        size = _const([h, w], coord.device)
-        # nearest latent index exactly as grid_sample(mode="nearest", align_corners=False) rounds
-        idx = torch.round(((coord_ + 1) * size - 1) / 2)
-        idx = torch.minimum(idx.clamp_min(0), size - 1)
-        ry, rx = 2.0 / (2 * h), 2.0 / (2 * w)
-        q_coord = idx * _const([2 * ry, 2 * rx], coord.device) + _const([-1.0 + ry, -1.0 + rx], coord.device)
-        rel_coord = (coord32.unsqueeze(1) - q_coord) * size  # (B, S, Q, 2)
+        idx, rel_coord = ensemble_geometry(coord, h, w, self.local_ensemble)
         extra = rel_coord
         if self.cell_decode:
-            rel_cell = (cell.float() * size).unsqueeze(1).expand(-1, s, -1, -1)
+            s = idx.shape[1]
+            rel_cell = (cell.float() * const([h, w], coord.device)).unsqueeze(1).expand(-1, s, -1, -1)
             extra = torch.cat([rel_coord, rel_cell], dim=-1)
         return idx.long(), rel_coord, extra
 
     def blend(self, pred: Tensor, rel_coord: Tensor) -> Tensor:
         """Area-weighted merge (diagonal swap) of per-member ``pred`` (B, S, Q, out) → (B, Q, out)."""
-        area = (rel_coord[..., 0] * rel_coord[..., 1]).abs() + 1e-9  # (B, S, Q), fp32
-        tot = area.sum(dim=1, keepdim=True)
-        if self.local_ensemble:
-            area = area.flip(1)  # diagonal swap
-        return (pred * (area / tot).unsqueeze(-1)).sum(dim=1)
-
-    def forward_fast(
-        self, feat: Tensor, coord: Tensor, cell: Tensor | None = None, proj: Tensor | None = None
-    ) -> Tensor:
-        """Factorised path; ``proj`` may be passed when :meth:`latent_projection` was precomputed."""
-        b, _, h, w = feat.shape
-        if proj is None:
-            proj = self.latent_projection(feat)
-        idx, rel_coord, extra = self.query_geometry(coord, cell, h, w)
-        _, s, q, _ = idx.shape
-        batch_base = (torch.arange(b, device=idx.device) * (h * w)).view(b, 1, 1)
-        flat = idx[..., 0] * w + idx[..., 1] + batch_base  # row in (B*h*w, hidden)
-        rows = proj.permute(0, 2, 3, 1).reshape(b * h * w, proj.shape[1])  # a view: proj is channels-last
-        pred = self.decode_rows(rows, flat.view(-1), extra.reshape(b * s * q, -1)).view(b, s, q, -1)
-        return self.blend(pred, rel_coord)
+        return area_blend(pred, rel_coord, swap=self.local_ensemble)
