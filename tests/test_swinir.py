@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from official_swinir import OfficialSwinIR
+from official_liif import OfficialLIIF, official_make_coord
+from official_swinir import OfficialSwinIR, official_swinir_eval
 
-from liif_sr.models import LIIF, LIIFHead, build_model
+from liif_sr.coords import make_cell, make_coord, to_padded_frame
+from liif_sr.models import LIIF, EDSRBaseline, LIIFHead, build_model
 from liif_sr.models.encoders.swinir import OFFICIAL_CONFIG, SwinIR, flip_pad, official_state_dict_to_ours
 
 SMALL = {"embed_dim": 24, "depths": [2, 2], "num_heads": [2, 2], "window_size": 8}
@@ -58,6 +60,7 @@ def test_encoder_matches_official(dtype):
         assert _rel(got, want) <= 1e-5, (h, w)
 
 
+@pytest.mark.slow  # ~5 s alone, > 10 s on a busy CPU (two 11.6M-parameter models)
 def test_full_configuration_params_and_forward():
     torch.manual_seed(0)
     ref = OfficialSwinIR().eval()  # make_swinir(): the defaults
@@ -116,6 +119,83 @@ def test_flip_pad_refuses_tiny_inputs():
             flip_pad(torch.zeros(1, 3, h, w), 8)
 
 
+def _models(head_mode: str) -> tuple[OfficialLIIF, LIIF]:
+    ref = OfficialLIIF(_official_small(), hidden_list=(32, 32)).eval()
+    _perturb(ref.imnet, torch.Generator().manual_seed(3), std=0.01)
+    ours = LIIF(SwinIR(**SMALL, out_dim=64), LIIFHead(64, hidden_list=[32, 32], mode=head_mode)).eval()
+    sd = {k.replace("imnet.", "head.mlp."): v for k, v in ref.state_dict().items()}
+    ours.load_state_dict(sd, strict=True)
+    return ref, ours
+
+
+@pytest.mark.parametrize("head_mode", ["plain", "fast"])
+@pytest.mark.parametrize("size", [(13, 21), (16, 16), (4, 9)])
+@pytest.mark.parametrize("scale", [2, 3])
+def test_upscale_matches_official_pipeline(head_mode, size, scale):
+    ref, ours = _models(head_mode)
+    lr = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(4))
+    want = official_swinir_eval(ref, lr, scale)
+    with torch.no_grad():
+        got = ours.upscale(lr, (size[0] * scale, size[1] * scale), chunk=500)
+    assert got.shape == want.shape == (1, 3, size[0] * scale, size[1] * scale)
+    assert _rel(got, want) <= 1e-5
+
+
+def test_padded_frame_mapping_is_the_pixel_position():
+    h, w, hp, wp, H, W = 13, 21, 16, 24, 33, 50
+    coord, cell = make_coord((H, W)), make_cell((H, W), H * W)
+    got, got_cell = to_padded_frame(coord, cell, (h / hp, w / wp))
+    # output pixel (i, j) centre sits at LR pixel position ((i + 0.5) h / H, (j + 0.5) w / W); in the padded
+    # grid's [-1, 1] frame that is -1 + 2 * position / hp
+    i, j = torch.meshgrid(
+        torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij"
+    )
+    want = torch.stack([-1 + 2 * (i + 0.5) * h / H / hp, -1 + 2 * (j + 0.5) * w / W / wp], -1).view(-1, 2)
+    assert (got.double() - want).abs().max() <= 1e-6
+    assert torch.allclose(
+        got_cell[0].double(), torch.tensor([2 / H * h / hp, 2 / W * w / wp], dtype=torch.float64)
+    )
+    # integer scale: the official padded HR grid, cropped
+    s = 3
+    got, _ = to_padded_frame(make_coord((h * s, w * s)), None, (h / hp, w / wp))
+    full = official_make_coord((hp * s, wp * s), flatten=False)[: h * s, : w * s].reshape(-1, 2)
+    assert (got - full).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("head_mode", ["plain", "fast"])
+def test_non_integer_scale_and_query_use_the_padded_latent(head_mode):
+    _, ours = _models(head_mode)
+    lr = torch.rand(1, 3, 13, 21, generator=torch.Generator().manual_seed(5))
+    H, W = 33, 50  # x2.54 / x2.38
+    i, j = torch.meshgrid(
+        torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij"
+    )
+    coord = torch.stack([-1 + 2 * (i + 0.5) * 13 / H / 16, -1 + 2 * (j + 0.5) * 21 / W / 24], -1)
+    coord = coord.view(1, -1, 2).float()
+    cell = torch.tensor([2 / H * 13 / 16, 2 / W * 21 / 24]).expand(1, H * W, 2)
+    with torch.no_grad():
+        feat = ours.encoder(flip_pad((lr - 0.5) / 0.5, 8))
+        assert feat.shape[-2:] == (16, 24)
+        want = (ours.head(feat, coord, cell) * 0.5 + 0.5).clamp(0, 1).view(1, H, W, 3).permute(0, 3, 1, 2)
+        got = ours.upscale(lr, (H, W))
+        assert _rel(got, want) <= 1e-5
+        q = ours.query(lr, make_coord((H, W)).unsqueeze(0), make_cell((H, W), H * W).unsqueeze(0))
+        assert _rel(q.clamp(0, 1).view(1, H, W, 3).permute(0, 3, 1, 2), want) <= 1e-5
+    with pytest.raises(ValueError, match="at least 4 px"):
+        ours.upscale(torch.rand(1, 3, 3, 8), (6, 16))
+
+
+def test_encoders_without_padding_are_unchanged():
+    torch.manual_seed(0)
+    model = LIIF(EDSRBaseline(n_resblocks=1, n_feats=8), LIIFHead(8, hidden_list=[16])).eval()
+    lr = torch.rand(1, 3, 7, 9)
+    coord, cell = make_coord((20, 27)).unsqueeze(0), make_cell((20, 27), 540).unsqueeze(0)
+    with torch.no_grad():
+        assert torch.equal(model.query(lr, coord, cell), model(lr, coord, cell) * 0.5 + 0.5)
+        want = (model(lr, coord, cell) * 0.5 + 0.5).clamp(0, 1).view(1, 20, 27, 3).permute(0, 3, 1, 2)
+        assert torch.equal(model.upscale(lr, (20, 27)), want)
+
+
 def test_config_round_trip_and_state_dict_reload(tmp_path):
     from liif_sr.checkpoints import load_model, save_weights
 
@@ -158,3 +238,33 @@ def test_full_config_composes(compose_train):
 
     enc = instantiate(compose_train("model/encoder=swinir", "trainer.accelerator=cpu").model).net.encoder
     assert enc.config == OFFICIAL_CONFIG and sum(p.numel() for p in enc.parameters()) == FULL_PARAMS
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    ref, ours = _models("fast")
+    lr = torch.rand(1, 3, 13, 21, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        want = ours.upscale(lr, (26, 42))
+        got = ours.cuda().upscale(lr.cuda(), (26, 42)).cpu()
+    assert _rel(got, want) <= 1e-4
+
+
+@pytest.mark.slow
+def test_swinir_small_fast_dev_run(run_train):
+    """Lightning: one training step and one validation (full-image upscale with the inference padding)."""
+    _, (metrics, objs) = run_train(
+        "debug=fdr",
+        "data.repeat=1",
+        "data.batch_size=2",
+        "data.inp_size=16",
+        "data.sample_q=64",
+        "data.train_sources=[skimage:astronaut,skimage:rocket]",
+        "data.val_sources=[skimage:coffee]",
+        "model/encoder=swinir_small",
+        "model.head.hidden_list=[16,16]",
+        "trainer.accelerator=cpu",
+        "callbacks.progress_bar=null",
+    )
+    assert objs["trainer"].global_step == 1 and torch.isfinite(torch.tensor(metrics["train/loss"]))
+    assert metrics["val/psnr"] > 5

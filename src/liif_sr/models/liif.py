@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from liif_sr.coords import make_cell, make_coord
+from liif_sr.coords import make_cell, make_coord, to_padded_frame
 from liif_sr.models.heads.liif import LIIFHead
 
 HeadFactory = Callable[..., LIIFHead]
@@ -50,18 +50,39 @@ class LIIF(nn.Module):
         }
 
     def encode(self, lr: Tensor) -> Tensor:
-        """``lr`` (B, 3, h, w) in [0, 1] → latent (B, C, h, w)."""
+        """``lr`` (B, 3, h, w) in [0, 1] → latent (B, C, h, w), without inference padding."""
         if lr.dim() != 4 or lr.shape[1] != 3:
             raise ValueError(f"LIIF: lr must be (B, 3, h, w), got {tuple(lr.shape)}")
         return self.encoder((lr - 0.5) / 0.5)
 
+    def _padded_frame(self, lr: Tensor) -> tuple[Tensor, tuple[float, float] | None]:
+        """Normalised ``lr`` after the encoder's inference padding, ``(B, 3, h', w')``, and the frame ratio
+        ``(h / h', w / w')`` for :func:`~liif_sr.coords.to_padded_frame` (None when nothing was padded)."""
+        if lr.dim() != 4 or lr.shape[1] != 3:
+            raise ValueError(f"LIIF: lr must be (B, 3, h, w), got {tuple(lr.shape)}")
+        x = (lr - 0.5) / 0.5
+        pad = getattr(self.encoder, "pad_input", None)
+        x_pad = x if pad is None else pad(x)
+        (h, w), (hp, wp) = x.shape[-2:], x_pad.shape[-2:]
+        return x_pad, None if (hp, wp) == (h, w) else (h / hp, w / wp)
+
     def forward(self, lr: Tensor, coord: Tensor, cell: Tensor | None = None) -> Tensor:
-        """Training forward: (B, Q, 3) prediction in the normalised space ((x - 0.5) / 0.5)."""
+        """Training forward: (B, Q, 3) prediction in the normalised space ((x - 0.5) / 0.5).
+
+        No inference padding (as the official training: SwinIR's 48x48 crops are window multiples).
+        """
         return self.head(self.encode(lr), coord, cell)
 
     def query(self, lr: Tensor, coord: Tensor, cell: Tensor | None = None) -> Tensor:
-        """RGB at ``coord`` (B, Q, 2) in [-1, 1] with ``cell`` (B, Q, 2): (B, Q, 3) in [0, 1] space, unclamped."""
-        return self.forward(lr, coord, cell) * 0.5 + 0.5
+        """RGB at ``coord`` (B, Q, 2) in [-1, 1] with ``cell`` (B, Q, 2): (B, Q, 3) in [0, 1] space, unclamped.
+
+        Inference: the encoder's :meth:`pad_input` applies and the padded latent is decoded at the mapped
+        coordinates (identical to :meth:`forward` for encoders that do not pad).
+        """
+        x, frame = self._padded_frame(lr)
+        if frame is not None:
+            coord, cell = to_padded_frame(coord, cell, frame)
+        return self.head(self.encoder(x), coord, cell) * 0.5 + 0.5
 
     @torch.no_grad()
     def upscale(
@@ -69,18 +90,22 @@ class LIIF(nn.Module):
     ) -> Tensor:
         """Render ``lr`` (B, 3, h, w) in [0, 1] at ``size = (H, W)``: (B, 3, H, W) clamped to [0, 1].
 
-        The encoder runs once on the whole image; queries are decoded in chunks of ``chunk``.
+        The encoder runs once on the whole image (after its inference padding, see :meth:`query`); queries
+        are decoded in chunks of ``chunk``.
         ``cell_clip`` (e.g. 4.0): use the cell of ×cell_clip for larger scales (LTE-style; off by default).
         """
         out_h, out_w = int(size[0]), int(size[1])
         if out_h < 1 or out_w < 1:
             raise ValueError(f"LIIF.upscale: size must be positive, got {size}")
         b, _, h, w = lr.shape
-        feat = self.encode(lr)
+        x, frame = self._padded_frame(lr)
+        feat = self.encoder(x)
         coord = make_coord((out_h, out_w), device=lr.device)
         cell = make_cell((out_h, out_w), coord.shape[0], device=lr.device)
         if cell_clip is not None:
             cell = clip_cell(cell, (h, w), cell_clip)
+        if frame is not None:  # decode the padded latent (e.g. SwinIR) in its own coordinate frame
+            coord, cell = to_padded_frame(coord, cell, frame)
         proj = self.head.latent_projection(feat) if self.head.mode == "fast" else None
         out = torch.empty(b, out_h * out_w, 3, device=lr.device, dtype=torch.float32)
         for start in range(0, coord.shape[0], chunk):
