@@ -61,3 +61,25 @@ def query_grid(
     coord = make_coord(size, device=device)
     cell = make_cell(size, coord.shape[0], device=device)
     return coord.unsqueeze(0).expand(batch, -1, -1), cell.unsqueeze(0).expand(batch, -1, -1)
+
+
+def to_padded_frame(
+    coord: Tensor, cell: Tensor | None, ratio: tuple[float, float]
+) -> tuple[Tensor, Tensor | None]:
+    """Map coordinates of an ``h x w`` image into the frame of its padded ``h' x w'`` version.
+
+    The image sits at the top-left of the padded grid, so per axis ``c' = (c + 1) * r - 1`` and
+    ``cell' = cell * r`` with ``ratio = (h / h', w / w')``: a point keeps its pixel position.
+
+    Args:
+        coord: ``(..., 2)`` in the ``(y, x)`` order; cell: ``(..., 2)`` or None.
+        ratio: ``(h / h', w / w')``, each in (0, 1].
+
+    Returns:
+        ``(coord', cell')`` of the same shapes.
+    """
+    if not all(0.0 < r <= 1.0 for r in ratio):
+        raise ValueError(f"to_padded_frame: ratio must be in (0, 1], got {ratio}")
+    r = torch.tensor(ratio, dtype=coord.dtype, device=coord.device)
+    coord = (coord + 1) * r - 1
+    return coord, None if cell is None else cell * r.to(cell.dtype)

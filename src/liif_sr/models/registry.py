@@ -11,14 +11,14 @@ from typing import Any
 from torch import nn
 
 from liif_sr.errors import CheckpointError
-from liif_sr.models.encoders import RDN, EDSRBaseline
+from liif_sr.models.encoders import RDN, EDSRBaseline, SwinIR
 from liif_sr.models.heads.base import DecoderHead
 from liif_sr.models.heads.liif import LIIFHead
 from liif_sr.models.heads.lte import LTEHead
 from liif_sr.models.heads.metasr import MetaSRHead
 from liif_sr.models.liif import LIIF
 
-ENCODERS: dict[str, type[nn.Module]] = {"edsr_baseline": EDSRBaseline, "rdn": RDN}
+ENCODERS: dict[str, type[nn.Module]] = {"edsr_baseline": EDSRBaseline, "rdn": RDN, "swinir": SwinIR}
 HEADS: dict[str, type[DecoderHead]] = {cls.name: cls for cls in (LIIFHead, LTEHead, MetaSRHead)}
 
 

@@ -6,7 +6,11 @@ so that official checkpoints load by key.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import Tensor, nn
+
+from liif_sr.models.encoders.base import Encoder
 
 
 class ResBlock(nn.Module):
@@ -25,7 +29,7 @@ class ResBlock(nn.Module):
         return x + self.body(x) * self.res_scale if self.res_scale != 1 else x + self.body(x)
 
 
-class EDSRBaseline(nn.Module):
+class EDSRBaseline(Encoder):
     """EDSR(-baseline) feature extractor: ``(B, 3, h, w)`` in [-1, 1] → ``(B, n_feats, h, w)``.
 
     Args:
@@ -34,6 +38,8 @@ class EDSRBaseline(nn.Module):
         res_scale: residual scaling (1 for the baseline).
         n_colors: input channels.
     """
+
+    name: ClassVar[str] = "edsr_baseline"
 
     def __init__(self, n_resblocks: int = 16, n_feats: int = 64, res_scale: float = 1.0, n_colors: int = 3):
         super().__init__()

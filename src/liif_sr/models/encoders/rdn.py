@@ -5,8 +5,12 @@ Parameter names follow the official code (``SFENet1``, ``RDBs.{i}.convs.{c}.conv
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
+
+from liif_sr.models.encoders.base import Encoder
 
 #: (D blocks, C convs per block, G growth) per RDN config
 RDN_CONFIGS: dict[str, tuple[int, int, int]] = {"A": (20, 6, 32), "B": (16, 8, 64)}
@@ -31,7 +35,7 @@ class _RDB(nn.Module):
         return self.LFF(self.convs(x)) + x
 
 
-class RDN(nn.Module):
+class RDN(Encoder):
     """RDN feature extractor: ``(B, 3, h, w)`` in [-1, 1] → ``(B, G0, h, w)``.
 
     Args:
@@ -40,6 +44,8 @@ class RDN(nn.Module):
         kernel_size: conv kernel size (3).
         D, C, G: override the config's numbers (for reduced models).
     """
+
+    name: ClassVar[str] = "rdn"
 
     def __init__(
         self,
@@ -78,3 +84,8 @@ class RDN(nn.Module):
         """Pixels of context on each side that influence one latent (for exact tiling)."""
         r = self.config["kernel_size"] // 2
         return r * (2 + self.config["D"] * self.config["C"] + 1)
+
+    def activation_bytes_per_pixel(self, dtype_bytes: int = 4) -> int:
+        """Dense block concat (x2 during cat) + D block outputs + their concat, plus f1, x and the output."""
+        g0, d, c, g = (self.config[k] for k in ("G0", "D", "C", "G"))
+        return (2 * (g0 + c * g) + 2 * d * g0 + 3 * g0) * dtype_bytes
