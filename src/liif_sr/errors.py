@@ -32,3 +32,10 @@ class OutputPathError(UserError):
 
 class OutputExistsError(OutputPathError):
     """The output file already exists and overwriting was not requested."""
+
+
+class InvalidArgumentError(UserError, ValueError):
+    """An argument of the Python API (or a CLI option) has a value that cannot be used as given.
+
+    A :class:`ValueError` too, so that API callers can catch it the usual way.
+    """
