@@ -67,7 +67,7 @@ def run_eval(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     from liif_sr.checkpoints import save_weights
-    from liif_sr.models.registry import build_model
+    from liif_sr.models.build import build_model
 
     torch.manual_seed(0)
     return save_weights(build_model(TINY_MODEL), tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")

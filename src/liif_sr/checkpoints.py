@@ -7,7 +7,11 @@ pickled code ever runs):
 * liif-sr weight files written by :func:`save_weights` (``.safetensors`` with the config in the metadata,
   or ``.pth`` ``{"format": "liif-sr", "model": config, "state_dict": ...}``),
 * official LIIF checkpoints ``{"model": {"name": "liif", "args": ..., "sd": ...}, "optimizer", "epoch"}``,
-* a shipped model name such as ``"edsr-baseline-liif"`` (files under ``liif_sr/weights``).
+* a shipped model name such as ``"edsr-baseline-liif"`` (files under ``liif_sr/weights``),
+* a training run folder: its ``model.safetensors``, else ``checkpoints/last.ckpt`` (:func:`resolve_checkpoint`).
+
+The format is recognised from the file's first bytes, not its name (:func:`sniff_checkpoint`): a file that
+is no checkpoint at all (an image, a text file, ...) is reported as such in one line.
 """
 
 from __future__ import annotations
@@ -16,20 +20,116 @@ import json
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from liif_sr.errors import CheckpointError
+from liif_sr.models.build import build_model
 from liif_sr.models.liif import LIIF
-from liif_sr.models.registry import build_model
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 #: shipped model name → file in :data:`WEIGHTS_DIR`
 SHIPPED: dict[str, str] = {"edsr-baseline-liif": "edsr-baseline-liif.safetensors"}
 _OFFICIAL_ENCODERS = {"edsr-baseline": "edsr_baseline", "rdn": "rdn"}
+#: files a run folder's weights are taken from, in order of preference
+RUN_WEIGHTS: tuple[str, ...] = ("model.safetensors", "checkpoints/last.ckpt")
+_CHECKPOINT_SUFFIXES = (".ckpt", ".safetensors", ".pth", ".pt", ".bin")
+_EXPECTED = "expected a liif-sr .ckpt/.safetensors/.pth, an official LIIF .pth or a run folder"
+# (magic prefix, description) of common files that are not checkpoints
+_NOT_CHECKPOINTS: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"BM", "a BMP image"),
+    (b"%PDF", "a PDF document"),
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"\x7fELF", "an executable"),
+)
+
+
+def sniff_checkpoint(path: str | os.PathLike[str]) -> str:
+    """The container format of a checkpoint file from its first bytes: ``"zip"`` (``torch.save``),
+    ``"pickle"`` (legacy ``torch.save``) or ``"safetensors"``.
+
+    Raises :class:`CheckpointError` ``"<file>: not a checkpoint (a PNG image / a text file / unknown
+    format)"`` for anything else, before any unpickler sees the file.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+            size = os.fstat(f.fileno()).st_size
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read checkpoint: {exc.strerror or exc}") from None
+    if not head:
+        raise CheckpointError(f"{path}: not a checkpoint (empty file)")
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "pickle"
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= size - 8:
+        return "safetensors"
+    what = next((d for magic, d in _NOT_CHECKPOINTS if head.startswith(magic)), None)
+    if what is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        what = "a WebP image"
+    if what is None and b"\x00" not in head:
+        try:
+            head.decode("utf-8")
+            what = "a text file"
+        except UnicodeDecodeError as exc:
+            what = "a text file" if exc.start >= len(head) - 3 else None  # a character cut at 4096 bytes
+    raise CheckpointError(f"{path}: not a checkpoint ({what or 'unknown format'}); {_EXPECTED}")
+
+
+def resolve_checkpoint(path_or_name: str | os.PathLike[str]) -> Path:
+    """The weights file for a checkpoint file, a shipped model name or a training run folder.
+
+    A run folder gives the first of :data:`RUN_WEIGHTS` that exists; a folder without them raises
+    :class:`CheckpointError` listing what the folder holds.
+    """
+    key = str(path_or_name)
+    if key in SHIPPED:
+        path = WEIGHTS_DIR / SHIPPED[key]
+        if not path.is_file():
+            raise CheckpointError(f"shipped model {key!r} is missing from this installation ({path})")
+        return path
+    path = Path(path_or_name)
+    if path.is_dir():
+        for name in RUN_WEIGHTS:
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path}: {_describe_folder(path)}")
+    if not path.is_file():
+        hint = f" (shipped models: {', '.join(SHIPPED)})" if not path.suffix and len(path.parts) == 1 else ""
+        what = "exists but is not a regular file" if path.exists() else "checkpoint file not found"
+        raise CheckpointError(f"{path}: {what}{hint}")
+    return path
+
+
+def _describe_folder(path: Path) -> str:
+    want = " or ".join(RUN_WEIGHTS)
+    try:
+        entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+        sub = path / "checkpoints"
+        weights = [p for p in entries + (sorted(sub.iterdir()) if sub.is_dir() else []) if p.is_file()]
+    except OSError as exc:
+        return f"cannot list the folder: {exc.strerror or exc}"
+    weights = [p for p in weights if p.suffix in _CHECKPOINT_SUFFIXES]
+    if weights:
+        names = ", ".join(p.relative_to(path).as_posix() for p in weights[:8])
+        more = f" and {len(weights) - 8} more" if len(weights) > 8 else ""
+        return f"a folder without {want}; pass one of its weight files instead: {names}{more}"
+    if not entries:
+        return f"an empty folder, not a run folder (no {want})"
+    names = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:10])
+    more = f" and {len(entries) - 10} more" if len(entries) > 10 else ""
+    return f"not a run folder (no {want}); it holds: {names}{more}"
 
 
 def _official_to_config(spec: dict[str, Any]) -> dict[str, Any]:
@@ -80,14 +180,15 @@ def _official_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 def _torch_load(path: Path) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as f:  # a file object: torch must not pick a loader by the file name
+            return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling failed"
         raise CheckpointError(
             f"{path}: refused to load: the file holds objects other than plain weights ({first[:160]}); "
             "liif-sr never executes pickled code"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # any failure to parse the container (KeyError, RuntimeError, EOFError, ...)
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"{path}: not a readable checkpoint (truncated or corrupt?): {msg[:200]}"
@@ -95,20 +196,18 @@ def _torch_load(path: Path) -> Any:
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Return ``(model_config, state_dict)`` of any supported file, without building the model.
+    """Return ``(model_config, state_dict)`` of any supported file or run folder, without building the model.
 
     A config without a head name (files written before other heads existed) gets ``"name": "liif"``.
     """
-    config, sd = _read_checkpoint(Path(path))
+    config, sd = _read_checkpoint(resolve_checkpoint(path))
     if isinstance(config, dict) and isinstance(config.get("head"), dict):
         config["head"] = {"name": "liif", **config["head"]}
     return config, sd
 
 
 def _read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    if path.suffix == ".safetensors":
+    if sniff_checkpoint(path) == "safetensors":
         from safetensors import SafetensorError, safe_open
 
         try:
@@ -119,8 +218,20 @@ def _read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor
             raise CheckpointError(f"{path}: not a readable safetensors file: {str(exc)[:200]}") from None
         if "liif_sr_config" not in meta:
             raise CheckpointError(f"{path}: safetensors file has no liif_sr_config metadata")
-        return json.loads(meta["liif_sr_config"]), sd
+        try:
+            return json.loads(meta["liif_sr_config"]), sd
+        except ValueError:
+            raise CheckpointError(f"{path}: safetensors liif_sr_config metadata is not valid JSON") from None
     obj = _torch_load(path)
+    try:
+        return _interpret(obj, path)
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise CheckpointError(
+            f"{path}: malformed checkpoint ({type(exc).__name__}: {str(exc)[:120]})"
+        ) from None
+
+
+def _interpret(obj: Any, path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: unexpected checkpoint content ({type(obj).__name__})")
     if isinstance(obj.get("model"), dict) and "sd" in obj["model"]:
@@ -142,17 +253,14 @@ def load_model(
     """Load a model for inference (eval mode) from a checkpoint file or a shipped model name.
 
     Args:
-        path_or_name: liif-sr ``.ckpt``/``.safetensors``/``.pth``, an official LIIF ``.pth``, or a name in
-            :data:`SHIPPED`.
+        path_or_name: liif-sr ``.ckpt``/``.safetensors``/``.pth``, an official LIIF ``.pth``, a name in
+            :data:`SHIPPED`, or a training run folder (see :func:`resolve_checkpoint`).
         device: where to put the model.
         head_mode: ``"fast"`` (factorised) or ``"plain"`` (reference algorithm).
         expect: optional partial config (e.g. ``{"encoder": {"name": "rdn"}}``) that must match, else a
             :class:`CheckpointError` names the mismatch.
     """
-    key = str(path_or_name)
-    path = WEIGHTS_DIR / SHIPPED[key] if key in SHIPPED else Path(path_or_name)
-    if key in SHIPPED and not path.is_file():
-        raise CheckpointError(f"shipped model {key!r} is missing from this installation ({path})")
+    path = resolve_checkpoint(path_or_name)
     config, sd = read_checkpoint(path)
     if expect:
         _check_expected(config, expect, path)

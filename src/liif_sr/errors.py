@@ -40,3 +40,10 @@ def report_user_error(prog: str, exc: UserError) -> int:
     """Print ``<prog>: error: <message>`` to stderr (the one format of every CLI); return the exit code."""
     print(f"{prog}: error: {exc}", file=sys.stderr)
     return exc.exit_code
+
+
+class InvalidArgumentError(UserError, ValueError):
+    """An argument of the Python API (or a CLI option) has a value that cannot be used as given.
+
+    A :class:`ValueError` too, so that API callers can catch it the usual way.
+    """

@@ -17,7 +17,10 @@ Reading (:func:`read_image`, :func:`read_image_with_alpha`) always yields 8-bit 
   TIFFs keep Pillow's high-byte conversion, at most 1 level off.) 32-bit integer (I) data is assumed
   to hold 16-bit values; float (F) data [0, 1] or [0, 255].
 * EXIF orientation is applied (``ImageOps.exif_transpose``); a malformed EXIF block is ignored with a
-  warning. ICC profiles are ignored (no colour management); CMYK is converted naively by Pillow.
+  warning. ICC profiles are not applied (no colour management); CMYK is converted naively by Pillow.
+* Safe metadata is kept in ``LoadedImage.metadata`` (:class:`ImageMetadata`: ICC profile, DPI, PNG text
+  chunks) for :func:`write_image_atomic` to write back. EXIF is not carried over (it may hold a GPS
+  location, a thumbnail and the old dimensions, and its orientation has already been applied).
 * Multi-frame files (GIF, APNG, multi-page TIFF) give their first frame.
 
 Writing (:func:`write_image_atomic`) goes through a temporary file in the destination folder and
@@ -38,7 +41,7 @@ import warnings
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,6 +78,28 @@ _WRITE_FORMATS: dict[str, tuple[str, dict[str, object], tuple[str, ...]]] = {
 
 
 @dataclass(frozen=True)
+class ImageMetadata:
+    """Metadata that is safe to copy from an input image to its upscaled output.
+
+    ``icc_profile``: the embedded colour profile (written to PNG, JPEG, WebP and TIFF outputs whose colour
+    space matches it: an RGB profile on colour output, a GRAY one on grayscale output). ``dpi``: (x, y)
+    (PNG, JPEG, TIFF, BMP outputs). ``text``: PNG text chunks (PNG outputs).
+    """
+
+    icc_profile: bytes | None = None
+    dpi: tuple[float, float] | None = None
+    text: dict[str, str] = field(default_factory=dict)
+
+    def scaled(self, in_size: tuple[int, int], out_size: tuple[int, int]) -> ImageMetadata:
+        """For an image resized from ``in_size`` to ``out_size`` (H, W): the DPI grows with the pixel count
+        per axis, so the printed size stays the same."""
+        if self.dpi is None:
+            return self
+        dpi = (self.dpi[0] * out_size[1] / in_size[1], self.dpi[1] * out_size[0] / in_size[0])
+        return ImageMetadata(self.icc_profile, dpi, dict(self.text))
+
+
+@dataclass(frozen=True)
 class LoadedImage:
     """A decoded image: ``rgb`` uint8 (H, W, 3), unmultiplied; ``alpha`` uint8 (H, W) or None.
 
@@ -87,6 +112,7 @@ class LoadedImage:
     mode: str
     path: Path
     bit_depth: int = 8
+    metadata: ImageMetadata = field(default_factory=ImageMetadata)
 
     @property
     def was_grayscale(self) -> bool:
@@ -157,13 +183,37 @@ def _decode(img: Image.Image, path: Path) -> None:
         raise ImageReadError(path, "truncated or corrupt image data") from exc
 
 
-def _load(img: Image.Image, path: Path) -> None:
-    """Decode all pixel data, then apply the EXIF orientation in place."""
+def _load(img: Image.Image, path: Path) -> int:
+    """Decode all pixel data, then apply the EXIF orientation in place; returns the orientation applied."""
     _decode(img, path)
+    orientation = _orientation(img)
     try:
         ImageOps.exif_transpose(img, in_place=True)
     except Exception as exc:  # bad metadata must not make the pixels unreadable
         logger.warning("%s: ignoring unreadable EXIF orientation (%s)", path, exc)
+    return orientation
+
+
+def _orientation(img: Image.Image) -> int:
+    with contextlib.suppress(Exception):
+        return int(img.getexif().get(0x0112) or 1)
+    return 1
+
+
+def _metadata(img: Image.Image, orientation: int) -> ImageMetadata:
+    """ICC profile, DPI (swapped when the EXIF orientation turned the image by 90 degrees), PNG text."""
+    icc = img.info.get("icc_profile")
+    icc = bytes(icc) if isinstance(icc, bytes | bytearray) and len(icc) >= 128 else None
+    dpi = None
+    with contextlib.suppress(Exception):
+        x, y = (float(v) for v in img.info["dpi"])
+        if all(np.isfinite(v) and v > 0 for v in (x, y)):
+            dpi = (y, x) if orientation in (5, 6, 7, 8) else (x, y)
+    text: dict[str, str] = {}
+    with contextlib.suppress(Exception):
+        if img.format == "PNG":
+            text = {str(k): str(v) for k, v in img.text.items()}
+    return ImageMetadata(icc, dpi, text)
 
 
 def _set_rawmode(img: Image.Image, rawmode: str) -> None:
@@ -215,24 +265,24 @@ def read_image_with_alpha(path: str | os.PathLike[str], max_pixels: int = DEFAUL
         mode, args = img.mode, img.tile[0][3] if img.tile else ""
         rawmode = args if isinstance(args, str) else str(args[0]) if args else ""
         if img.format != "PNG" or rawmode not in ("RGB;16B", "RGBA;16B", "LA;16B"):
-            _load(img, path)
+            meta = _metadata(img, _load(img, path))
             rgb, alpha = _convert(img, path)
             rgb = rgb if rgb.flags.writeable else rgb.copy()
             is_wide = mode in ("I", "F") or mode.startswith("I;16") or ";16" in rawmode
-            return LoadedImage(rgb, alpha, mode, path, 16 if is_wide else 8)
+            return LoadedImage(rgb, alpha, mode, path, 16 if is_wide else 8, meta)
         if rawmode == "LA;16B":  # 4 bytes per pixel read as 8-bit RGBA: L-hi, L-lo, A-hi, A-lo
             _set_rawmode(img, "RGBA")
-        _load(img, path)
+        meta = _metadata(img, _load(img, path))
         data = np.asarray(img).astype(np.uint16)
     if rawmode == "LA;16B":
         wide = np.stack([data[..., 0] << 8 | data[..., 1], data[..., 2] << 8 | data[..., 3]], axis=-1)
-        return LoadedImage(_gray3(_to8(wide[..., 0])), _to8(wide[..., 1]), "LA", path, 16)
+        return LoadedImage(_gray3(_to8(wide[..., 0])), _to8(wide[..., 1]), "LA", path, 16, meta)
     with _opened(path, max_pixels) as low:  # same samples again, keeping the low bytes this time
         _set_rawmode(low, rawmode.replace("16B", "16L"))
         _load(low, path)
         wide = data << 8 | np.asarray(low)
     alpha = _to8(wide[..., 3]) if wide.shape[-1] == 4 else None
-    return LoadedImage(_to8(wide[..., :3]), alpha, mode, path, 16)
+    return LoadedImage(_to8(wide[..., :3]), alpha, mode, path, 16, meta)
 
 
 def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -335,12 +385,44 @@ def _flatten_white(arr: np.ndarray) -> np.ndarray:
     return out[..., 0] if out.shape[-1] == 1 else out
 
 
-def write_image_atomic(path: str | os.PathLike[str], image: np.ndarray, overwrite: bool = False) -> None:
+def _metadata_options(fmt: str, mode: str, metadata: ImageMetadata | None) -> dict[str, object]:
+    """Pillow save options that write ``metadata`` in ``fmt``, for what the format can hold."""
+    if metadata is None:
+        return {}
+    opts: dict[str, object] = {}
+    icc = metadata.icc_profile
+    space = b"GRAY" if mode in ("L", "LA") else b"RGB "
+    if icc and fmt in ("PNG", "JPEG", "WEBP", "TIFF") and icc[16:20] == space:
+        opts["icc_profile"] = icc
+    if metadata.dpi and fmt in ("PNG", "JPEG", "TIFF", "BMP"):
+        opts["dpi"] = metadata.dpi
+    if metadata.text and fmt == "PNG":
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        for key, value in metadata.text.items():
+            try:
+                value.encode("latin-1")
+                info.add_text(key, value)
+            except UnicodeEncodeError:
+                info.add_itxt(key, value)
+        opts["pnginfo"] = info
+    return opts
+
+
+def write_image_atomic(
+    path: str | os.PathLike[str],
+    image: np.ndarray,
+    overwrite: bool = False,
+    metadata: ImageMetadata | None = None,
+) -> None:
     """Write uint8 (H, W), (H, W, 2=LA), (H, W, 3=RGB) or (H, W, 4=RGBA) to ``path`` atomically.
 
     The format comes from the suffix (PNG; JPEG quality 95, 4:4:4; lossless WebP; BMP; TIFF). Formats
     without alpha (JPEG, BMP) get the image flattened over white, with a warning. Written to a temporary
     file in the same folder, then moved into place; the temporary file is removed on any failure.
+    ``metadata`` (e.g. ``LoadedImage.metadata``) is written as far as the format can hold it
+    (see :class:`ImageMetadata`); no EXIF is ever written.
     """
     path = Path(path)
     check_output_path(path, overwrite)
@@ -358,6 +440,7 @@ def write_image_atomic(path: str | os.PathLike[str], image: np.ndarray, overwrit
         rgb = _gray3(arr if arr.ndim == 2 else arr[..., 0])
         arr, mode = (rgb, "RGB") if arr.ndim == 2 else (np.dstack([rgb, arr[..., 1]]), "RGBA")
     pil = Image.fromarray(np.ascontiguousarray(arr))  # uint8 (H, W[, 2|3|4]) -> L, LA, RGB, RGBA
+    options = {**options, **_metadata_options(fmt, mode, metadata)}
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     try:
         try:

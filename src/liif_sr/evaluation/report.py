@@ -72,6 +72,8 @@ class EvalResults:
     columns: list[Column] = field(default_factory=list)
     per_image: list[dict[str, Any]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: model row → protocol note (encoder-head, cell clipping) printed under the table
+    model_notes: dict[str, str] = field(default_factory=dict)
 
     def add(self, model: str, column: Column, image: str, psnr: float, ssim: float | None) -> None:
         """Record one image's PSNR (dB) and SSIM (None when not computed)."""
@@ -157,6 +159,8 @@ def format_markdown(results: EvalResults) -> str:
     notes += [
         f"{mark} {_MARK_TEXT[k]}" for k, mark in _MARKS.items() if any(c.lr == k for c in results.columns)
     ]
+    if results.model_notes:
+        notes.append("Rows: " + "; ".join(f"{m} = {n}" for m, n in results.model_notes.items()) + ".")
     return "\n".join(lines + notes) + "\n"
 
 

@@ -80,6 +80,15 @@ def bicubic_predictor(lr: Tensor, size: tuple[int, int]) -> Tensor:
     return upsample_bicubic(lr, size).clamp_(0, 1)
 
 
+def model_note(name: str, cell_clip: float | None, border: str) -> str:
+    """The table's note for one model row: its encoder-head and the protocol it was run with."""
+    clip = (
+        f"cell clipped to the x{cell_clip:g} cell above x{cell_clip:g}" if cell_clip else "no cell clipping"
+    )
+    pad = "" if border == "none" else f", border={border}"
+    return f"{name}: {clip}{pad}"
+
+
 def build_predictors(cfg: DictConfig, device: torch.device) -> dict[str, Predictor]:
     """The rows of the table: bicubic (unless ``bicubic=false``) and one per checkpoint, in order."""
     from liif_sr.checkpoints import load_model
@@ -88,13 +97,19 @@ def build_predictors(cfg: DictConfig, device: torch.device) -> dict[str, Predict
     checkpoint = (
         OmegaConf.to_container(cfg.checkpoint) if OmegaConf.is_config(cfg.checkpoint) else cfg.checkpoint
     )
+    border = cfg.get("border", "none")
     for name, path in checkpoint_names(checkpoint).items():
         model = load_model(path, device=device, head_mode=cfg.head_mode)
-        log.info("%s: %s (%.3fM parameters)", name, path, sum(p.numel() for p in model.parameters()) / 1e6)
+        clip = model.resolve_cell_clip(cfg.cell_clip)
+        log.info(
+            "%s: %s (%s, %.3fM parameters, cell clip %s)",
+            name, path, model.name, sum(p.numel() for p in model.parameters()) / 1e6, clip,
+        )  # fmt: skip
 
-        def predict(lr: Tensor, size: tuple[int, int], model: Any = model) -> Tensor:
-            return model.upscale(lr, size, chunk=cfg.chunk, cell_clip=cfg.cell_clip)
+        def predict(lr: Tensor, size: tuple[int, int], model: Any = model, clip: Any = clip) -> Tensor:
+            return model.upscale(lr, size, chunk=cfg.chunk, cell_clip=clip, border=border)
 
+        predict.note = model_note(model.name, clip, border)  # type: ignore[attr-defined]
         predictors[name] = predict
     if not predictors:
         raise UserError("nothing to evaluate: give checkpoint=PATH or leave bicubic=true")
@@ -196,6 +211,7 @@ def evaluate(cfg: DictConfig, output_dir: str | Path | None = None) -> EvalResul
     predictors = build_predictors(cfg, device)
     loggers = instantiate_group(cfg.get("logger"))
     results = EvalResults(models=list(predictors), columns=[col for _, col, _ in plan])
+    results.model_notes = {k: p.note for k, p in predictors.items() if getattr(p, "note", None)}
     bar = tqdm(
         total=sum(col.images for col in results.columns),
         unit="img",
@@ -231,6 +247,7 @@ def _metadata(cfg: DictConfig, device: torch.device, seconds: float) -> dict[str
         "first_k",
         "chunk",
         "cell_clip",
+        "border",
     )
     meta = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v := cfg.get(k)) else v for k in keys}
     meta["benchmark"] = {k: str(v.root) for k, v in (cfg.get("benchmark") or {}).items()}

@@ -43,17 +43,31 @@ import torch
 from torch import Tensor, nn
 
 from liif_sr.coords import make_cell, make_coord
-from liif_sr.models.liif import LIIF, clip_cell, normalise
+from liif_sr.errors import UserError
+from liif_sr.models.liif import LIIF, Border, clip_cell
+
+
+class TilingUnsupportedError(UserError, ValueError):
+    """The model cannot be tiled exactly (its encoder's receptive field spans the image)."""
 
 
 def tile_margin(encoder: nn.Module, reach: int = 2) -> int:
-    """LR pixels of context each tile needs beyond its edges: ``receptive_radius + reach`` (see module doc)."""
-    return int(encoder.receptive_radius) + int(reach)
+    """LR pixels of context each tile needs beyond its edges: ``receptive_radius + reach`` (see module doc).
+
+    Raises :class:`TilingUnsupportedError` for encoders without a bounded receptive field (SwinIR).
+    """
+    radius = encoder.receptive_radius
+    if radius is None:
+        raise TilingUnsupportedError(
+            f"exact tiling needs an encoder with a bounded receptive field; {encoder.name}'s shifted-window "
+            "attention spans the whole image, so tiles would change the output: run it untiled "
+            "(drop --tile/--max-memory)"
+        )
+    return int(radius) + int(reach)
 
 
-def _owners(n_out: int, n_lr: int, tile: int, device: torch.device) -> Tensor:
-    """Owning tile index of each output pixel along one axis (non-decreasing)."""
-    c = make_coord((n_out, 1), flatten=False, device=device)[:, 0, 0]
+def _owners(c: Tensor, n_lr: int, tile: int) -> Tensor:
+    """Owning tile index of each output pixel centre ``c`` (one axis, non-decreasing)."""
     p = torch.floor((c + 1) * (n_lr / 2)).clamp(0, n_lr - 1).long()
     return torch.div(p, tile, rounding_mode="floor")
 
@@ -71,18 +85,20 @@ def upscale_tiled(
     size: tuple[int, int],
     tile: int | tuple[int, int],
     chunk: int = 65536,
-    cell_clip: float | None = None,
+    cell_clip: float | str | None = "auto",
     margin: int | None = None,
+    border: Border = "replicate",
 ) -> Tensor:
     """Like :meth:`LIIF.upscale` (same output, ≤ 1e-5 in fp32) with the encoder run tile by tile.
 
     Args:
-        model: a LIIF model.
+        model: a LIIF model (any head; an encoder with a bounded ``receptive_radius``).
         lr: (B, 3, h, w) in [0, 1].
         size: output ``(H, W)``.
         tile: LR tile size (one int, or ``(ty, tx)``), ≥ 1.
         chunk: queries decoded at once.
-        cell_clip: as in :meth:`LIIF.upscale`.
+        cell_clip, border: as in :meth:`LIIF.upscale`. With ``border="replicate"`` the padded image is the
+            one that is tiled (its frame is mapped exactly as in the untiled path).
         margin: LR context per side; default :func:`tile_margin` (smaller is inexact; for tests), at least
             the head's ``reach``.
 
@@ -99,15 +115,22 @@ def upscale_tiled(
     m = tile_margin(model.encoder, reach) if margin is None else int(margin)
     if m < reach:
         raise ValueError(f"upscale_tiled: margin must be >= the head's reach {reach}, got {m}")
-    b, _, h, w = lr.shape
+    cell_clip = model.resolve_cell_clip(cell_clip)
+    b, _, lr_h, lr_w = lr.shape
     device = lr.device
-    ys = make_coord((out_h, 1), flatten=False, device=device)[:, 0, 0]  # bit-identical to make_coord((H, W))
+    x, frame = model.inference_input(lr, border)  # normalised and padded: the image that is tiled
+    h, w = frame.padded
+    # per-axis coordinates, mapped like the untiled path maps make_coord((H, W)) (elementwise: bit-identical)
+    ys = make_coord((out_h, 1), flatten=False, device=device)[:, 0, 0]
     xs = make_coord((1, out_w), flatten=False, device=device)[0, :, 1]
+    ys = frame.map(torch.stack([ys, ys], dim=-1))[0][:, 0]
+    xs = frame.map(torch.stack([xs, xs], dim=-1))[0][:, 1]
     cell_one = make_cell((out_h, out_w), 1, device=device)
     if cell_clip is not None:
-        cell_one = clip_cell(cell_one, (h, w), cell_clip)
-    row_spans = _spans(_owners(out_h, h, ty, device), math.ceil(h / ty))
-    col_spans = _spans(_owners(out_w, w, tx, device), math.ceil(w / tx))
+        cell_one = clip_cell(cell_one, (lr_h, lr_w), cell_clip)
+    cell_one = frame.map(torch.zeros_like(cell_one), cell_one)[1]
+    row_spans = _spans(_owners(ys, h, ty), math.ceil(h / ty))
+    col_spans = _spans(_owners(xs, w, tx), math.ceil(w / tx))
     out = torch.empty(b, 3, out_h, out_w, device=device, dtype=torch.float32)
     for i, (qy0, qy1) in enumerate(row_spans):
         if qy0 == qy1:
@@ -121,9 +144,9 @@ def upscale_tiled(
             c0, c1 = j * tx, min((j + 1) * tx, w)
             cx0, cx1 = max(c0 - m, 0), min(c1 + m, w)
             lx0, lx1 = max(c0 - reach, cx0), min(c1 + reach, cx1)
-            feat = model.encode(lr[:, :, cy0:cy1, cx0:cx1])
+            feat = model.encoder(x[:, :, cy0:cy1, cx0:cx1])
             feat = feat[:, :, ly0 - cy0 : ly1 - cy0, lx0 - cx0 : lx1 - cx0]
-            state = model.head.prepare(feat, normalise(lr[:, :, ly0:ly1, lx0:lx1]), (ly0, lx0), (h, w))
+            state = model.head.prepare(feat, x[:, :, ly0:ly1, lx0:lx1], (ly0, lx0), (h, w))
             del feat
             coord = torch.stack(torch.meshgrid(ys[qy0:qy1], xs[qx0:qx1], indexing="ij"), dim=-1).view(-1, 2)
             n_q = coord.shape[0]
@@ -138,23 +161,11 @@ def upscale_tiled(
 
 
 # ---------------------------------------------------------------------------------------- memory budget
-def encoder_bytes_per_pixel(encoder: nn.Module, dtype_bytes: int = 4) -> int:
-    """Estimated peak activation bytes per LR pixel of one inference forward (no grad)."""
-    cfg = getattr(encoder, "config", {})
-    if "D" in cfg and "G" in cfg:  # RDN: dense block concat (x2 during cat) + D block outputs + their concat
-        g0, d, c, g = cfg["G0"], cfg["D"], cfg["C"], cfg["G"]
-        channels = 2 * (g0 + c * g) + 2 * d * g0 + 3 * g0
-    else:  # EDSR-like: input, head output, block input/intermediate/output
-        channels = 5 * int(encoder.out_dim) + 3
-    return channels * dtype_bytes
-
-
 def auto_tile(
     h: int,
     w: int,
     max_memory_bytes: int,
-    encoder: nn.Module,
-    hidden: int,
+    model: LIIF,
     *,
     batch: int = 1,
     chunk: int = 65536,
@@ -164,9 +175,10 @@ def auto_tile(
 ) -> int:
     """A tile size whose estimated peak memory fits ``max_memory_bytes``.
 
-    Per LR pixel of a tile crop: encoder activations, the latent window and its projection (``hidden``
-    channels, plus its channels-last copy). Fixed: the output image (if ``out_size``) and the decoding
-    working set of ``chunk`` queries x 4 ensemble members x ``hidden`` (about 3 live tensors).
+    Per LR pixel of a tile crop: the encoder's activations (:meth:`Encoder.activation_bytes_per_pixel`), the
+    latent window and the head's prepared state (:meth:`DecoderHead.state_bytes_per_latent`, counted twice
+    for its working copy). Fixed: the (padded) normalised LR, the output image (if ``out_size``) and the
+    decoding working set of ``chunk`` queries (:meth:`DecoderHead.decode_bytes_per_query`).
 
     Returns:
         a tile size ``<= max(h, w)`` (``max(h, w)`` means one tile); at least ``min_tile``.
@@ -174,11 +186,14 @@ def auto_tile(
     Raises:
         ValueError: the fixed costs alone exceed the budget.
     """
-    m = tile_margin(encoder)
+    encoder, head = model.encoder, model.head
+    m = tile_margin(encoder, head.reach)
     per_px = (
-        encoder_bytes_per_pixel(encoder, dtype_bytes) + (int(encoder.out_dim) + 2 * hidden) * dtype_bytes
+        encoder.activation_bytes_per_pixel(dtype_bytes)
+        + int(encoder.out_dim) * dtype_bytes
+        + 2 * head.state_bytes_per_latent(dtype_bytes)
     ) * batch
-    fixed = batch * chunk * 4 * hidden * 3 * dtype_bytes + batch * 3 * h * w * 4
+    fixed = batch * chunk * head.decode_bytes_per_query(dtype_bytes) + batch * 3 * h * w * 4 * 2
     if out_size is not None:
         fixed += batch * 3 * out_size[0] * out_size[1] * 4
     avail = max_memory_bytes - fixed
@@ -208,31 +223,27 @@ def upscale_budgeted(
     tile: int = 0,
     max_memory: int | None = None,
     chunk: int = 65536,
-    cell_clip: float | None = None,
+    cell_clip: float | str | None = "auto",
+    border: Border = "replicate",
 ) -> Tensor:
     """Tiled upscaling with ``tile`` (> 0), or with a tile picked by :func:`auto_tile` from ``max_memory``.
 
     Falls back to the untiled :meth:`LIIF.upscale` when the whole image fits (same output either way).
     """
-    from liif_sr.errors import UserError
-
     b, _, h, w = lr.shape
     if tile < 0:
         raise UserError(f"--tile must be >= 0, got {tile}")
     if tile == 0 and max_memory is not None:
         try:
-            tile = auto_tile(
-                h,
-                w,
-                max_memory,
-                model.encoder,
-                model.head.mlp.hidden_list[0],
-                batch=b,
-                chunk=chunk,
-                out_size=size,
-            )
+            tile = auto_tile(h, w, max_memory, model, batch=b, chunk=chunk, out_size=size)
         except ValueError as exc:
             raise UserError(f"--max-memory: {exc}") from None
-    if tile <= 0 or tile >= max(h, w):
-        return model.upscale(lr, size, chunk=chunk, cell_clip=cell_clip)
-    return upscale_tiled(model, lr, size, tile, chunk=chunk, cell_clip=cell_clip)
+    if tile <= 0 or tile >= max(h, w) + 2 * _border_px(border):
+        return model.upscale(lr, size, chunk=chunk, cell_clip=cell_clip, border=border)
+    return upscale_tiled(model, lr, size, tile, chunk=chunk, cell_clip=cell_clip, border=border)
+
+
+def _border_px(border: str) -> int:
+    from liif_sr.models.liif import BORDER_PX
+
+    return BORDER_PX if border == "replicate" else 0

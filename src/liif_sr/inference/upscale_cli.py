@@ -14,6 +14,19 @@ from liif_sr.errors import UserError
 DEFAULT_MODEL = "edsr-baseline-liif"
 
 
+def _cell_clip_arg(text: str) -> float | str | None:
+    """``--cell-clip``: ``auto``, ``off``/``none`` or a number."""
+    low = text.strip().lower()
+    if low == "auto":
+        return "auto"
+    if low in ("off", "none"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto, off or a number, got {text!r}") from None
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "upscale",
@@ -24,12 +37,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--scale", type=str, help="scale factor, e.g. 4 or 2.5, or per axis SYxSX (e.g. 2x3)")
     g.add_argument("--size", type=str, help="output size HxW, e.g. 800x800")
-    p.add_argument("--output", "--out", "-o", required=True, help="output file (one input) or folder")
+    p.add_argument(
+        "--output",
+        "--out",
+        "-o",
+        required=True,
+        help="output file (one input; its suffix sets the format) or folder (a new one must have no suffix)",
+    )
     p.add_argument(
         "--checkpoint",
         "-c",
         default=DEFAULT_MODEL,
-        help=f"checkpoint file (liif-sr or official LIIF) or shipped model name (default {DEFAULT_MODEL})",
+        help="checkpoint file (liif-sr or official LIIF), training run folder, or shipped model name "
+        f"(default {DEFAULT_MODEL})",
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
@@ -37,10 +57,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=4, help="images of equal size processed together")
     p.add_argument(
         "--cell-clip",
-        type=float,
-        default=None,
+        type=_cell_clip_arg,
+        default="auto",
         metavar="S",
-        help="use the cell of xS for larger scales (LTE-style; off by default, S=4 is typical)",
+        help="use the cell of xS for larger scales: auto (default) = the head's paper protocol (LTE: 4; "
+        "LIIF, MetaSR: off), off, or a number",
+    )
+    p.add_argument(
+        "--border",
+        choices=["replicate", "none"],
+        default="replicate",
+        help="replicate (default): pad the LR with 8 replicated pixels so borders and tiny images keep "
+        "their colours; none: the papers' zero padding (what liif-sr-eval scores)",
     )
     p.add_argument(
         "--tile",
@@ -63,16 +91,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--format",
-        default="png",
+        default=None,
         choices=["png", "jpg", "webp", "bmp", "tif"],
-        help="output format for folder outputs",
+        help="output format for folder outputs (default png)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument(
+        "--recursive",
+        "-r",
+        action="store_true",
+        help="include the images in subfolders of input folders, keeping the folder tree in the output",
+    )
+    ex = p.add_mutually_exclusive_group()
+    ex.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    ex.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="skip inputs whose output file exists (to continue an interrupted run)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def parse_scale(text: str) -> float | tuple[float, float]:
+    from liif_sr.inference.upscale import MAX_SCALE
+
     parts = text.lower().split("x")
     try:
         vals = [float(v) for v in parts]
@@ -81,6 +123,10 @@ def parse_scale(text: str) -> float | tuple[float, float]:
     for v in vals:
         if not math.isfinite(v) or v <= 0:
             raise UserError(f"--scale {text!r}: the scale must be a positive finite number")
+        if v > MAX_SCALE:
+            raise UserError(
+                f"--scale {text!r}: at most {MAX_SCALE:g} per axis (give --size HxW for an exact size)"
+            )
     if len(vals) == 1:
         return vals[0]
     if len(vals) == 2:
@@ -98,57 +144,162 @@ class Job:
 class Report:
     done: int = 0
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: int = 0
 
 
-def plan_jobs(inputs: list[str], output: str, fmt: str, overwrite: bool) -> list[Job]:
-    """Map inputs to output files; check every output path before any work is done."""
-    from liif_sr.data.images import IMAGE_EXTENSIONS, check_output_path, scan_images
+@dataclass
+class Plan:
+    jobs: list[Job]
+    skipped_existing: int = 0
+    notes: list[str] = field(default_factory=list)
 
-    sources: list[Path] = []
+
+def _visible(path: Path, root: Path) -> bool:
+    return not any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _scan(folder: Path, recursive: bool, notes: list[str]) -> list[Path]:
+    """Images in ``folder`` (like :func:`~liif_sr.data.images.scan_images`); what is left out is noted."""
+    from liif_sr.data.images import IMAGE_EXTENSIONS
+
+    def is_image(p: Path) -> bool:
+        return p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+
+    if recursive:
+        found = [p for p in folder.rglob("*") if _visible(p, folder) and is_image(p)]
+        if not found:
+            raise UserError(
+                f"no images found in {folder} or its subfolders (looked for {', '.join(IMAGE_EXTENSIONS)})"
+            )
+        return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    found = sorted((p for p in entries if is_image(p)), key=lambda p: p.name)
+    subdirs = [p for p in entries if p.is_dir()]
+    nested = sum(1 for d in subdirs for p in d.rglob("*") if _visible(p, d) and is_image(p))
+    others = [p for p in entries if p.is_file() and not is_image(p)]
+    if not found:
+        where = (
+            f"; its {len(subdirs)} subfolder(s) hold {nested} image(s): pass --recursive" if nested else ""
+        )
+        raise UserError(f"no images found in {folder} (looked for {', '.join(IMAGE_EXTENSIONS)}){where}")
+    if nested:
+        notes.append(
+            f"{folder}: skipped {len(subdirs)} subfolder(s) holding {nested} image(s) (pass --recursive to include them)"
+        )
+    if others:
+        kinds = sorted({p.suffix.lower() or "(no suffix)" for p in others})
+        notes.append(
+            f"{folder}: skipped {len(others)} file(s) that are not images by name ({', '.join(kinds[:8])})"
+        )
+    return found
+
+
+def plan(
+    inputs: list[str],
+    output: str,
+    fmt: str | None,
+    overwrite: bool,
+    recursive: bool = False,
+    skip_existing: bool = False,
+) -> Plan:
+    """Map inputs to output files; check every output path before any work is done.
+
+    ``--output`` is a file when it has a suffix and is not an existing folder (the suffix must then be a
+    supported format), else a folder; a missing folder is created only after every check passed.
+    """
+    from liif_sr.data.images import IMAGE_EXTENSIONS, check_output_path
+
+    notes: list[str] = []
+    sources: list[tuple[Path, Path]] = []  # (file, path of its output relative to the output folder)
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            sources += scan_images(path)
+            sources += [(p, p.relative_to(path)) for p in _scan(path, recursive, notes)]
         elif path.is_file() or path.is_symlink():
-            sources.append(path)
+            sources.append((path, Path(path.name)))
         else:
             raise UserError(f"input not found: {path}")
     out = Path(output)
-    single_file = len(sources) == 1 and out.suffix.lower() in IMAGE_EXTENSIONS
-    if single_file:
-        jobs = [Job(sources[0], out)]
-    else:
-        if out.suffix.lower() in IMAGE_EXTENSIONS:
-            raise UserError(
-                f"--output {out} looks like a file but there are {len(sources)} inputs; give a folder"
-            )
-        if out.exists() and not out.is_dir():
+    suffix = out.suffix.lower()
+    supported = ", ".join(IMAGE_EXTENSIONS)
+    single_file = not out.is_dir() and (bool(suffix) or out.exists())
+    if single_file and suffix not in IMAGE_EXTENSIONS:
+        if out.exists():
             raise UserError(f"--output {out} exists and is not a folder")
-        if not out.exists():
-            if not out.parent.is_dir():
-                raise UserError(f"output directory does not exist: {out.parent}")
-            out.mkdir()
+        raise UserError(
+            f"--output {out}: unsupported output format {out.suffix!r} (supported: {supported}); "
+            "for a new output folder give a name without a suffix"
+        )
+    if single_file and len(sources) != 1:
+        raise UserError(
+            f"--output {out} looks like a file but there are {len(sources)} inputs; give a folder"
+        )
+    if single_file:
+        if fmt is not None and _canonical(suffix) != _canonical(f".{fmt}"):
+            raise UserError(
+                f"--format {fmt} does not match --output {out} (the file's suffix sets its format)"
+            )
+        jobs = [Job(sources[0][0], out)]
+    else:
+        fmt = fmt or "png"
+        if not out.exists() and not out.parent.is_dir():
+            raise UserError(f"output directory does not exist: {out.parent}")
         jobs, seen = [], {}
-        for src in sources:
-            dst = out / f"{src.stem}.{fmt}"
+        for src, rel in sources:
+            dst = out / rel.parent / f"{rel.stem}.{fmt}"
             if dst in seen:
                 raise UserError(f"{src} and {seen[dst]} would both be written to {dst}")
             seen[dst] = src
             jobs.append(Job(src, dst))
-    for job in jobs:
-        check_output_path(job.dst, overwrite)
-    return jobs
+    skipped = 0
+    if skip_existing:
+        kept = [j for j in jobs if not (j.dst.is_file() or j.dst.is_symlink())]
+        skipped, jobs = len(jobs) - len(kept), kept
+    created = not single_file and not out.exists()
+    if created:
+        check_output_path(out.parent / "x.png", overwrite=True)  # the folder it goes into is writable
+        out.mkdir()
+    try:
+        for job in jobs:
+            if single_file or job.dst.parent.is_dir():  # else a subfolder made at write time
+                check_output_path(job.dst, overwrite)
+    except UserError:
+        if created:
+            out.rmdir()
+        raise
+    return Plan(jobs, skipped, notes)
 
 
-def run(args: argparse.Namespace) -> int:
+def _canonical(suffix: str) -> str:
+    return {".jpeg": ".jpg", ".tiff": ".tif"}.get(suffix, suffix)
+
+
+def plan_jobs(inputs: list[str], output: str, fmt: str | None, overwrite: bool) -> list[Job]:
+    """:func:`plan`'s jobs (kept for callers of the old name)."""
+    return plan(inputs, output, fmt, overwrite).jobs
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse option values that cannot be used as given (exit 2, before any work)."""
     from liif_sr.inference.upscale import parse_size
 
-    scale = parse_scale(args.scale) if args.scale is not None else None
-    size = parse_size(args.size) if args.size is not None else None
-    if args.chunk < 1 or args.batch < 1:
-        raise UserError("--chunk and --batch must be positive")
+    for name in ("chunk", "batch"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} {getattr(args, name)}: must be a positive integer")
     if args.tile < 0:
-        raise UserError("--tile must be >= 0 (0 = off)")
+        raise UserError(f"--tile {args.tile}: must be >= 0 (0 = off)")
+    if isinstance(args.cell_clip, float) and not (math.isfinite(args.cell_clip) and args.cell_clip > 0):
+        raise UserError(f"--cell-clip {args.cell_clip:g}: must be a positive finite number (e.g. 4)")
+    limit = args.max_output_pixels
+    if math.isnan(limit) or limit < 1:
+        raise UserError(f"--max-output-pixels {limit:g}: must be at least 1 (inf = no limit)")
+    args.scale = parse_scale(args.scale) if args.scale is not None else None
+    args.size = parse_size(args.size) if args.size is not None else None
+    if args.size is not None and args.size[0] * args.size[1] > limit:
+        raise UserError(
+            f"--size {args.size[0]}x{args.size[1]}: {args.size[0] * args.size[1]} pixels exceeds "
+            f"--max-output-pixels {limit:.0f}"
+        )
     if args.max_memory is not None:
         from liif_sr.inference.tiling import parse_bytes
 
@@ -156,17 +307,31 @@ def run(args: argparse.Namespace) -> int:
             args.max_memory = parse_bytes(args.max_memory)
         except ValueError as exc:
             raise UserError(f"--max-memory: {exc}") from None
-    jobs = plan_jobs(args.inputs, args.output, args.format, args.overwrite)
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_options(args)
+    scale, size = args.scale, args.size
+    planned = plan(args.inputs, args.output, args.format, args.overwrite, args.recursive, args.skip_existing)
+    jobs = planned.jobs
+    for note in planned.notes:
+        print(f"liif-sr upscale: note: {note}", file=sys.stderr)
 
     import torch
     from tqdm import tqdm
 
-    from liif_sr.checkpoints import load_model
-    from liif_sr.inference.upscale import resolve_device
+    from liif_sr.checkpoints import load_model, resolve_checkpoint
+    from liif_sr.inference.upscale import check_tile, resolve_device
 
     device = resolve_device(args.device)
-    model = load_model(args.checkpoint, device=device)
-    report = Report()
+    weights = resolve_checkpoint(args.checkpoint)
+    if Path(args.checkpoint).is_dir():
+        print(f"liif-sr upscale: note: using the run's weights {weights}", file=sys.stderr)
+    model = load_model(weights, device=device)
+    args.tile, note = check_tile(model, args.tile)
+    if note:
+        print(f"liif-sr upscale: note: --{note}", file=sys.stderr)
+    report = Report(skipped=planned.skipped_existing)
     start = time.perf_counter()
     bar = tqdm(total=len(jobs), unit="img", disable=args.quiet, file=sys.stderr)
     pending: list[tuple[Job, object, tuple[int, int]]] = []
@@ -184,7 +349,10 @@ def run(args: argparse.Namespace) -> int:
         try:
             img = read_image_with_alpha(job.src)
             h, w = img.rgb.shape[:2]
-            out_size = target_size((h, w), scale, size)
+            try:
+                out_size = target_size((h, w), scale, size)
+            except UserError as exc:
+                raise UserError(f"{job.src}: {exc}") from None
             if out_size[0] * out_size[1] > args.max_output_pixels:
                 raise UserError(
                     f"{job.src}: output {out_size[0]}x{out_size[1]} exceeds --max-output-pixels "
@@ -213,6 +381,7 @@ def run(args: argparse.Namespace) -> int:
     rate = report.done / seconds if seconds > 0 else float("inf")
     print(
         f"upscaled {report.done} image(s) in {seconds:.2f} s ({rate:.2f} images/s)"
+        + (f"; {report.skipped} skipped (output exists)" if report.skipped else "")
         + (f"; {len(report.failed)} failed" if report.failed else ""),
         file=sys.stderr,
     )
@@ -224,12 +393,21 @@ def _process(model, pending, args, device, report: Report) -> None:
     import torch
 
     from liif_sr.data.images import write_image_atomic
+    from liif_sr.errors import OutputExistsError
     from liif_sr.inference.upscale import to_tensor, to_uint8, upscale_alpha, upscale_tensor
 
     out_size = pending[0][2]
     lr = torch.stack([to_tensor(img.rgb) for _, img, _ in pending]).to(device)
     sr = upscale_tensor(
-        model, lr, out_size, args.precision, args.chunk, args.cell_clip, args.tile, args.max_memory
+        model,
+        lr,
+        out_size,
+        args.precision,
+        args.chunk,
+        args.cell_clip,
+        args.tile,
+        args.max_memory,
+        args.border,
     ).cpu()
     for (job, img, _), out in zip(pending, sr):
         arr = to_uint8(out)
@@ -239,8 +417,19 @@ def _process(model, pending, args, device, report: Report) -> None:
             arr = np.concatenate([arr, upscale_alpha(img.alpha, out_size)[..., None]], axis=2)
         elif arr.shape[2] == 1:
             arr = arr[..., 0]
+        metadata = img.metadata.scaled(img.rgb.shape[:2], out_size)
         try:
-            write_image_atomic(job.dst, arr, overwrite=args.overwrite)
+            job.dst.parent.mkdir(parents=True, exist_ok=True)  # subfolders of a --recursive output
+        except OSError as exc:
+            report.failed.append((job.src, f"cannot create {job.dst.parent}: {exc.strerror or exc}"))
+            continue
+        try:
+            write_image_atomic(job.dst, arr, overwrite=args.overwrite, metadata=metadata)
             report.done += 1
+        except OutputExistsError as exc:
+            if args.skip_existing:  # written meanwhile by another run
+                report.skipped += 1
+            else:
+                report.failed.append((job.src, str(exc)))
         except UserError as exc:
             report.failed.append((job.src, str(exc)))

@@ -1,9 +1,10 @@
 """Models: encoders, decoder heads (LIIF, LTE, MetaSR) and the LIIF model."""
 
-from liif_sr.models.encoders import RDN, EDSRBaseline
+from liif_sr.models.build import build_model
+from liif_sr.models.encoders import RDN, EDSRBaseline, Encoder, SwinIR
 from liif_sr.models.heads import DecoderHead, LIIFHead, LTEHead, MetaSRHead
 from liif_sr.models.liif import LIIF
-from liif_sr.models.registry import ENCODERS, HEADS, build_model
+from liif_sr.models.registry import ENCODERS, HEADS
 
 __all__ = [
     "ENCODERS",
@@ -12,8 +13,10 @@ __all__ = [
     "RDN",
     "DecoderHead",
     "EDSRBaseline",
+    "Encoder",
     "LIIFHead",
     "LTEHead",
     "MetaSRHead",
+    "SwinIR",
     "build_model",
 ]

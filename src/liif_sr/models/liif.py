@@ -1,35 +1,69 @@
-"""LIIF: an encoder (LR → latent grid) plus a decoder head (latent + coordinate → RGB; LIIF, LTE, MetaSR)."""
+"""The model: an :class:`~liif_sr.models.encoders.base.Encoder` (LR → latent grid) plus a
+:class:`~liif_sr.models.heads.base.DecoderHead` (latent + coordinate → RGB: LIIF, LTE, MetaSR).
+
+Two forward semantics:
+
+* training (:meth:`LIIF.forward`): the LR crop as given, no padding, as the papers' training code;
+* inference (:meth:`LIIF.query`, :meth:`LIIF.upscale`): the LR may be padded first — by the encoder's own
+  inference padding (SwinIR: the official evaluation's flip padding to the window multiple) and, with
+  ``border="replicate"``, by :data:`BORDER_PX` replicated pixels on every side — and the padded latent is
+  decoded with the coordinates mapped into the padded frame (:class:`~liif_sr.coords.Frame`).
+
+``border="none"`` is the papers' protocol (the encoders' zero padding at the image border); it is what
+``liif-sr-eval`` and training validation use and what the parity tests check against the official code.
+``border="replicate"`` (the default of :meth:`upscale` and ``liif-sr upscale``) keeps flat borders flat and
+tiny images (1 x 1, 1 x 500) in their colours; see ``docs/architecture.md`` for its effect on PSNR.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from liif_sr.coords import make_cell, make_coord
-from liif_sr.models.heads.base import DecoderHead
+from liif_sr.coords import Frame, make_cell, make_coord
+from liif_sr.models.checks import check_border, check_lr, check_upscale_args
+from liif_sr.models.encoders.base import Encoder
+from liif_sr.models.heads.base import DecoderHead, HeadState
 
 HeadFactory = Callable[..., DecoderHead]
+Border = Literal["none", "replicate"]
+#: LR pixels replicated on every side with ``border="replicate"`` (flat 64x64 colour at x4: max error
+#: 6.8 → 0.6 grey levels; 1x1 pixel at x30: mean error 45 → 0.3 levels; shipped model)
+BORDER_PX = 8
+
+
+@dataclass
+class Prepared:
+    """:meth:`LIIF.prepare`'s result: the head's state and the frame the queries are mapped into."""
+
+    head_state: HeadState
+    frame: Frame
 
 
 class LIIF(nn.Module):
-    """Local Implicit Image Function model.
+    """Local implicit image function model (any registered encoder and head).
 
     Images are float in [0, 1] at this API; internally the input is normalised to ``(x - 0.5) / 0.5``
-    and the head predicts in that normalised space (as the paper's code does).
+    and the head predicts in that normalised space (as the papers' code does).
 
     Args:
-        encoder: module mapping ``(B, 3, h, w)`` → ``(B, C, h, w)`` with an ``out_dim`` attribute.
-        head: a :class:`DecoderHead` (e.g. :class:`LIIFHead`), or a factory (e.g. a Hydra ``_partial_``) called with
+        encoder: an :class:`Encoder` mapping ``(B, 3, h, w)`` → ``(B, out_dim, h, w)``.
+        head: a :class:`DecoderHead`, or a factory (e.g. a Hydra ``_partial_``) called with
             ``in_channels=encoder.out_dim``.
     """
 
-    def __init__(self, encoder: nn.Module, head: DecoderHead | HeadFactory) -> None:
+    def __init__(self, encoder: Encoder, head: DecoderHead | HeadFactory) -> None:
         super().__init__()
+        from liif_sr.models.registry import check_registered
+
         self.encoder = encoder
         self.head = head if isinstance(head, nn.Module) else head(in_channels=encoder.out_dim)
+        check_registered(self.encoder, self.head)  # refused now, not at the first checkpoint save
         if self.head.in_channels != encoder.out_dim:
             raise ValueError(
                 f"LIIF: head expects {self.head.in_channels} latent channels, encoder gives {encoder.out_dim}"
@@ -38,49 +72,94 @@ class LIIF(nn.Module):
     @property
     def config(self) -> dict[str, Any]:
         """Plain-data description (no code) from which :func:`liif_sr.models.build_model` rebuilds it."""
-        from liif_sr.models.registry import encoder_name  # the registry imports this module
-
         return {
-            "encoder": {"name": encoder_name(self.encoder), "args": dict(self.encoder.config)},
+            "encoder": {"name": self.encoder.name, "args": dict(self.encoder.config)},
             "head": {"name": self.head.name, **self.head.config},
         }
 
+    @property
+    def name(self) -> str:
+        """``<encoder>-<head>``, e.g. ``edsr_baseline-liif``."""
+        return f"{self.encoder.name}-{self.head.name}"
+
+    # ------------------------------------------------------------------ training
     def encode(self, lr: Tensor) -> Tensor:
-        """``lr`` (B, 3, h, w) in [0, 1] → latent (B, C, h, w)."""
+        """``lr`` (B, 3, h, w) in [0, 1] → latent (B, C, h, w), without inference padding."""
         return self.encoder(normalise(lr))
 
     def forward(self, lr: Tensor, coord: Tensor, cell: Tensor | None = None) -> Tensor:
-        """Training forward: (B, Q, 3) prediction in the normalised space ((x - 0.5) / 0.5)."""
-        return self.head(self.encode(lr), coord, cell, lr=normalise(lr))
+        """Training forward: (B, Q, 3) prediction in the normalised space ((x - 0.5) / 0.5).
 
-    def query(self, lr: Tensor, coord: Tensor, cell: Tensor | None = None) -> Tensor:
-        """RGB at ``coord`` (B, Q, 2) in [-1, 1] with ``cell`` (B, Q, 2): (B, Q, 3) in [0, 1] space, unclamped."""
-        return self.forward(lr, coord, cell) * 0.5 + 0.5
+        No inference padding (as the official training: SwinIR's 48x48 crops are window multiples).
+        """
+        x = normalise(lr)
+        return self.head(self.encoder(x), coord, cell, lr=x)
+
+    # ------------------------------------------------------------------ inference
+    def inference_input(self, lr: Tensor, border: Border = "none") -> tuple[Tensor, Frame]:
+        """Normalised, padded input ``(B, 3, h', w')`` of ``lr`` (B, 3, h, w) in [0, 1], and its frame."""
+        check_border(border)
+        x = normalise(lr)
+        h, w = x.shape[-2:]
+        k = BORDER_PX if border == "replicate" else 0
+        if k:
+            x = F.pad(x, (k, k, k, k), mode="replicate")
+        x = self.encoder.pad_input(x)
+        return x, Frame(size=(h, w), padded=(int(x.shape[-2]), int(x.shape[-1])), top=k, left=k)
+
+    def prepare(self, lr: Tensor, border: Border = "none") -> Prepared:
+        """Encode ``lr`` (B, 3, h, w) in [0, 1] once; :meth:`decode` then answers any number of queries."""
+        check_lr(lr)
+        x, frame = self.inference_input(lr, border)
+        return Prepared(self.head.prepare(self.encoder(x), x), frame)
+
+    def decode(self, prepared: Prepared, coord: Tensor, cell: Tensor | None = None) -> Tensor:
+        """(B, Q, 3) normalised prediction at ``coord``/``cell`` (B, Q, 2) of the unpadded image."""
+        coord, cell = prepared.frame.map(coord, cell)
+        return self.head.decode(prepared.head_state, coord, cell)
+
+    def query(self, lr: Tensor, coord: Tensor, cell: Tensor | None = None, border: Border = "none") -> Tensor:
+        """RGB at ``coord`` (B, Q, 2) in [-1, 1] with ``cell`` (B, Q, 2): (B, Q, 3) in [0, 1] space, unclamped.
+
+        ``border="none"`` (default): the papers' function (with the encoder's inference padding, e.g.
+        SwinIR's evaluation protocol); ``"replicate"``: see the module doc.
+        """
+        return self.decode(self.prepare(lr, border), coord, cell) * 0.5 + 0.5
+
+    def resolve_cell_clip(self, cell_clip: float | str | None) -> float | None:
+        """``"auto"`` → the head's paper protocol (LTE: 4.0, LIIF/MetaSR: None); else as given."""
+        return self.head.paper_cell_clip if cell_clip == "auto" else cell_clip
 
     @torch.no_grad()
     def upscale(
-        self, lr: Tensor, size: tuple[int, int], chunk: int = 65536, cell_clip: float | None = None
+        self,
+        lr: Tensor,
+        size: tuple[int, int] | int,
+        chunk: int = 65536,
+        cell_clip: float | str | None = "auto",
+        border: Border = "replicate",
     ) -> Tensor:
         """Render ``lr`` (B, 3, h, w) in [0, 1] at ``size = (H, W)``: (B, 3, H, W) clamped to [0, 1].
 
-        The encoder runs once on the whole image; queries are decoded in chunks of ``chunk``.
-        ``cell_clip`` (e.g. 4.0): use the cell of ×cell_clip for larger scales (LTE-style; off by default).
+        The encoder runs once on the whole image; queries are decoded in chunks of ``chunk`` (memory is
+        bounded by the chunk for every head). ``cell_clip``: ``"auto"`` = the head's paper test protocol
+        (LTE: the x4 cell above x4; LIIF, MetaSR: off), a number (e.g. 4.0), or None (off).
+        ``border``: ``"replicate"`` (default) or ``"none"`` (the papers' protocol).
         """
-        out_h, out_w = int(size[0]), int(size[1])
-        if out_h < 1 or out_w < 1:
-            raise ValueError(f"LIIF.upscale: size must be positive, got {size}")
+        (out_h, out_w), chunk, cell_clip = check_upscale_args(
+            lr, size, chunk, self.resolve_cell_clip(cell_clip)
+        )
         b, _, h, w = lr.shape
-        feat = self.encode(lr)
+        prepared = self.prepare(lr, border)
         coord = make_coord((out_h, out_w), device=lr.device)
         cell = make_cell((out_h, out_w), coord.shape[0], device=lr.device)
         if cell_clip is not None:
             cell = clip_cell(cell, (h, w), cell_clip)
-        state = self.head.prepare(feat, normalise(lr))
         out = torch.empty(b, out_h * out_w, 3, device=lr.device, dtype=torch.float32)
         for start in range(0, coord.shape[0], chunk):
             c = coord[start : start + chunk].unsqueeze(0).expand(b, -1, -1)
             ce = cell[start : start + chunk].unsqueeze(0).expand(b, -1, -1)
-            out[:, start : start + chunk] = self.head.decode(state, c, ce).float()
+            out[:, start : start + chunk] = self.decode(prepared, c, ce).float()
         out = (out * 0.5 + 0.5).clamp_(0, 1)
         return out.view(b, out_h, out_w, 3).permute(0, 3, 1, 2).contiguous()
 

@@ -1,53 +1,63 @@
-"""The only name → class maps: our encoder and head names (and the official LIIF checkpoint names).
+"""The only name → class maps: encoders and decoder heads (a leaf module: it imports no model code).
 
 Checkpoints store plain data (names and numbers), never ``_target_`` paths or pickled objects, so loading
-one can only build these classes.
+one can only build these classes. A new encoder or head is one module plus one entry here (and one
+``conf/model/{encoder,head}/*.yaml``); :class:`~liif_sr.models.liif.LIIF` refuses any other class when it is
+built (not at the first checkpoint save).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
 
-from liif_sr.errors import CheckpointError
+from liif_sr.errors import UserError
 from liif_sr.models.encoders import RDN, EDSRBaseline, SwinIR
+from liif_sr.models.encoders.base import Encoder
 from liif_sr.models.heads.base import DecoderHead
 from liif_sr.models.heads.liif import LIIFHead
 from liif_sr.models.heads.lte import LTEHead
 from liif_sr.models.heads.metasr import MetaSRHead
-from liif_sr.models.liif import LIIF
 
-ENCODERS: dict[str, type[nn.Module]] = {"edsr_baseline": EDSRBaseline, "rdn": RDN, "swinir": SwinIR}
+ENCODERS: dict[str, type[Encoder]] = {cls.name: cls for cls in (EDSRBaseline, RDN, SwinIR)}
 HEADS: dict[str, type[DecoderHead]] = {cls.name: cls for cls in (LIIFHead, LTEHead, MetaSRHead)}
 
 
+class UnknownComponentError(UserError, ValueError):
+    """An encoder or head that is not in the registry (by name or by class)."""
+
+
+def encoder_class(name: str) -> type[Encoder]:
+    """The encoder class registered as ``name``."""
+    try:
+        return ENCODERS[name]
+    except (KeyError, TypeError):
+        raise UnknownComponentError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}") from None
+
+
+def head_class(name: str) -> type[DecoderHead]:
+    """The head class registered as ``name``."""
+    try:
+        return HEADS[name]
+    except (KeyError, TypeError):
+        raise UnknownComponentError(f"unknown head {name!r}; known: {', '.join(HEADS)}") from None
+
+
+def _check(module: nn.Module, table: dict[str, type], kind: str) -> str:
+    name = getattr(type(module), "name", None)
+    if not isinstance(name, str) or table.get(name) is not type(module):
+        raise UnknownComponentError(
+            f"{kind} class {type(module).__module__}.{type(module).__qualname__} is not registered "
+            f"(known {kind}s: {', '.join(table)}); add it to liif_sr.models.registry"
+        )
+    return name
+
+
 def encoder_name(encoder: nn.Module) -> str:
-    for name, cls in ENCODERS.items():
-        if type(encoder) is cls:
-            return name
-    raise TypeError(f"unknown encoder class {type(encoder).__name__}; known: {sorted(ENCODERS)}")
+    """The registry name of ``encoder`` (its class must be registered exactly)."""
+    return _check(encoder, ENCODERS, "encoder")
 
 
-def build_model(config: dict[str, Any], head_mode: str = "fast") -> LIIF:
-    """Build a :class:`LIIF` from :attr:`LIIF.config` plain data.
-
-    ``config["head"]`` names its head class in ``"name"`` (default ``"liif"``, for older files);
-    ``head_mode``: ``"fast"`` or ``"plain"`` (the head's reference path).
-    """
-    if head_mode not in ("fast", "plain"):
-        raise ValueError(f"build_model: head_mode must be 'fast' or 'plain', got {head_mode!r}")
-    try:
-        enc_cfg, head_cfg = config["encoder"], dict(config["head"])
-        cls = ENCODERS[enc_cfg["name"]]
-        head_cls = HEADS[head_cfg.pop("name", "liif")]
-    except (KeyError, TypeError) as exc:
-        raise CheckpointError(
-            f"model config is incomplete or names an unknown encoder or head: {exc}"
-        ) from None
-    try:
-        encoder = cls(**enc_cfg.get("args", {}))
-        head = head_cls(in_channels=encoder.out_dim, fast=head_mode == "fast", **head_cfg)
-        return LIIF(encoder, head)
-    except TypeError as exc:
-        raise CheckpointError(f"model config has unexpected arguments: {exc}") from None
+def check_registered(encoder: nn.Module, head: nn.Module) -> None:
+    """Refuse an encoder or head whose class is not registered (a checkpoint could not name it)."""
+    _check(encoder, ENCODERS, "encoder")
+    _check(head, HEADS, "head")

@@ -98,7 +98,8 @@ class LIIFModule(L.LightningModule):
         key = scale_key(float(batch["scale"][0]))
         if key not in self.val_psnr:
             raise ValueError(f"validation scale {key} is not in model.val_scales={self.val_keys}")
-        sr = self.net.upscale(lr, tuple(hr.shape[-2:]), chunk=self.hparams.val_chunk)
+        # the paper protocol: no border padding; cell clipping as the head's paper test protocol
+        sr = self.net.upscale(lr, tuple(hr.shape[-2:]), chunk=self.hparams.val_chunk, border="none")
         self.val_psnr[key].update(sr, hr)
         return {"sr": sr}  # for callbacks (ValidationImages)
 

@@ -1,0 +1,112 @@
+"""Argument checks of the model's inference API (:meth:`LIIF.query`, :meth:`LIIF.upscale`).
+
+Each raises :class:`~liif_sr.errors.InvalidArgumentError` (a ``ValueError`` too) with a one-line message.
+A leaf module: the model, inference and the CLIs import it.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+
+import torch
+from torch import Tensor
+
+from liif_sr.errors import InvalidArgumentError
+
+# input values outside this range are not [0, 1] image data (0..255 floats, [-1, 1] normalised data)
+_LR_RANGE = (-0.5, 1.5)
+
+
+def check_lr(lr: object) -> None:
+    """Refuse an input that :meth:`LIIF.upscale` / :meth:`LIIF.query` / :meth:`LIIF.encode` would misread.
+
+    ``lr`` must be a floating-point tensor (B, 3, h, w) with values in [0, 1]: uint8 data is refused (divide
+    by 255 first) rather than silently read as values up to 255 (an almost white result), and so are
+    values clearly outside [0, 1] (below -0.5 or above 1.5: 0..255 floats, [-1, 1] data), NaN and inf.
+    """
+    if not isinstance(lr, Tensor):
+        raise InvalidArgumentError(
+            f"lr must be a torch.Tensor (B, 3, h, w) of floats in [0, 1], got {type(lr).__name__}"
+        )
+    shape = tuple(lr.shape)
+    if lr.dim() == 3 and shape[0] == 3:
+        raise InvalidArgumentError(f"lr must be (B, 3, h, w), got {shape}: add a batch dimension, lr[None]")
+    if lr.dim() != 4 or shape[1] != 3:
+        hint = ": channels last? use lr.permute(0, 3, 1, 2)" if lr.dim() == 4 and shape[-1] == 3 else ""
+        raise InvalidArgumentError(f"lr must be (B, 3, h, w), got {shape}{hint}")
+    if lr.numel() == 0:
+        raise InvalidArgumentError(f"lr is empty: shape {shape}")
+    if not lr.is_floating_point():
+        raise InvalidArgumentError(
+            f"lr has dtype {lr.dtype}: pass floats in [0, 1] (for 8-bit data: lr.float() / 255)"
+        )
+    lo, hi = (float(v) for v in torch.aminmax(lr.detach()))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise InvalidArgumentError("lr holds NaN or infinite values")
+    if lo < _LR_RANGE[0] or hi > _LR_RANGE[1]:
+        raise InvalidArgumentError(
+            f"lr values span [{lo:.3g}, {hi:.3g}]; expected [0, 1] (0..255 data: divide by 255; "
+            "[-1, 1] data: lr * 0.5 + 0.5)"
+        )
+
+
+def check_size(size: object) -> tuple[int, int]:
+    """``size`` as ``(H, W)`` of positive ints; one int means a square (like ``--size 80``)."""
+    if isinstance(size, bool):
+        raise InvalidArgumentError(f"size must be (H, W) or one int for a square, got {size!r}")
+    if isinstance(size, numbers.Integral):
+        size = (size, size)
+    try:
+        if isinstance(size, str | bytes) or len(size) != 2 or any(isinstance(v, bool) for v in size):
+            raise TypeError
+        h, w = operator.index(size[0]), operator.index(size[1])
+    except TypeError:
+        raise InvalidArgumentError(f"size must be (H, W) or one int for a square, got {size!r}") from None
+    if h < 1 or w < 1:
+        raise InvalidArgumentError(f"size must be positive, got {(h, w)}")
+    return h, w
+
+
+def check_chunk(chunk: object) -> int:
+    """``chunk`` (queries decoded at once) as a positive int."""
+    try:
+        if isinstance(chunk, bool):
+            raise TypeError
+        value = operator.index(chunk)
+    except TypeError:
+        raise InvalidArgumentError(f"chunk must be a positive integer, got {chunk!r}") from None
+    if value < 1:
+        raise InvalidArgumentError(f"chunk must be a positive integer, got {value}")
+    return value
+
+
+def check_cell_clip(cell_clip: object) -> float | None:
+    """``cell_clip`` as None (off) or a positive finite float."""
+    if cell_clip is None:
+        return None
+    if isinstance(cell_clip, bool) or not isinstance(cell_clip, numbers.Real):
+        raise InvalidArgumentError(f"cell_clip must be None or a positive number, got {cell_clip!r}")
+    value = float(cell_clip)
+    if not (math.isfinite(value) and value > 0):
+        raise InvalidArgumentError(f"cell_clip must be a positive finite number (e.g. 4), got {value}")
+    return value
+
+
+def check_upscale_args(
+    lr: object, size: object, chunk: object = 65536, cell_clip: object = None
+) -> tuple[tuple[int, int], int, float | None]:
+    """All checks of :meth:`LIIF.upscale`'s arguments: returns the normalised ``(size, chunk, cell_clip)``."""
+    check_lr(lr)
+    return check_size(size), check_chunk(chunk), check_cell_clip(cell_clip)
+
+
+BORDERS = ("none", "replicate")
+
+
+def check_border(border: object) -> str:
+    """``border`` as one of :data:`BORDERS`: ``none`` (the papers' zero padding) or ``replicate``."""
+    if border not in BORDERS:
+        raise InvalidArgumentError(f"border must be one of {', '.join(BORDERS)}, got {border!r}")
+    return str(border)
