@@ -199,21 +199,38 @@ def test_encoder_input_bounded_by_tile(encoder):
 
 
 def test_auto_tile():
-    enc = EDSRBaseline()
-    m = tile_margin(enc)
-    small = auto_tile(3456, 4608, 2 * 1024**3, enc, 256, chunk=16384)
-    large = auto_tile(3456, 4608, 8 * 1024**3, enc, 256, chunk=16384)
+    edsr = LIIF(EDSRBaseline(), LIIFHead(64))
+    m = tile_margin(edsr.encoder, edsr.head.reach)
+    small = auto_tile(3456, 4608, 2 * 1024**3, edsr, chunk=16384)
+    large = auto_tile(3456, 4608, 8 * 1024**3, edsr, chunk=16384)
     assert 16 <= small < large < 4608
-    assert auto_tile(100, 120, 8 * 1024**3, enc, 256) == 120  # fits: one tile
-    rdn = RDN()
-    assert auto_tile(3456, 4608, 8 * 1024**3, rdn, 256, chunk=16384) < large  # RDN needs more per pixel
+    assert auto_tile(100, 120, 8 * 1024**3, edsr) == 120  # fits: one tile
+    rdn = LIIF(RDN(), LIIFHead(64))
+    assert auto_tile(3456, 4608, 8 * 1024**3, rdn, chunk=16384) < large  # RDN needs more per pixel
     with pytest.raises(ValueError):
-        auto_tile(3456, 4608, 10**6, enc, 256)
-    # the estimate for the chosen tile fits the budget
-    from liif_sr.inference.tiling import encoder_bytes_per_pixel
-
-    per_px = encoder_bytes_per_pixel(enc) + (64 + 512) * 4
+        auto_tile(3456, 4608, 10**6, edsr)
+    # the estimate for the chosen tile fits the budget (encoder activations + latent + the head's state)
+    per_px = edsr.encoder.activation_bytes_per_pixel() + (64 + 2 * 256) * 4
     assert (large + 2 * m) ** 2 * per_px < 8 * 1024**3
+
+
+@pytest.mark.parametrize("border", ["none", "replicate"])
+def test_tiled_equals_untiled_for_both_borders(border):
+    model = _model("edsr")
+    lr = _lr(1, 23, 31)
+    want = model.upscale(lr, (57, 80), border=border)
+    got = upscale_tiled(model, lr, (57, 80), tile=7, border=border)
+    assert (got - want).abs().max().item() <= 1e-5
+
+
+def test_tiling_refused_for_unbounded_receptive_field():
+    from liif_sr.inference.tiling import TilingUnsupportedError
+    from liif_sr.models.encoders import SwinIR
+
+    enc = SwinIR(embed_dim=8, depths=[1], num_heads=[1], window_size=4, out_dim=8)
+    model = LIIF(enc, LIIFHead(8, hidden_list=[8])).eval()
+    with pytest.raises(TilingUnsupportedError, match="bounded receptive field"):
+        upscale_tiled(model, _lr(1, 16, 16), (32, 32), tile=8)
 
 
 def test_parse_bytes():
