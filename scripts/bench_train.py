@@ -351,6 +351,17 @@ def run(
     parity)`` is called after every model with everything measured so far."""
     device = torch.device(args.device)
     cuda = device.type == "cuda"
+    t_start = time.perf_counter()
+    skipped: list[str] = []
+
+    def over(what: str) -> bool:
+        """``--time-budget``: skip ``what`` (noted in the output) once the budget is spent."""
+        if args.time_budget and time.perf_counter() - t_start > args.time_budget:
+            skipped.append(what)
+            print(f"  time budget of {args.time_budget:g} s spent: skipping {what}", flush=True)
+            return True
+        return False
+
     images, image_note = load_images(args.data, args.inp)
     print(f"device: {device_label(device)}; torch {torch.__version__}; {image_note}", flush=True)
     sampler = DeviceSampler(
@@ -380,6 +391,7 @@ def run(
         "steps": args.steps,
         "windows": args.windows,
         "warmup": args.warmup,
+        "time_budget": args.time_budget,
         "tf32": {
             "matmul": torch.backends.cuda.matmul.allow_tf32,
             "cudnn": torch.backends.cudnn.allow_tf32,
@@ -425,7 +437,10 @@ def run(
     cases: list[Case] = []
     built: dict[tuple[str, str], Step] = {}
     parity: dict[str, dict] = {}
+    meta["skipped"] = skipped
     for model in args.models:
+        if over(f"{MODELS[model][0]} (all rows)"):
+            continue
         vs = variants(device, args)
         steps: dict[str, Step] = {}
         model_only = [Case(model, v, "synthetic on device", "synthetic") for v in vs]
@@ -445,7 +460,7 @@ def run(
             case.syncs = count_syncs(step, feeds["synthetic"], device)
         cases += model_only
         fast_path = vs[-1]  # the whole fast path: fast (+compile with --compile)
-        if args.parity_steps:
+        if args.parity_steps and not over(f"{MODELS[model][0]} loss parity"):
             gen_sampler = DeviceSampler(
                 images, inp_size=args.inp, scale_max=args.scale_max, sample_q=args.q, device=device, seed=1
             )
@@ -462,7 +477,7 @@ def run(
         for _ in range(args.windows):
             for case in model_only:
                 timed(steps[case.variant.name], case)
-        if not args.no_e2e:
+        if not args.no_e2e and not over(f"{MODELS[model][0]} end-to-end rows"):
             e2e = [Case(model, vs[0], f"CPU workers x{args.workers}", "cpu")]
             e2e += [Case(model, fast_path, f"CPU workers x{args.workers}", "cpu")]
             e2e += [Case(model, fast_path, "device sampler", "device")]
@@ -487,7 +502,7 @@ def run(
 
     rows = rows_of(cases, built)
     feeds.clear()  # stops the DataLoader workers
-    data_rows = [] if args.no_data else bench_data(images, sampler, args, device)
+    data_rows = [] if args.no_data or over("data-only rows") else bench_data(images, sampler, args, device)
     meta["parity"] = parity
     return rows, data_rows, meta
 
@@ -580,6 +595,10 @@ def markdown(rows: list[Row], data_rows: list[Row], meta: dict) -> str:
             "Loss parity: both trained from the same initial weights on the same pre-built batches (seeded "
             "device sampler); rel. diff = |mean fast − mean ref| / mean ref over the last third of the steps."
         )
+    if meta.get("skipped"):
+        lines.append(
+            f"**Skipped (--time-budget {meta['time_budget']:g} s spent):** {'; '.join(meta['skipped'])}."
+        )
     tf32 = meta.get("tf32")
     if tf32:
         lines.append(
@@ -657,6 +676,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end rows")
     p.add_argument("--no-data", action="store_true", help="skip the data-only rows")
     p.add_argument("--quick", action="store_true", help="fewest steps (CPU smoke run)")
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=0,
+        help="seconds: once spent, skip the remaining phases (noted) instead of being killed by a timeout",
+    )
     p.add_argument(
         "--parity-steps",
         type=int,

@@ -65,16 +65,17 @@ if [ $DRY -eq 1 ]; then
   DEVICE=cpu
   BENCH_TRAIN=(--device cpu --models edsr-small,rdn-small --batch 2 --q 64 --steps 1 --windows 1 --warmup 1
                --workers 1 --data-batches 2 --parity-steps 6)
-  BENCH_INFER=(--device cpu --tiny --cpu-bf16 --tile 16 --batch 1,2 --repeats 1)
+  BENCH_INFER=(--device cpu --tiny --cpu-bf16 --tile 16 --batch 1,2 --repeats 1 --cases 100-800,512-4096,large,256x4)
   TRAIN_DEV=(trainer=cpu trainer.precision=bf16-mixed trainer.benchmark=true model.fast.compile=false
              data.batch_size=2 data.sample_q=64 data.repeat=1)
   LOG_EVERY=1
 else
-  T_CHECK=40 T_TRAIN_BENCH=175 T_INFER=95
+  # check + a + b <= 25 + 170 + 100 s even when killed (timeout --kill-after=10): >= 245 s are left for c
+  T_CHECK=25 T_TRAIN_BENCH=160 T_INFER=90
   DEVICE=cuda
   BENCH_TRAIN=(--device cuda --models edsr,rdn --compile --parity-steps 300 --workers 8 --steps 20 --windows 3
-               --warmup 5)
-  BENCH_INFER=(--device cuda --batch 1,16 --chunk 262144 --repeats 3)
+               --warmup 5 --time-budget 120)
+  BENCH_INFER=(--device cuda --batch 1,16 --chunk 262144 --repeats 3 --cases 100-800,512-4096,large,256x4)
   TRAIN_DEV=(trainer=gpu_fast model.fast.compile=true data.num_workers=2)
   LOG_EVERY=50
 fi
