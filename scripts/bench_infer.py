@@ -355,7 +355,7 @@ def add_section(path: Path, section: str) -> None:
     path.write_text("".join(lines[:end] + block + lines[end:]))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per path (median; one warm-up)")
@@ -381,6 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default="edsr-baseline-liif", help="model of the Set5 check")
     p.add_argument("--json", type=Path, default=None, help="write every number as JSON (after every row)")
     p.add_argument("--out", default=None, help="append a dated Markdown section to this file")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
 
     if args.device == "auto":

@@ -15,14 +15,62 @@
 # Environment: OUT (required), GPU_CARRY (default .gpu), PYTHON (default python3), GPU_BUDGET_S (default 540).
 set -uo pipefail
 
-DRY=0
+DRY=0 PRINT=0
 case "${1:-}" in
   --dry-run) DRY=1 ;;
+  --print-args) PRINT=1 ;;  # the GPU run's argument lists, one per line (tests check them without a GPU)
   "") ;;
-  *) echo "usage: OUT=DIR bash scripts/gpu_run.sh [--dry-run]" >&2; exit 2 ;;
+  *) echo "usage: OUT=DIR bash scripts/gpu_run.sh [--dry-run | --print-args]" >&2; exit 2 ;;
 esac
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 2
+
+# the two flavours: the GPU run, and the CPU dry run with tiny sizes (same steps, same code paths)
+if [ $DRY -eq 1 ]; then
+  T_CHECK=120 T_TRAIN_BENCH=300 T_INFER=300
+  DEVICE=cpu
+  BENCH_TRAIN=(--device cpu --models edsr-small,rdn-small --batch 2 --q 64 --steps 1 --windows 1 --warmup 1
+               --workers 1 --data-batches 2 --parity-steps 6)
+  BENCH_INFER=(--device cpu --tiny --cpu-bf16 --tile 16 --batch 1,2 --repeats 1 --cases 100-800,512-4096,large,256x4)
+  TRAIN_DEV=(trainer=cpu trainer.precision=bf16-mixed trainer.benchmark=true model.fast.compile=false
+             data.batch_size=2 data.sample_q=64 data.repeat=1)
+  LOG_EVERY=1
+else
+  # check + a + b <= 25 + 170 + 100 s even when killed (timeout --kill-after=10): >= 245 s are left for c
+  T_CHECK=25 T_TRAIN_BENCH=160 T_INFER=90
+  DEVICE=cuda
+  BENCH_TRAIN=(--device cuda --models edsr,rdn --compile --parity-steps 300 --workers 8 --steps 20 --windows 3
+               --warmup 5 --time-budget 120)
+  BENCH_INFER=(--device cuda --batch 1,16 --chunk 262144 --repeats 3 --cases 100-800,512-4096,large,256x4)
+  TRAIN_DEV=(trainer=gpu_fast model.fast.compile=true data.num_workers=2)
+  LOG_EVERY=50
+fi
+set_finetune_args() {  # FT: liif_sr.train overrides (needs MAX_STEPS, MAX_TIME, RUN_DIR)
+  FT=(experiment=edsr_baseline_liif_t91_bsds init_weights=edsr-baseline-liif "${TRAIN_DEV[@]}"
+      model.fast.channels_last=true data.sampler=device +model.optimizer.fused=true
+      model.optimizer.lr=1e-4 '~model.scheduler'
+      "+model.scheduler={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,_partial_:true,T_max:$MAX_STEPS,eta_min:1e-6}"
+      model.scheduler_interval=step callbacks.lr_monitor.logging_interval=step
+      trainer.max_steps="$MAX_STEPS" trainer.max_time="$MAX_TIME" trainer.log_every_n_steps=$LOG_EVERY
+      callbacks.model_checkpoint.every_n_epochs=1000 "tags=[finetune,gpu_run]" task_name=finetune
+      hydra.run.dir="$RUN_DIR")
+}
+set_eval_args() {  # EV: liif_sr.evaluate overrides (needs WEIGHTS, DATA, OUT)
+  EV=("checkpoint={finetuned:'$WEIGHTS',shipped:'edsr-baseline-liif'}" "benchmark=[set5,set14]" "scales=[2,3,4]"
+      bicubic=false ssim=false plot=false progress=false device=$DEVICE
+      paths.benchmark_dir="$DATA/benchmark" hydra.run.dir="$OUT/eval")
+}
+if [ $PRINT -eq 1 ]; then
+  MAX_STEPS=1000 MAX_TIME=00:00:03:00 RUN_DIR=/tmp/gpu_run/finetune WEIGHTS=/tmp/gpu_run/finetune/model.safetensors
+  DATA=.gpu/data OUT=/tmp/gpu_run/out
+  set_finetune_args
+  set_eval_args
+  for name in BENCH_TRAIN BENCH_INFER FT EV; do
+    declare -n arr=$name
+    printf '%s' "$name"; printf ' %q' "${arr[@]}"; printf '\n'
+  done
+  exit 0
+fi
 : "${OUT:?set OUT to the output folder}"
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
 CARRY=$(cd "${GPU_CARRY:-$ROOT/.gpu}" 2>/dev/null && pwd) || {
@@ -60,26 +108,6 @@ run_step() {
 log "root $ROOT, carry $CARRY, out $OUT, python $PY, budget ${BUDGET}s, dry run $DRY"
 cp BENCHMARKS.md "$OUT/BENCHMARKS.md"  # the scripts add their sections to this copy
 
-if [ $DRY -eq 1 ]; then
-  T_CHECK=120 T_TRAIN_BENCH=300 T_INFER=300
-  DEVICE=cpu
-  BENCH_TRAIN=(--device cpu --models edsr-small,rdn-small --batch 2 --q 64 --steps 1 --windows 1 --warmup 1
-               --workers 1 --data-batches 2 --parity-steps 6)
-  BENCH_INFER=(--device cpu --tiny --cpu-bf16 --tile 16 --batch 1,2 --repeats 1 --cases 100-800,512-4096,large,256x4)
-  TRAIN_DEV=(trainer=cpu trainer.precision=bf16-mixed trainer.benchmark=true model.fast.compile=false
-             data.batch_size=2 data.sample_q=64 data.repeat=1)
-  LOG_EVERY=1
-else
-  # check + a + b <= 25 + 170 + 100 s even when killed (timeout --kill-after=10): >= 245 s are left for c
-  T_CHECK=25 T_TRAIN_BENCH=160 T_INFER=90
-  DEVICE=cuda
-  BENCH_TRAIN=(--device cuda --models edsr,rdn --compile --parity-steps 300 --workers 8 --steps 20 --windows 3
-               --warmup 5 --time-budget 120)
-  BENCH_INFER=(--device cuda --batch 1,16 --chunk 262144 --repeats 3 --cases 100-800,512-4096,large,256x4)
-  TRAIN_DEV=(trainer=gpu_fast model.fast.compile=true data.num_workers=2)
-  LOG_EVERY=50
-fi
-
 # 0. environment: imports (carried packages), shipped weights, data, CUDA -- fails in seconds
 if ! run_step check "$T_CHECK" "$PY" scripts/gpu_tools.py check "$OUT" $([ $DRY -eq 1 ] && echo --dry-run); then
   log "environment check failed: see $OUT/check.log"
@@ -105,15 +133,8 @@ fi
 log "fine-tune: max_steps $MAX_STEPS, max_time $MAX_TIME, process limit ${TRAIN_LIMIT}s"
 RUN_DIR="$WORK/finetune"
 t0=$(date +%s)
-run_step finetune "$TRAIN_LIMIT" "$PY" -m liif_sr.train experiment=edsr_baseline_liif_t91_bsds \
-  init_weights=edsr-baseline-liif "${TRAIN_DEV[@]}" \
-  model.fast.channels_last=true data.sampler=device +model.optimizer.fused=true \
-  model.optimizer.lr=1e-4 '~model.scheduler' \
-  "+model.scheduler={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,_partial_:true,T_max:$MAX_STEPS,eta_min:1e-6}" \
-  model.scheduler_interval=step callbacks.lr_monitor.logging_interval=step \
-  trainer.max_steps="$MAX_STEPS" trainer.max_time="$MAX_TIME" trainer.log_every_n_steps=$LOG_EVERY \
-  callbacks.model_checkpoint.every_n_epochs=1000 "tags=[finetune,gpu_run]" task_name=finetune \
-  hydra.run.dir="$RUN_DIR"
+set_finetune_args
+run_step finetune "$TRAIN_LIMIT" "$PY" -m liif_sr.train "${FT[@]}"
 rc=$?
 printf '{"rc": %d, "seconds": %d, "run_dir": "%s"}\n' "$rc" "$(( $(date +%s) - t0 ))" "$RUN_DIR" \
   > "$OUT/finetune_run.json"
@@ -123,10 +144,8 @@ WEIGHTS="$RUN_DIR/model.safetensors"
 [ -f "$WEIGHTS" ] || WEIGHTS="$RUN_DIR/checkpoints/last.ckpt"  # killed before the export: last epoch
 if [ -f "$WEIGHTS" ]; then
   [ "${WEIGHTS##*.}" = safetensors ] && cp "$WEIGHTS" "$OUT/finetuned-edsr-baseline-liif.safetensors"
-  run_step eval "$EVAL_LIMIT" "$PY" -m liif_sr.evaluate \
-    "checkpoint={finetuned:'$WEIGHTS',shipped:'edsr-baseline-liif'}" "benchmark=[set5,set14]" "scales=[2,3,4]" \
-    bicubic=false ssim=false plot=false progress=false device=$DEVICE \
-    paths.benchmark_dir="$DATA/benchmark" hydra.run.dir="$OUT/eval"
+  set_eval_args
+  run_step eval "$EVAL_LIMIT" "$PY" -m liif_sr.evaluate "${EV[@]}"
 else
   log "no fine-tuned weights in $RUN_DIR: nothing to evaluate"
 fi

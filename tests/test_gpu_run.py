@@ -140,3 +140,56 @@ def test_gpu_run_dry_run(tmp_path):
     bm = (out / "BENCHMARKS.md").read_text()
     assert "loss parity" in bm and "Set5 Y-PSNR" in bm
     assert bm.startswith((ROOT / "BENCHMARKS.md").read_text().split("\n")[0])
+
+
+def _gpu_args() -> dict[str, list[str]]:
+    """The argument lists of the real (GPU) run, as ``gpu_run.sh --print-args`` prints them."""
+    import shlex
+
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts/gpu_run.sh"), "--print-args"], capture_output=True, text=True, check=True
+    ).stdout
+    return {line.split(" ", 1)[0]: shlex.split(line.split(" ", 1)[1]) for line in out.splitlines() if line}
+
+
+def test_gpu_flavour_arguments_parse_and_compose(compose_train):
+    """What only the GPU run passes (compile, bf16-mixed trainer, cosine schedule, ...) parses and composes
+    here, so the one GPU command cannot fail on a typo the dry run does not exercise."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import bench_infer
+        import bench_train
+    finally:
+        sys.path.pop(0)
+    args = _gpu_args()
+    bt = bench_train.parse_args([*args["BENCH_TRAIN"], "--data", "d", "--json", "j.json"])
+    assert bt.compile and bt.parity_steps == 300 and bt.models == ["edsr", "rdn"] and bt.time_budget > 0
+    bi = bench_infer.build_parser().parse_args([*args["BENCH_INFER"], "--large", "--set5", "s"])
+    assert bi.device == "cuda" and bi.batch == "1,16" and set(bi.cases.split(",")) == set(bench_infer.CASES)
+
+    from hydra.utils import instantiate
+
+    from liif_sr.train import init_weights
+
+    ft = [o for o in args["FT"] if not o.startswith("hydra.")]
+    cfg = compose_train(*ft)
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.accelerator == "gpu"
+    assert cfg.model.fast.compile and cfg.model.fast.channels_last and cfg.data.sampler == "device"
+    assert cfg.trainer.max_steps == 1000 and cfg.trainer.max_time == "00:00:03:00"
+    module = instantiate(cfg.model, _convert_="all")
+    init_weights(module.net, cfg.init_weights)  # the shipped weights fit the experiment's model
+    opt = module.configure_optimizers()
+    assert type(opt["lr_scheduler"]["scheduler"]).__name__ == "CosineAnnealingLR"
+    assert opt["lr_scheduler"]["interval"] == "step" and opt["optimizer"].defaults["fused"]
+
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module("liif_sr.conf", version_base="1.3"):
+        ev = compose("eval", overrides=[o for o in args["EV"] if not o.startswith("hydra.")])
+    assert dict(ev.checkpoint) == {
+        "finetuned": "/tmp/gpu_run/finetune/model.safetensors",
+        "shipped": "edsr-baseline-liif",
+    }
+    assert set(ev.benchmark) == {"set5", "set14"} and list(ev.scales) == [2, 3, 4] and ev.device == "cuda"
