@@ -5,7 +5,7 @@
 #   b. bench_infer.py --large: fp32 vs bf16 100^2->800^2 (batch 1 and 16), 256^2 x4, 512^2->4096^2, the tiled
 #      3456x4608 -> 6912x9216 case with its peak memory, and the shipped model's Set5 x2/x4/x8 PSNR fp32 vs bf16;
 #   c. with the time left (>= 4 min): fine-tune the shipped edsr-baseline-liif on T91 + BSDS400 with the fast
-#      path (cosine LR, wall-clock budget), then liif-sr-eval on Set5/Set14 x2/x3/x4 against the shipped model.
+#      path (fresh Adam: 5 % warm-up 4e-6 -> 1e-4, cosine down to 1e-6; wall-clock budget), then liif-sr-eval on Set5/Set14 x2/x3/x4 against the shipped model.
 # Each step has its own time limit; logs, JSON and Markdown land in $OUT after every step (summary.md).
 #
 #   make gpu-prep                                   # once, on the CPU machine: fills .gpu/ (carry it)
@@ -49,7 +49,7 @@ set_finetune_args() {  # FT: liif_sr.train overrides (needs MAX_STEPS, MAX_TIME,
   FT=(experiment=edsr_baseline_liif_t91_bsds init_weights=edsr-baseline-liif "${TRAIN_DEV[@]}"
       model.fast.channels_last=true data.sampler=device +model.optimizer.fused=true
       model.optimizer.lr=1e-4 '~model.scheduler'
-      "+model.scheduler={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,_partial_:true,T_max:$MAX_STEPS,eta_min:1e-6}"
+      "+model.scheduler={_target_:torch.optim.lr_scheduler.OneCycleLR,_partial_:true,max_lr:1e-4,total_steps:$((MAX_STEPS + 10)),pct_start:0.05,anneal_strategy:cos,cycle_momentum:false,div_factor:25,final_div_factor:4}"
       model.scheduler_interval=step callbacks.lr_monitor.logging_interval=step
       trainer.max_steps="$MAX_STEPS" trainer.max_time="$MAX_TIME" trainer.log_every_n_steps=$LOG_EVERY
       callbacks.model_checkpoint.every_n_epochs=1000 "tags=[finetune,gpu_run]" task_name=finetune

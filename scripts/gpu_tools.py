@@ -172,7 +172,9 @@ def plan(out: Path, remaining: float, dry_run: bool) -> int:
         "compile_s_estimate": round(compile_s, 1),
         "lr": 1e-4,
         "eta_min": 1e-6,
-        "schedule": "cosine over max_steps (per step), from 1e-4 to 1e-6; fresh Adam; shipped weights",
+        # a fresh Adam's first steps move every weight by ~lr (m/sqrt(v) = ±1): warm up before the peak
+        "schedule": "OneCycleLR per step: 5 % warm-up 4e-6 → 1e-4, cosine to 1e-6 over max_steps; fresh Adam; "
+        "shipped weights",
     }
     problems = []
     if train_limit < 60 or doc["max_steps"] < 1:

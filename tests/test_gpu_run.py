@@ -179,7 +179,15 @@ def test_gpu_flavour_arguments_parse_and_compose(compose_train):
     module = instantiate(cfg.model, _convert_="all")
     init_weights(module.net, cfg.init_weights)  # the shipped weights fit the experiment's model
     opt = module.configure_optimizers()
-    assert type(opt["lr_scheduler"]["scheduler"]).__name__ == "CosineAnnealingLR"
+    sched = opt["lr_scheduler"]["scheduler"]
+    assert type(sched).__name__ == "OneCycleLR" and sched.total_steps == 1010
+    lrs = [opt["optimizer"].param_groups[0]["lr"]]
+    for _ in range(1000):
+        opt["optimizer"].step()
+        sched.step()
+        lrs.append(opt["optimizer"].param_groups[0]["lr"])
+    assert lrs[0] == pytest.approx(4e-6) and max(lrs) == pytest.approx(1e-4, rel=1e-3)
+    assert lrs.index(max(lrs)) == pytest.approx(50, abs=2) and lrs[-1] < 2e-6  # warm-up, then cosine down
     assert opt["lr_scheduler"]["interval"] == "step" and opt["optimizer"].defaults["fused"]
 
     from hydra import compose, initialize_config_module
