@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-slow test-all lint format bench-infer bench-train eval-bicubic clean
+.PHONY: help install train test test-slow test-all lint format bench-infer bench-train gpu-prep gpu-dry-run eval-bicubic clean
 
 help: ## show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n", $$1, $$2}'
@@ -44,6 +44,13 @@ bench-infer: $(STAMP) ## inference benchmark (plain reference vs fast path); ARG
 
 bench-train: $(STAMP) ## training-step benchmark (fp32 reference vs fast path); ARGS="--markdown BENCHMARKS.md" records it
 	$(PY) scripts/bench_train.py $(ARGS)
+
+gpu-prep: $(STAMP) ## fill the ignored .gpu/ (Hydra & co. + T91/BSDS400/Set5/Set14) carried by the GPU command
+	$(PY) scripts/gpu_prep.py $(ARGS)
+
+gpu-dry-run: $(STAMP) ## scripts/gpu_run.sh --dry-run on the CPU (tiny sizes, carried layout) into OUT (default /tmp/gpu_dry)
+	$(PY) scripts/gpu_prep.py --tiny --dest /tmp/gpu_dry_carry
+	OUT=$${OUT:-/tmp/gpu_dry} GPU_CARRY=/tmp/gpu_dry_carry PYTHON=$(PY) bash scripts/gpu_run.sh --dry-run
 
 clean: ## remove build artefacts (keeps .venv and logs)
 	rm -rf build dist src/*.egg-info .pytest_cache .ruff_cache

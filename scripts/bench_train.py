@@ -9,7 +9,14 @@ For each model (paper sizes: EDSR-baseline-LIIF, RDN-LIIF; batch 16, 48² LR, 23
   ``--compile``, ``fast+compile``;
 * **end to end** -- the same steps fed by the data pipeline: DataLoader workers running the CPU reference
   sampler (PIL bicubic), or the device sampler (``data.sampler=device``);
-* **data only** -- samples/s of each pipeline alone.
+* **data only** -- samples/s of each pipeline alone;
+* **loss parity** (``--parity-steps N``) -- the fp32 reference and the fast path trained for N steps from
+  the same initial weights on the same batches (pre-built by a seeded device sampler): their loss curves
+  must agree within bf16 noise (mean over the last third within ``--parity-tol``, relative).
+
+Each variant is built once per model (one compilation) and reused for the parity run (weights and Adam
+state reset in place first), the model-only and the end-to-end timing. ``--json`` is rewritten after every
+model, so a run killed by a timeout keeps what it finished.
 
 It prints Markdown tables (device name, ms/step, samples/s, speed-up over the fp32 reference measured in
 the same run, peak CUDA memory, host-device syncs per step) and can write them into ``BENCHMARKS.md``
@@ -19,6 +26,8 @@ Import-light: torch and liif_sr only (no Lightning, no Hydra), so it runs on a b
 
     PYTHONPATH=src python scripts/bench_train.py                       # CUDA: edsr + rdn, full
     python scripts/bench_train.py --quick --models edsr                # CPU: a few minutes
+    python scripts/bench_train.py --device cpu --models edsr-small,rdn-small --batch 2 --q 64 \
+        --steps 1 --windows 1 --parity-steps 4                        # CPU smoke run: seconds
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ MODELS: dict[str, tuple[str, Callable[[], torch.nn.Module], list[int]]] = {
     "rdn": ("RDN-LIIF", lambda: RDN(), [256] * 4),
     # a reduced model for smoke tests of this script
     "edsr-small": ("EDSR-small-LIIF", lambda: EDSRBaseline(n_resblocks=2, n_feats=16), [32, 32]),
+    "rdn-small": ("RDN-small-LIIF", lambda: RDN(G0=16, D=2, C=2, G=8), [32, 32]),
 }
 
 PREFETCH = 4  # DataLoader prefetch_factor: batches queued per worker
@@ -74,10 +84,12 @@ class Variant:
     channels_last: bool
     fused_adam: bool
     compile: bool = False
+    cudnn_benchmark: bool = False  # as trainer=gpu_fast (benchmark: true); set around each step
 
     def describe(self) -> str:
         parts = [f"{self.head} head", "bf16 autocast" if self.bf16 else "fp32"]
         parts += ["channels_last"] * self.channels_last + ["fused Adam"] * self.fused_adam
+        parts += ["cuDNN benchmark"] * self.cudnn_benchmark
         return ", ".join(parts + ["torch.compile"] * self.compile)
 
 
@@ -94,6 +106,7 @@ class Row:
     peak_mib: float = float("nan")
     syncs_per_step: float = float("nan")
     loss: float = float("nan")
+    warmup_s: float = float("nan")  # build + warm-up steps (compilation, cuDNN autotuning) of this variant
     notes: list[str] = field(default_factory=list)
 
 
@@ -155,33 +168,57 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def build_step(model: str, v: Variant, device: torch.device, compile_mode: str | None):
-    """A training step (forward, L1, backward, Adam) with the variant's options; returns (step, notes)."""
-    _, encoder_fn, hidden = MODELS[model]
-    torch.manual_seed(0)
-    encoder = encoder_fn()
-    net = LIIF(encoder, LIIFHead(in_channels=encoder.out_dim, hidden_list=hidden, mode=v.head)).to(device)
-    if v.channels_last:
-        net.encoder.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4, **({"fused": True} if v.fused_adam else {}))
-    forward = CompiledOrEager(net, f"{model}/{v.name}", mode=compile_mode) if v.compile else net
+class Step:
+    """A training step (forward, L1, backward, Adam) with a variant's options.
 
-    def step(batch: Batch) -> Tensor:
+    ``step(batch)`` returns the detached loss (no host sync); ``reset()`` puts back the initial weights
+    (in place, so a compiled graph stays valid) and empties the Adam state; ``notes()`` reports a compile
+    fallback.
+    """
+
+    def __init__(self, model: str, v: Variant, device: torch.device, compile_mode: str | None) -> None:
+        _, encoder_fn, hidden = MODELS[model]
+        torch.manual_seed(0)  # the same initial weights for every variant of a model (heads: same params)
+        encoder = encoder_fn()
+        net = LIIF(encoder, LIIFHead(in_channels=encoder.out_dim, hidden_list=hidden, mode=v.head)).to(device)
+        if v.channels_last:
+            net.encoder.to(memory_format=torch.channels_last)
+        self.v, self.device, self.net = v, device, net
+        self.initial = [p.detach().clone() for p in net.parameters()]
+        self.opt = torch.optim.Adam(net.parameters(), lr=1e-4, **({"fused": True} if v.fused_adam else {}))
+        self.forward = CompiledOrEager(net, f"{model}/{v.name}", mode=compile_mode) if v.compile else net
+
+    def __call__(self, batch: Batch) -> Tensor:
+        v = self.v
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = v.cudnn_benchmark
         inp = channels_last_input(batch["inp"]) if v.channels_last else batch["inp"]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=v.bf16):
-            pred = forward(inp, batch["coord"], batch["cell"])
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=v.bf16):
+            pred = self.forward(inp, batch["coord"], batch["cell"])
             loss = F.l1_loss(pred, (batch["gt"] - 0.5) / 0.5)
         loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
         return loss.detach()
 
-    def notes() -> list[str]:
-        if v.compile and isinstance(forward, CompiledOrEager) and not forward.active:
+    def reset(self) -> None:
+        with torch.no_grad():
+            for p, p0 in zip(self.net.parameters(), self.initial):
+                p.copy_(p0)
+        self.opt.state.clear()  # Adam moments and step counts start again at the next step
+        self.opt.zero_grad(set_to_none=True)
+
+    def notes(self) -> list[str]:
+        if self.forward is None:  # released
+            return self.saved_notes
+        if self.v.compile and isinstance(self.forward, CompiledOrEager) and not self.forward.active:
             return ["compile failed: ran eager"]
         return []
 
-    return step, notes
+    def release(self) -> None:
+        """Free the model and optimizer (keeps the notes)."""
+        self.saved_notes = self.notes()
+        self.net = self.opt = self.forward = self.initial = None
 
 
 def time_window(step, batches: Iterator[Batch], device: torch.device, steps: int) -> tuple[float, Tensor]:
@@ -195,18 +232,24 @@ def time_window(step, batches: Iterator[Batch], device: torch.device, steps: int
     return (time.perf_counter() - t0) / steps, loss
 
 
-def count_syncs(step, batches: Iterator[Batch], device: torch.device, steps: int = 2) -> float:
-    """Host-device synchronisations per step reported by ``torch.cuda.set_sync_debug_mode``."""
+def count_syncs(
+    step, batches: Iterator[Batch], device: torch.device, steps: int = 2, with_data: bool = False
+) -> float:
+    """Host-device synchronisations per step reported by ``torch.cuda.set_sync_debug_mode``.
+
+    ``with_data``: the batch is fetched inside the counted window (end-to-end feeds: the device sampler's
+    kernels and the host-to-device copy of a CPU-worker batch are part of the step).
+    """
     if device.type != "cuda":
         return float("nan")
-    batch_list = [next(batches) for _ in range(steps)]
+    batch_list = [] if with_data else [next(batches) for _ in range(steps)]
     sync(device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            for b in batch_list:
-                step(b)
+            for i in range(steps):
+                step(next(batches) if with_data else batch_list[i])
         finally:
             torch.cuda.set_sync_debug_mode("default")
     sync(device)
@@ -234,10 +277,10 @@ def variants(device: torch.device, args) -> list[Variant]:
     out = [
         Variant("fp32 ref", "plain", False, False, False),
         Variant("fast head fp32", "fast", False, False, False),
-        Variant("fast", "fast", bf16, True, cuda),
+        Variant("fast", "fast", bf16, True, cuda, cudnn_benchmark=cuda),
     ]
     if args.compile:
-        out.append(Variant("fast+compile", "fast", bf16, True, cuda, compile=True))
+        out.append(Variant("fast+compile", "fast", bf16, True, cuda, compile=True, cudnn_benchmark=cuda))
     return out
 
 
@@ -247,20 +290,78 @@ class Case:
     variant: Variant
     data: str
     feed: str  # synthetic | cpu | device
-    step: Callable[[Batch], Tensor]
-    notes: Callable[[], list[str]]
     peak_mib: float = float("nan")
     syncs: float = float("nan")
     times: list[float] = field(default_factory=list)
     loss: float = float("nan")
+    warmup_s: float = float("nan")
 
 
-def run(args) -> tuple[list[Row], list[Row], dict]:
-    """Model-only cases are timed in interleaved rounds (drifting clocks or load hit every variant alike);
-    end-to-end cases one after the other, each after its own warm-up (a data pipeline left running in the
-    background would hand the next window a full prefetch queue)."""
+def loss_parity(ref: Step, fast: Step, batches: list[Batch], device: torch.device, tol: float) -> dict:
+    """Train ``ref`` and ``fast`` from their (identical) initial weights on the same ``batches``."""
+    curves, secs = {}, {}
+    for name, step in (("ref", ref), ("fast", fast)):
+        step.reset()
+        sync(device)
+        t0 = time.perf_counter()
+        losses = torch.stack([step(b) for b in batches])  # no per-step .item(): no host sync
+        sync(device)
+        secs[name] = time.perf_counter() - t0
+        curves[name] = [float(x) for x in losses.float().cpu()]
+    n = len(batches)
+    tail = max(1, n // 3)
+    r, f = curves["ref"], curves["fast"]
+    mean_r, mean_f = statistics.fmean(r[-tail:]), statistics.fmean(f[-tail:])
+    rel = [abs(a - b) / max(abs(a), 1e-12) for a, b in zip(r, f)]
+    noise = statistics.pstdev(r[-tail:]) if tail > 1 else float("nan")
+    out = {
+        "steps": n,
+        "ref_variant": ref.v.name,
+        "fast_variant": fast.v.name,
+        "tail_steps": tail,
+        "ref_tail_mean": mean_r,
+        "fast_tail_mean": mean_f,
+        "tail_rel_diff": abs(mean_f - mean_r) / max(abs(mean_r), 1e-12),
+        "ref_tail_batch_std": noise,  # batch-to-batch spread of the loss, for scale
+        "first_step_rel_diff": rel[0],
+        "median_step_rel_diff": statistics.median(rel),
+        "max_step_rel_diff": max(rel),
+        "ref_ms_per_step": secs["ref"] / n * 1e3,
+        "fast_ms_per_step": secs["fast"] / n * 1e3,
+        "tol": tol,
+        "ref_curve": r,
+        "fast_curve": f,
+    }
+    out["ok"] = out["tail_rel_diff"] <= tol
+    print(
+        f"  loss parity over {n} steps: last {tail} mean ref {mean_r:.5f} fast {mean_f:.5f} "
+        f"(rel diff {out['tail_rel_diff']:.2e}, tol {tol:g}): {'ok' if out['ok'] else 'MISMATCH'}",
+        flush=True,
+    )
+    return out
+
+
+def run(
+    args, emit: Callable[[list[Row], dict, dict], None] | None = None
+) -> tuple[list[Row], list[Row], dict]:
+    """Per model: build every variant once (with its warm-up: compilation, cuDNN autotuning; peak memory;
+    syncs per step), the loss-parity run, then the model-only cases timed in interleaved rounds (drifting
+    clocks or load hit every variant alike) and the end-to-end cases one after the other (a data pipeline
+    left running in the background would hand the next window a full prefetch queue). ``emit(rows, meta,
+    parity)`` is called after every model with everything measured so far."""
     device = torch.device(args.device)
     cuda = device.type == "cuda"
+    t_start = time.perf_counter()
+    skipped: list[str] = []
+
+    def over(what: str) -> bool:
+        """``--time-budget``: skip ``what`` (noted in the output) once the budget is spent."""
+        if args.time_budget and time.perf_counter() - t_start > args.time_budget:
+            skipped.append(what)
+            print(f"  time budget of {args.time_budget:g} s spent: skipping {what}", flush=True)
+            return True
+        return False
+
     images, image_note = load_images(args.data, args.inp)
     print(f"device: {device_label(device)}; torch {torch.__version__}; {image_note}", flush=True)
     sampler = DeviceSampler(
@@ -278,80 +379,6 @@ def run(args) -> tuple[list[Row], list[Row], dict]:
     if not args.no_e2e:
         feeds["cpu"] = cpu_loader_batches(images, args, device, args.workers)
         feeds["device"] = device_sampler_batches(sampler, args.batch)
-
-    def prepare(case: Case) -> Case:
-        """Build, warm up (compile, cuDNN autotuning), peak memory of its own, syncs per step."""
-        base = torch.cuda.memory_allocated(device) if cuda else 0
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(device)
-        case.step, case.notes = build_step(case.model, case.variant, device, args.compile_mode)
-        warm = max(1, args.warmup + (args.compile_warmup if case.variant.compile else 0))
-        if case.feed == "cpu":  # drop what the workers queued while nobody consumed: steady state only
-            for _ in range(args.workers * PREFETCH):
-                next(feeds["cpu"])
-        for _ in range(warm):
-            case.step(next(feeds[case.feed]))
-        sync(device)
-        if cuda:
-            case.peak_mib = (torch.cuda.max_memory_allocated(device) - base) / 2**20
-        if case.variant.name != "fp32 ref":
-            case.syncs = count_syncs(case.step, feeds[case.feed], device)
-        return case
-
-    def timed(case: Case) -> None:
-        sec, loss = time_window(case.step, feeds[case.feed], device, args.steps)
-        case.times.append(sec)
-        case.loss = float(loss)
-        print(
-            f"  {MODELS[case.model][0]:20s} {case.variant.name:15s} {case.data:22s} {sec * 1e3:9.1f} ms/step",
-            flush=True,
-        )
-
-    cases: list[Case] = []
-    for model in args.models:
-        vs = variants(device, args)
-        model_only = [Case(model, v, "synthetic on device", "synthetic", None, None) for v in vs]
-        for case in model_only:
-            prepare(case)
-        for _ in range(args.windows):
-            for case in model_only:
-                timed(case)
-        cases += model_only
-        del model_only
-        if not args.no_e2e:
-            fast = [v for v in vs if v.name.startswith("fast") and v.name != "fast head fp32"]
-            e2e = [Case(model, vs[0], f"CPU workers x{args.workers}", "cpu", None, None)]
-            e2e += [Case(model, v, f"CPU workers x{args.workers}", "cpu", None, None) for v in fast]
-            e2e += [Case(model, v, "device sampler", "device", None, None) for v in fast]
-            for case in e2e:
-                prepare(case)
-                for _ in range(args.windows):
-                    timed(case)
-                case.step = None  # free the model before the next one
-            cases += e2e
-        if cuda:
-            torch.cuda.empty_cache()
-
-    rows = []
-    for case in cases:
-        sec = statistics.median(case.times)
-        row = Row(MODELS[case.model][0], case.variant.name, case.variant.describe(), case.data, sec * 1e3)
-        row.samples_per_s = args.batch / sec
-        row.min_ms = min(case.times) * 1e3
-        row.peak_mib, row.syncs_per_step, row.loss = case.peak_mib, case.syncs, case.loss
-        row.notes = case.notes() if callable(case.notes) else []
-        ref = next(
-            c
-            for c in cases
-            if c.model == case.model
-            and c.variant.name == "fp32 ref"
-            and (c.feed == "synthetic") == (case.feed == "synthetic")
-        )
-        row.speedup = statistics.median(ref.times) / sec
-        rows.append(row)
-    feeds.clear()  # stops the DataLoader workers
-
-    data_rows = [] if args.no_data else bench_data(images, sampler, args, device)
     meta = {
         "device": device_label(device),
         "torch": torch.__version__,
@@ -364,7 +391,119 @@ def run(args) -> tuple[list[Row], list[Row], dict]:
         "steps": args.steps,
         "windows": args.windows,
         "warmup": args.warmup,
+        "time_budget": args.time_budget,
+        "tf32": {
+            "matmul": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn": torch.backends.cudnn.allow_tf32,
+        },
     }
+
+    def timed(step: Step, case: Case) -> None:
+        sec, loss = time_window(step, feeds[case.feed], device, args.steps)
+        case.times.append(sec)
+        case.loss = float(loss)
+        print(
+            f"  {MODELS[case.model][0]:20s} {case.variant.name:15s} {case.data:22s} {sec * 1e3:9.1f} ms/step",
+            flush=True,
+        )
+
+    def rows_of(cases: list[Case], built: dict[tuple[str, str], Step]) -> list[Row]:
+        rows = []
+        for case in cases:
+            if not case.times:
+                continue
+            sec = statistics.median(case.times)
+            row = Row(MODELS[case.model][0], case.variant.name, case.variant.describe(), case.data, sec * 1e3)
+            row.samples_per_s = args.batch / sec
+            row.min_ms = min(case.times) * 1e3
+            row.peak_mib, row.syncs_per_step, row.loss = case.peak_mib, case.syncs, case.loss
+            row.warmup_s = case.warmup_s
+            row.notes = built[(case.model, case.variant.name)].notes()
+            ref = next(
+                (
+                    c
+                    for c in cases
+                    if c.model == case.model
+                    and c.variant.name == "fp32 ref"
+                    and (c.feed == "synthetic") == (case.feed == "synthetic")
+                    and c.times
+                ),
+                None,
+            )
+            row.speedup = statistics.median(ref.times) / sec if ref else float("nan")
+            rows.append(row)
+        return rows
+
+    cases: list[Case] = []
+    built: dict[tuple[str, str], Step] = {}
+    parity: dict[str, dict] = {}
+    meta["skipped"] = skipped
+    for model in args.models:
+        if over(f"{MODELS[model][0]} (all rows)"):
+            continue
+        vs = variants(device, args)
+        steps: dict[str, Step] = {}
+        model_only = [Case(model, v, "synthetic on device", "synthetic") for v in vs]
+        for case in model_only:  # build + warm up each variant once; peak memory of its own
+            base = torch.cuda.memory_allocated(device) if cuda else 0
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+            t0 = time.perf_counter()
+            step = steps[case.variant.name] = Step(model, case.variant, device, args.compile_mode)
+            built[(model, case.variant.name)] = step
+            for _ in range(max(1, args.warmup + (args.compile_warmup if case.variant.compile else 0))):
+                step(next(feeds["synthetic"]))
+            sync(device)
+            case.warmup_s = time.perf_counter() - t0
+            if cuda:
+                case.peak_mib = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+            case.syncs = count_syncs(step, feeds["synthetic"], device)
+        cases += model_only
+        fast_path = vs[-1]  # the whole fast path: fast (+compile with --compile)
+        if args.parity_steps and not over(f"{MODELS[model][0]} loss parity"):
+            gen_sampler = DeviceSampler(
+                images, inp_size=args.inp, scale_max=args.scale_max, sample_q=args.q, device=device, seed=1
+            )
+            g = torch.Generator().manual_seed(1)
+            batches = [
+                gen_sampler(torch.randint(0, len(images), (args.batch,), generator=g).to(device))
+                for _ in range(args.parity_steps)
+            ]
+            name = MODELS[model][0]
+            parity[name] = loss_parity(
+                steps["fp32 ref"], steps[fast_path.name], batches, device, args.parity_tol
+            )
+            del batches, gen_sampler
+        for _ in range(args.windows):
+            for case in model_only:
+                timed(steps[case.variant.name], case)
+        if not args.no_e2e and not over(f"{MODELS[model][0]} end-to-end rows"):
+            e2e = [Case(model, vs[0], f"CPU workers x{args.workers}", "cpu")]
+            e2e += [Case(model, fast_path, f"CPU workers x{args.workers}", "cpu")]
+            e2e += [Case(model, fast_path, "device sampler", "device")]
+            for case in e2e:
+                step = steps[case.variant.name]
+                if case.feed == "cpu":  # drop what the workers queued while nobody consumed: steady state
+                    for _ in range(args.workers * PREFETCH):
+                        next(feeds["cpu"])
+                for _ in range(max(1, args.warmup)):
+                    step(next(feeds[case.feed]))
+                case.syncs = count_syncs(step, feeds[case.feed], device, with_data=True)
+                for _ in range(args.windows):
+                    timed(step, case)
+            cases += e2e
+        for step in steps.values():  # free the models before the next one
+            step.release()
+        del steps, step
+        if cuda:
+            torch.cuda.empty_cache()
+        if emit:
+            emit(rows_of(cases, built), meta, parity)
+
+    rows = rows_of(cases, built)
+    feeds.clear()  # stops the DataLoader workers
+    data_rows = [] if args.no_data or over("data-only rows") else bench_data(images, sampler, args, device)
+    meta["parity"] = parity
     return rows, data_rows, meta
 
 
@@ -432,11 +571,40 @@ def markdown(rows: list[Row], data_rows: list[Row], meta: dict) -> str:
         lines += [
             f"| {r.variant} | {r.data} | {fmt(r.ms_per_step)} | {fmt(r.samples_per_s)} |" for r in data_rows
         ]
+    parity = meta.get("parity") or {}
+    if parity:
+        lines += [
+            "",
+            "| loss parity | reference | fast path | steps | mean loss, last third: ref | fast | rel. diff "
+            "| first-step rel. diff | median step rel. diff | within tol. |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for name, p in parity.items():
+            lines.append(
+                f"| {name} | {p['ref_variant']} | {p['fast_variant']} | {p['steps']} | {p['ref_tail_mean']:.5f} "
+                f"| {p['fast_tail_mean']:.5f} | {p['tail_rel_diff']:.2e} | {p['first_step_rel_diff']:.2e} "
+                f"| {p['median_step_rel_diff']:.2e} | {'yes' if p['ok'] else '**no**'} (≤ {p['tol']:g}) |"
+            )
     lines += [
         "",
         "Speed-ups compare with the fp32 reference of the same model fed the same way (model-only rows with "
         "the model-only reference, end-to-end rows with the reference on CPU workers), measured in this run.",
     ]
+    if parity:
+        lines.append(
+            "Loss parity: both trained from the same initial weights on the same pre-built batches (seeded "
+            "device sampler); rel. diff = |mean fast − mean ref| / mean ref over the last third of the steps."
+        )
+    if meta.get("skipped"):
+        lines.append(
+            f"**Skipped (--time-budget {meta['time_budget']:g} s spent):** {'; '.join(meta['skipped'])}."
+        )
+    tf32 = meta.get("tf32")
+    if tf32:
+        lines.append(
+            f"TF32 (PyTorch defaults, unchanged): matmul {tf32['matmul']}, cuDNN {tf32['cudnn']}; cuDNN "
+            "benchmark on for the fast variants only (as `trainer=gpu_fast`)."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -509,6 +677,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-data", action="store_true", help="skip the data-only rows")
     p.add_argument("--quick", action="store_true", help="fewest steps (CPU smoke run)")
     p.add_argument(
+        "--time-budget",
+        type=float,
+        default=0,
+        help="seconds: once spent, skip the remaining phases (noted) instead of being killed by a timeout",
+    )
+    p.add_argument(
+        "--parity-steps",
+        type=int,
+        default=0,
+        help="loss-parity run: steps of fp32 ref vs the fast path (0: off)",
+    )
+    p.add_argument(
+        "--parity-tol",
+        type=float,
+        default=0.02,
+        help="parity tolerance: relative diff of the last-third means",
+    )
+    p.add_argument(
         "--data", nargs="*", default=None, help="HR image folders/files (default: scikit-image photos)"
     )
     p.add_argument("--json", type=Path, default=None, help="write all numbers as JSON")
@@ -539,17 +725,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows, data_rows, meta = run(args)
+
+    def write_json(rows: list[Row], data_rows: list[Row], meta: dict, complete: bool) -> None:
+        if args.json:
+            doc = {
+                "complete": complete,
+                "meta": meta,
+                "rows": [asdict(r) for r in rows],
+                "data": [asdict(r) for r in data_rows],
+            }
+            tmp = args.json.with_suffix(".tmp")
+            tmp.write_text(json.dumps(doc, indent=1))
+            os.replace(tmp, args.json)
+
+    def emit(rows: list[Row], meta: dict, parity: dict) -> None:
+        write_json(rows, [], {**meta, "parity": parity}, complete=False)
+
+    rows, data_rows, meta = run(args, emit)
     md = markdown(rows, data_rows, meta)
     print()
     print(md)
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"meta": meta, "rows": [asdict(r) for r in rows], "data": [asdict(r) for r in data_rows]},
-                indent=1,
-            )
-        )
+    write_json(rows, data_rows, meta, complete=True)
     if args.markdown:
         update_markdown(args.markdown, md, PREAMBLE)
         print(f"wrote the '## Training' section of {args.markdown}")

@@ -112,3 +112,26 @@ def test_wrong_encoder_checkpoint_is_named(run_train, tmp_path):
     with pytest.raises(CheckpointError, match=r"encoder.name='edsr_baseline', expected 'rdn'"):
         tiny_rdn = [o for o in TINY if not o.startswith("model.encoder.")]
         run_train(*tiny_rdn, "model/encoder=rdn_small", f"ckpt_path={ckpt}", "trainer.max_epochs=2")
+
+
+def test_init_weights_starts_from_a_checkpoint(run_train, compose_train, tmp_path):
+    """``init_weights=<file>``: the run starts from those weights (fresh optimizer); a wrong model is named."""
+    from liif_sr.checkpoints import save_weights
+    from liif_sr.errors import UserError
+    from liif_sr.train import init_weights
+
+    torch.manual_seed(7)
+    source = instantiate(compose_train(*TINY).model).net
+    path = save_weights(source, tmp_path / "start.safetensors")
+    torch.manual_seed(8)
+    net = instantiate(compose_train(*TINY, "model.fast.channels_last=true").model).net
+    init_weights(net, str(path))
+    for (k, a), b in zip(source.state_dict().items(), net.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert net.encoder.head[0].weight.is_contiguous(memory_format=torch.channels_last)  # layout kept
+    wider = instantiate(compose_train(*TINY, "model.encoder.n_feats=16").model).net
+    with pytest.raises(UserError, match=r"init_weights=.*n_feats=8, expected 16"):
+        init_weights(wider, str(path))
+    # wired into training: one step from the file's weights
+    cfg, (metrics, objs) = run_train("debug=fdr", *TINY, f"init_weights={path}")
+    assert objs["trainer"].global_step == 1 and "train/loss" in metrics

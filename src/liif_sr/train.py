@@ -19,6 +19,21 @@ from liif_sr.hydra_app import hydra_entry, instantiate_group
 log = logging.getLogger("liif_sr.train")
 
 
+def init_weights(net: Any, source: str) -> None:
+    """Start from the weights of ``source`` (a checkpoint file or a shipped model name such as
+    ``edsr-baseline-liif``): fine-tuning. Only the network's weights are taken (a fresh optimizer, LR
+    schedule and step count); the checkpoint's model config must equal the run's."""
+    from liif_sr.checkpoints import load_model
+    from liif_sr.errors import CheckpointError, UserError
+
+    try:
+        loaded = load_model(source, expect=net.config)
+    except CheckpointError as exc:
+        raise UserError(f"init_weights={source}: {exc}") from None
+    net.load_state_dict(loaded.state_dict(), strict=True)  # copies in place: memory formats are kept
+    log.info("initial weights from %s", source)
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Run one training job; returns (metrics, objects)."""
     import lightning as L
@@ -41,6 +56,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     model = instantiate(cfg.model, _convert_="all")
     if ckpt_path:  # a checkpoint of another encoder/config: one clear line instead of a state_dict dump
         check_matches(ckpt_path, model.net.config)
+    elif cfg.get("init_weights"):
+        init_weights(model.net, cfg.init_weights)
     callbacks = instantiate_group(cfg.get("callbacks"))
     prepare_wandb(cfg, ckpt_path)  # W&B run id in <run dir>/wandb_id.txt: a continued run continues it
     loggers = instantiate_group(cfg.get("logger"))
