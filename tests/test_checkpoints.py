@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 
 import pytest
 import torch
@@ -53,7 +54,7 @@ def test_missing_and_foreign_files(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         load_model(tmp_path / "nope.ckpt")
     torch.save({"hello": torch.zeros(2)}, tmp_path / "other.pth")
-    with pytest.raises(CheckpointError, match="not a liif-sr or official LIIF checkpoint"):
+    with pytest.raises(CheckpointError, match="not a liif-sr or official LIIF/LTE checkpoint"):
         load_model(tmp_path / "other.pth")
     (tmp_path / "text.pth").write_text("not a checkpoint")
     with pytest.raises(CheckpointError):
@@ -90,7 +91,11 @@ def test_official_module_prefix_and_unsupported(tmp_path):
     ck["model"]["sd"] = {"module." + k: v for k, v in ck["model"]["sd"].items()}  # DataParallel-saved
     torch.save(ck, tmp_path / "dp.pth")
     assert load_model(tmp_path / "dp.pth").config["head"]["hidden_list"] == [16]
-    ck["model"]["name"] = "metasr"
-    torch.save(ck, tmp_path / "meta.pth")
-    with pytest.raises(CheckpointError, match="metasr"):
-        load_model(tmp_path / "meta.pth")
+    ck["model"]["name"] = "lte-fast"
+    torch.save(ck, tmp_path / "fast.pth")
+    want = (
+        "official model 'lte-fast' with encoder 'edsr-baseline' is not supported; "
+        "supported: liif, lte, metasr with edsr-baseline, rdn, swinir"
+    )
+    with pytest.raises(CheckpointError, match=re.escape(want)):
+        load_model(tmp_path / "fast.pth")

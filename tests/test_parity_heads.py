@@ -10,8 +10,9 @@ from official_liif import OfficialEDSR, OfficialRDN, official_make_coord
 from official_lte import OfficialLTE, OfficialMetaSR, official_head_checkpoint
 
 from liif_sr.inference.tiling import upscale_tiled
-from liif_sr.models import HEADS, LIIF, RDN, EDSRBaseline, LTEHead, MetaSRHead, build_model
+from liif_sr.models import LIIF, EDSRBaseline, LTEHead, MetaSRHead, build_model
 from liif_sr.models.heads.lte import bilinear_border
+from liif_sr.models.official import official_to_ours
 
 OFFICIAL = {"lte": OfficialLTE, "metasr": OfficialMetaSR}
 
@@ -44,22 +45,11 @@ def _official(head: str, encoder: str) -> tuple[torch.nn.Module, dict]:
 
 
 def _ours(ckpt: dict, fast: bool = True) -> LIIF:
-    """Our model from an official checkpoint dict: encoder by its keys, head by ``from_official``."""
-    spec = ckpt["model"]
-    enc_spec = spec["args"]["encoder_spec"]
-    eargs = {k: v for k, v in enc_spec["args"].items() if k != "no_upsampling"}
-    renames = {"RDNkSize": "kernel_size", "RDNconfig": "config"}
-    encoder = {"edsr-baseline": EDSRBaseline, "rdn": RDN}[enc_spec["name"]](
-        **{renames.get(k, k): v for k, v in eargs.items()}
-    )
-    enc_sd = {
-        k[len("encoder.") :]: v
-        for k, v in spec["sd"].items()
-        if k.startswith("encoder.") and not k.startswith(("encoder.sub_mean.", "encoder.add_mean."))
-    }
-    encoder.load_state_dict(enc_sd, strict=True)
-    head = HEADS[spec["name"]].from_official(spec, encoder.out_dim, fast=fast)
-    return LIIF(encoder, head).eval()
+    """Our model from an official checkpoint dict, through the generic converter of ``load_model``."""
+    config, sd = official_to_ours(ckpt["model"])
+    model = build_model(config, head_mode="fast" if fast else "plain")
+    model.load_state_dict(sd, strict=True)
+    return model.eval()
 
 
 def _rel(got: torch.Tensor, want: torch.Tensor) -> float:

@@ -6,7 +6,9 @@ pickled code ever runs):
 * liif-sr Lightning checkpoints (``*.ckpt``: ``state_dict`` with ``net.`` prefix + ``liif_sr`` model config),
 * liif-sr weight files written by :func:`save_weights` (``.safetensors`` with the config in the metadata,
   or ``.pth`` ``{"format": "liif-sr", "model": config, "state_dict": ...}``),
-* official LIIF checkpoints ``{"model": {"name": "liif", "args": ..., "sd": ...}, "optimizer", "epoch"}``,
+* official LIIF and LTE checkpoints ``{"model": {"name", "args", "sd"}, "optimizer", "epoch"}``: models
+  ``liif``, ``lte``, ``metasr`` with encoders ``edsr-baseline``, ``rdn``, ``swinir``
+  (:mod:`liif_sr.models.official`),
 * a shipped model name such as ``"edsr-baseline-liif"`` (files under ``liif_sr/weights``),
 * a training run folder: its ``model.safetensors``, else ``checkpoints/last.ckpt`` (:func:`resolve_checkpoint`).
 
@@ -28,11 +30,11 @@ import torch
 from liif_sr.errors import CheckpointError
 from liif_sr.models.build import build_model
 from liif_sr.models.liif import LIIF
+from liif_sr.models.official import official_to_ours
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 #: shipped model name → file in :data:`WEIGHTS_DIR`
 SHIPPED: dict[str, str] = {"edsr-baseline-liif": "edsr-baseline-liif.safetensors"}
-_OFFICIAL_ENCODERS = {"edsr-baseline": "edsr_baseline", "rdn": "rdn"}
 #: files a run folder's weights are taken from, in order of preference
 RUN_WEIGHTS: tuple[str, ...] = ("model.safetensors", "checkpoints/last.ckpt")
 _CHECKPOINT_SUFFIXES = (".ckpt", ".safetensors", ".pth", ".pt", ".bin")
@@ -132,52 +134,6 @@ def _describe_folder(path: Path) -> str:
     return f"not a run folder (no {want}); it holds: {names}{more}"
 
 
-def _official_to_config(spec: dict[str, Any]) -> dict[str, Any]:
-    """Official ``{'name','args'}`` model spec → our plain config."""
-    if spec.get("name") != "liif":
-        raise CheckpointError(f"official model {spec.get('name')!r} is not supported (only 'liif')")
-    args = dict(spec.get("args", {}))
-    enc, imnet = args.get("encoder_spec", {}), args.get("imnet_spec")
-    if imnet is None or imnet.get("name") != "mlp":
-        raise CheckpointError(
-            "official checkpoint has no MLP decoder (fixed-scale baselines are not supported)"
-        )
-    name = _OFFICIAL_ENCODERS.get(enc.get("name"))
-    if name is None:
-        raise CheckpointError(f"official encoder {enc.get('name')!r} is not supported (edsr-baseline, rdn)")
-    eargs = dict(enc.get("args", {}))
-    if not eargs.pop("no_upsampling", False):
-        raise CheckpointError(
-            "official encoder has an upsampler (no_upsampling is false): not a LIIF encoder"
-        )
-    for unused in ("scale", "rgb_range", "n_colors"):
-        eargs.pop(unused, None)
-    if name == "rdn":
-        renames = {"RDNkSize": "kernel_size", "RDNconfig": "config"}
-        eargs = {renames.get(k, k): v for k, v in eargs.items()}
-    iargs = imnet.get("args", {})
-    head = {
-        "hidden_list": list(iargs.get("hidden_list", [256, 256, 256, 256])),
-        "out_dim": int(iargs.get("out_dim", 3)),
-        "feat_unfold": bool(args.get("feat_unfold", True)),
-        "local_ensemble": bool(args.get("local_ensemble", True)),
-        "cell_decode": bool(args.get("cell_decode", True)),
-    }
-    return {"encoder": {"name": name, "args": eargs}, "head": head}
-
-
-def _official_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in sd.items():
-        key = key.removeprefix("module.")
-        if key.startswith(("encoder.sub_mean.", "encoder.add_mean.")):
-            continue  # built but unused in the official EDSR forward
-        if key.startswith("imnet."):
-            key = "head.mlp." + key[len("imnet.") :]
-        out[key] = value
-    return out
-
-
 def _torch_load(path: Path) -> Any:
     try:
         with open(path, "rb") as f:  # a file object: torch must not pick a loader by the file name
@@ -235,13 +191,16 @@ def _interpret(obj: Any, path: Path) -> tuple[dict[str, Any], dict[str, torch.Te
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: unexpected checkpoint content ({type(obj).__name__})")
     if isinstance(obj.get("model"), dict) and "sd" in obj["model"]:
-        return _official_to_config(obj["model"]), _official_state_dict(obj["model"]["sd"])
+        try:
+            return official_to_ours(obj["model"])
+        except CheckpointError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
     if "liif_sr" in obj and "state_dict" in obj:  # our Lightning checkpoint
         sd = {k[len("net.") :]: v for k, v in obj["state_dict"].items() if k.startswith("net.")}
         return obj["liif_sr"]["model"], sd
     if obj.get("format") == "liif-sr":
         return obj["model"], obj["state_dict"]
-    raise CheckpointError(f"{path}: not a liif-sr or official LIIF checkpoint (keys: {sorted(obj)[:6]})")
+    raise CheckpointError(f"{path}: not a liif-sr or official LIIF/LTE checkpoint (keys: {sorted(obj)[:6]})")
 
 
 def load_model(
@@ -253,7 +212,7 @@ def load_model(
     """Load a model for inference (eval mode) from a checkpoint file or a shipped model name.
 
     Args:
-        path_or_name: liif-sr ``.ckpt``/``.safetensors``/``.pth``, an official LIIF ``.pth``, a name in
+        path_or_name: liif-sr ``.ckpt``/``.safetensors``/``.pth``, an official LIIF/LTE ``.pth``, a name in
             :data:`SHIPPED`, or a training run folder (see :func:`resolve_checkpoint`).
         device: where to put the model.
         head_mode: ``"fast"`` (factorised) or ``"plain"`` (reference algorithm).
@@ -264,7 +223,18 @@ def load_model(
     config, sd = read_checkpoint(path)
     if expect:
         _check_expected(config, expect, path)
-    model = build_model(config, head_mode=head_mode)
+    try:
+        model = build_model(config, head_mode=head_mode)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    have, want = set(sd), set(model.state_dict())
+    if have != want:
+        parts = [
+            f"{what} {', '.join(sorted(keys)[:4])}" + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+            for what, keys in (("unexpected keys", have - want), ("missing keys", want - have))
+            if keys
+        ]
+        raise CheckpointError(f"{path}: weights do not match the model config: {'; '.join(parts)}")
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as exc:

@@ -6,7 +6,8 @@
 * :func:`finish_wandb`: close the W&B run of a job (each job of a multirun gets its own run);
 * :func:`hydra_entry`: the console entry of a task: user errors (:class:`~liif_sr.errors.UserError`)
   print one line ``<prog>: error: <message>`` and exit with their code (2; 3 for a diverged training),
-  like ``liif-sr``; ``HYDRA_FULL_ERROR=1`` re-raises them for the full traceback.
+  like ``liif-sr``, also when Hydra's ``instantiate`` wrapped them (:func:`user_cause`, e.g. an unregistered
+  model class); ``HYDRA_FULL_ERROR=1`` re-raises them for the full traceback.
 """
 
 from __future__ import annotations
@@ -58,6 +59,16 @@ def finish_wandb() -> None:
         wandb.finish()
 
 
+def user_cause(exc: BaseException) -> UserError | None:
+    """``exc`` if it is a :class:`UserError`, or the one that Hydra's ``instantiate`` wrapped (an
+    ``InstantiationException`` raised ``from`` it, e.g. an unregistered model class); else None."""
+    from hydra.errors import InstantiationException
+
+    while isinstance(exc, InstantiationException) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc if isinstance(exc, UserError) else None
+
+
 def hydra_entry(
     prog: str, config_name: str, task: Callable[[DictConfig], Any], module: str
 ) -> Callable[[], None]:
@@ -72,10 +83,11 @@ def hydra_entry(
     def run_task(cfg: DictConfig) -> Any:
         try:
             return task(cfg)
-        except UserError as exc:  # Hydra would print a traceback report; a multirun stops here
-            if full_error():
+        except Exception as exc:  # Hydra would print a traceback report; a multirun stops here
+            cause = user_cause(exc)
+            if cause is None or full_error():
                 raise
-            raise user_error(exc) from None
+            raise user_error(cause) from None
         finally:
             finish_wandb()
 

@@ -59,13 +59,26 @@ class LIIF(nn.Module):
 
     def __init__(self, encoder: Encoder, head: DecoderHead | HeadFactory) -> None:
         super().__init__()
-        from liif_sr.models.registry import check_registered
+        from liif_sr.models.registry import (
+            IncompatibleComponentsError,
+            check_head_factory,
+            check_registered,
+            encoder_name,
+        )
 
-        self.encoder = encoder
-        self.head = head if isinstance(head, nn.Module) else head(in_channels=encoder.out_dim)
-        check_registered(self.encoder, self.head)  # refused now, not at the first checkpoint save
+        encoder_name(encoder)  # an unregistered class is refused now, not at the first checkpoint save
+        if not isinstance(head, nn.Module):
+            check_head_factory(head, encoder)
+            try:
+                head = head(in_channels=encoder.out_dim)
+            except (TypeError, ValueError) as exc:  # the head's own argument checks, one line
+                raise IncompatibleComponentsError(
+                    f"head cannot be built for encoder {encoder.name} (out_dim {encoder.out_dim}): {exc}"
+                ) from None
+        self.encoder, self.head = encoder, head
+        check_registered(self.encoder, self.head)
         if self.head.in_channels != encoder.out_dim:
-            raise ValueError(
+            raise IncompatibleComponentsError(
                 f"LIIF: head expects {self.head.in_channels} latent channels, encoder gives {encoder.out_dim}"
             )
 

@@ -6,6 +6,7 @@ Callers (the model, tiling, memory budgets, checkpoints) use only: ``name``, ``o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
@@ -16,6 +17,8 @@ class Encoder(nn.Module):
 
     Class attributes:
         name: registry name (``"edsr_baseline"``, ``"rdn"``, ``"swinir"``), stored in checkpoints.
+        official_name: the ``encoder_spec.name`` of official LIIF/LTE checkpoints (``"edsr-baseline"``), or
+            None; :meth:`official_config` and :meth:`official_state_dict` convert such a spec.
 
     Instance attributes:
         out_dim: latent channels.
@@ -23,6 +26,7 @@ class Encoder(nn.Module):
     """
 
     name: ClassVar[str]
+    official_name: ClassVar[str | None] = None
     out_dim: int
     config: dict[str, Any]
 
@@ -41,3 +45,25 @@ class Encoder(nn.Module):
     def activation_bytes_per_pixel(self, dtype_bytes: int = 4) -> int:
         """Estimated peak activation bytes per LR pixel of one inference forward (no grad)."""
         return (5 * int(self.out_dim) + 3) * dtype_bytes
+
+    # ------------------------------------------------------------------ official checkpoints
+    @classmethod
+    def official_config(cls, args: dict[str, Any]) -> dict[str, Any]:
+        """Our encoder config from an official ``encoder_spec.args`` (ValueError when it has an upsampler)."""
+        raise NotImplementedError(f"{cls.__name__} has no official checkpoint format")
+
+    @classmethod
+    def official_state_dict(cls, sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Our encoder state dict from the official one (keys relative to the encoder). Default: unchanged."""
+        return dict(sd)
+
+
+def require_no_upsampling(cls: type, args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` without ``no_upsampling``, which must be true (else the network is a fixed-scale SR model)."""
+    args = dict(args)
+    if not args.pop("no_upsampling", False):
+        raise ValueError(
+            f"official {cls.official_name} encoder has an upsampler (no_upsampling is false): a fixed-scale "
+            "network, not a LIIF encoder"
+        )
+    return args

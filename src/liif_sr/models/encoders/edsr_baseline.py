@@ -6,11 +6,12 @@ so that official checkpoints load by key.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from liif_sr.models.encoders.base import Encoder
+from liif_sr.models.encoders.base import Encoder, require_no_upsampling
 
 
 class ResBlock(nn.Module):
@@ -40,6 +41,7 @@ class EDSRBaseline(Encoder):
     """
 
     name: ClassVar[str] = "edsr_baseline"
+    official_name: ClassVar[str] = "edsr-baseline"
 
     def __init__(self, n_resblocks: int = 16, n_feats: int = 64, res_scale: float = 1.0, n_colors: int = 3):
         super().__init__()
@@ -60,3 +62,17 @@ class EDSRBaseline(Encoder):
     def receptive_radius(self) -> int:
         """Pixels of context on each side that influence one latent (for exact tiling)."""
         return 1 + 2 * self.config["n_resblocks"] + 1
+
+    @classmethod
+    def official_config(cls, args: dict[str, Any]) -> dict[str, Any]:
+        """``make_edsr_baseline(n_resblocks, n_feats, res_scale, scale, no_upsampling, rgb_range)``: the
+        upsampler's ``scale`` and the unused ``rgb_range`` are dropped."""
+        args = require_no_upsampling(cls, args)
+        for unused in ("scale", "rgb_range", "n_colors"):
+            args.pop(unused, None)
+        return args
+
+    @classmethod
+    def official_state_dict(cls, sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Without ``sub_mean``/``add_mean`` (built but unused in the official forward)."""
+        return {k: v for k, v in sd.items() if not k.startswith(("sub_mean.", "add_mean."))}

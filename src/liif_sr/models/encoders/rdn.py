@@ -5,12 +5,12 @@ Parameter names follow the official code (``SFENet1``, ``RDBs.{i}.convs.{c}.conv
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from liif_sr.models.encoders.base import Encoder
+from liif_sr.models.encoders.base import Encoder, require_no_upsampling
 
 #: (D blocks, C convs per block, G growth) per RDN config
 RDN_CONFIGS: dict[str, tuple[int, int, int]] = {"A": (20, 6, 32), "B": (16, 8, 64)}
@@ -46,6 +46,7 @@ class RDN(Encoder):
     """
 
     name: ClassVar[str] = "rdn"
+    official_name: ClassVar[str] = "rdn"
 
     def __init__(
         self,
@@ -78,6 +79,16 @@ class RDN(Encoder):
             x = block(x)
             outs.append(x)
         return self.GFF(torch.cat(outs, 1)) + f1
+
+    @classmethod
+    def official_config(cls, args: dict[str, Any]) -> dict[str, Any]:
+        """``make_rdn(G0, RDNkSize, RDNconfig, scale, no_upsampling)``: ``RDNkSize`` → ``kernel_size``,
+        ``RDNconfig`` → ``config``; the upsampler's ``scale`` is dropped."""
+        args = require_no_upsampling(cls, args)
+        for unused in ("scale", "n_colors"):
+            args.pop(unused, None)
+        renames = {"RDNkSize": "kernel_size", "RDNconfig": "config"}
+        return {renames.get(k, k): v for k, v in args.items()}
 
     @property
     def receptive_radius(self) -> int:

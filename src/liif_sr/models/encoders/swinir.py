@@ -27,7 +27,7 @@ exact tiled inference is impossible and is refused.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -125,6 +125,7 @@ class SwinIR(Encoder):
     """
 
     name: ClassVar[str] = "swinir"
+    official_name: ClassVar[str] = "swinir"
 
     def __init__(
         self,
@@ -198,6 +199,16 @@ class SwinIR(Encoder):
             t = layer(t, size, mask)
         y = self.conv_after_body(tokens_to_image(self.norm(t), size)) + x0
         return self.conv_before_upsample(y)
+
+    @classmethod
+    def official_config(cls, args: dict[str, Any]) -> dict[str, Any]:
+        """:data:`OFFICIAL_CONFIG`: LTE's ``make_swinir(no_upsampling=True)`` ignores its arguments."""
+        return {k: list(v) if isinstance(v, list) else v for k, v in OFFICIAL_CONFIG.items()}
+
+    @classmethod
+    def official_state_dict(cls, sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Without the ``relative_position_index``/``attn_mask`` buffers (checked, then recomputed)."""
+        return official_state_dict_to_ours(dict(sd), prefix="", window_size=OFFICIAL_CONFIG["window_size"])
 
     @property
     def receptive_radius(self) -> None:

@@ -128,6 +128,24 @@ class DecoderHead(nn.Module, ABC):
         head.load_state_dict(cls.official_state_dict(spec["sd"]), strict=True)
         return head
 
+    @classmethod
+    def official_mlp(cls, args: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
+        """Check an official spec's ``args`` (only ``encoder_spec`` and ``allowed`` keys, an ``mlp``
+        ``imnet_spec``) and return the MLP's args; ValueError otherwise (one line)."""
+        unknown = sorted(set(args) - {"encoder_spec", "imnet_spec", *allowed})
+        if unknown:
+            raise ValueError(
+                f"official {cls.name} model has arguments the official code does not take: {unknown}"
+            )
+        imnet = args.get("imnet_spec")
+        if not isinstance(imnet, Mapping) or imnet.get("name") != "mlp":
+            got = imnet.get("name") if isinstance(imnet, Mapping) else imnet
+            raise ValueError(
+                f"official {cls.name} model has no MLP decoder (imnet_spec: {got!r}); "
+                "fixed-scale baselines are not supported"
+            )
+        return dict(imnet.get("args") or {})
+
     # ------------------------------------------------------------------ budgets
     def state_bytes_per_latent(self, dtype_bytes: int = 4) -> int:
         """Bytes of prepared state per latent pixel (for memory budgets)."""

@@ -171,7 +171,7 @@ class LIIFHead(DecoderHead):
 
     @classmethod
     def official_config(cls, args: dict[str, Any]) -> dict[str, Any]:
-        imnet = dict((args.get("imnet_spec") or {}).get("args", {}))
+        imnet = cls.official_mlp(args, ("feat_unfold", "local_ensemble", "cell_decode"))
         return {
             "hidden_list": list(imnet.get("hidden_list", [256, 256, 256, 256])),
             "out_dim": int(imnet.get("out_dim", 3)),

@@ -136,7 +136,7 @@ class LTEHead(DecoderHead):
 
     @classmethod
     def official_config(cls, args: dict[str, Any]) -> dict[str, Any]:
-        imnet = dict((args.get("imnet_spec") or {}).get("args", {}))
+        imnet = cls.official_mlp(args, ("hidden_dim",))
         return {
             "hidden_dim": int(args.get("hidden_dim", 256)),
             "hidden_list": list(imnet.get("hidden_list", [256, 256, 256])),

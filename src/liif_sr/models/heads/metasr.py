@@ -117,6 +117,11 @@ class MetaSRHead(DecoderHead):
 
     @classmethod
     def official_config(cls, args: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(args) - {"encoder_spec"})
+        if unknown:
+            raise ValueError(
+                f"official metasr model has arguments the official code does not take: {unknown}"
+            )
         return {"hidden_list": [256], "out_dim": 3}  # fixed in the official MetaSR
 
     def state_bytes_per_latent(self, dtype_bytes: int = 4) -> int:
