@@ -68,7 +68,7 @@ def main() -> None:
             hh, ww = hr.shape[1:]
             lr8 = imresize_matlab_uint8(hr, size=(hh // s, ww // s))
             with torch.no_grad():
-                sr = model.upscale(lr8.float().cuda()[None] / 255, (hh, ww)).cpu()
+                sr = model.upscale(lr8.float().cuda()[None] / 255, (hh, ww), border="none").cpu()
             vals.append(float(psnr_protocol(sr, hr.float()[None] / 255, "benchmark", s)[0]))
         print(f"Set5 x{s} Y-PSNR {np.mean(vals):.3f}", flush=True)
 
