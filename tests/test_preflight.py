@@ -168,3 +168,9 @@ def test_train_api_checks_values_too(compose_train):
 
     with pytest.raises(UserError, match=r"data\.batch_size=0: expected a positive integer"):
         train(compose_train("data.batch_size=0"))
+
+
+def test_resume_of_the_same_model_passes(tmp_path):
+    run = _fake_run(tmp_path / "run")
+    preflight_argv("train", [f"resume={run}"])  # the quickstart model: matches, Hydra may start
+    preflight_argv("train", [f"resume={run}", "trainer.max_epochs=20", "data.batch_size=4"])
