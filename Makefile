@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## create .venv with the CPU torch pin and the dev extras
 
-train: $(STAMP) ## train the quickstart model (~7 min on 2 CPU cores), then report held-out PSNR vs bicubic
+train: $(STAMP) ## train the quickstart model (7-19 min on 2 CPU cores), then report held-out PSNR vs bicubic
 	$(VENV)/bin/liif-sr-train $(ARGS)
 
 test: $(STAMP) ## the default test suite (not slow)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import random
 import re
 import socket
@@ -365,3 +366,48 @@ def test_builtin_manifest_is_well_formed() -> None:
     for spec in (*DATASETS["div2k"].files, *DATASETS["benchmark"].files):
         assert spec.url.endswith("/" + spec.filename) and spec.size and spec.size > 0
         assert spec.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", spec.sha256)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["not-a-url", "ftp://example.org/data", "", "http://", "file:///tmp/x", "example.org/data"],
+)
+def test_bad_base_url_is_one_line(server: Server, tmp_path: Path, capsys, url: str) -> None:
+    """#14 class 3: ``--base-url not-a-url`` (and other schemes, empty) printed a traceback."""
+    manifest = _publish(server, tmp_path, _div2k_archives(), "div2k")
+    argv = ["download", "div2k", "--root", str(tmp_path / "data"), "--manifest", str(manifest)]
+    assert main([*argv, "--base-url", url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == f"liif-sr download: error: --base-url {url!r}: expected an http:// or https:// URL such as https://host/dir"
+    )
+    assert server.state.requests == [] and not (tmp_path / "data").exists()
+
+
+def test_bad_base_url_from_env_is_one_line(server: Server, tmp_path: Path, capsys, monkeypatch) -> None:
+    manifest = _publish(server, tmp_path, _div2k_archives(), "div2k")
+    monkeypatch.setenv("LIIF_SR_DOWNLOAD_BASE", "nope")
+    assert main(["download", "div2k", "--root", str(tmp_path / "d"), "--manifest", str(manifest)]) == 2
+    assert "$LIIF_SR_DOWNLOAD_BASE 'nope': expected an http://" in capsys.readouterr().err
+
+
+def test_root_that_cannot_be_created_or_written_is_one_line(server: Server, tmp_path: Path, capsys) -> None:
+    """#14 class 3: ``--root /proc/nope`` printed a traceback; a file in the way, too."""
+    manifest = _publish(server, tmp_path, _div2k_archives(), "div2k")
+    (tmp_path / "a_file").write_text("x")
+    for root in ("/proc/nope", str(tmp_path / "a_file"), str(tmp_path / "a_file" / "sub")):
+        assert _run(server, manifest, Path(root)) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert err.startswith(f"liif-sr download: error: --root {root}: cannot create the data folder ("), err
+    assert server.state.requests == []
+    if os.geteuid() != 0:  # root may write anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        try:
+            assert _run(server, manifest, ro) == 2
+            assert f"--root {ro}: the data folder is not writable" in capsys.readouterr().err
+        finally:
+            ro.chmod(0o700)

@@ -330,3 +330,25 @@ def test_full_bicubic_table_matches_published(run_eval, shared_data):
         got = (urban if name == "Urban100" else results).mean(BICUBIC, name, s)
         tol = 0.15 if name == "Set14" else 0.05  # our Set14 LR files differ slightly from EDSR's
         assert got == pytest.approx(value, abs=tol), (name, s, got)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("first_k=0", r"first_k=0: expected a positive integer or null \(all images\)"),
+        ("first_k=-2", r"first_k=-2: expected a positive integer"),
+        ("first_k=1.5", r"first_k=1\.5: expected a positive integer"),
+        ("first_k=abc", r"first_k='abc': expected a positive integer"),
+        ("chunk=0", r"chunk=0: expected a positive integer"),
+        ("scales=[0]", r"scales: scale must be a finite number > 1, got 0"),
+        ("scales=[-2]", r"scales: scale must be a finite number > 1, got -2"),
+        ("scales=[]", r"scales=\[\]: list at least one scale"),
+        ("border=reflect", r"border='reflect': expected none or replicate"),
+        ("device=bogus", r"device must be auto, cpu, cuda\[:N\] or mps, got 'bogus'"),
+        ("benchmark=[]", r"no benchmark set to evaluate"),
+    ],
+)
+def test_bad_options_are_refused_not_reinterpreted(run_eval, option, message):
+    """#14 class 2: ``first_k=0`` used to evaluate every image; each value is used as meant or refused."""
+    with pytest.raises(UserError, match=message):
+        run_eval("benchmark=[set5]", "scales=[2]", option)

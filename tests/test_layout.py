@@ -143,8 +143,9 @@ def test_train_user_error_is_one_line_unless_hydra_full_error(tmp_path):
     res = _train_cli(tmp_path, full_error=False)
     assert res.returncode == 2, res.stderr
     last = res.stderr.strip().splitlines()[-1]
-    assert last.startswith("liif-sr-train: error: resume=") and "no checkpoints/last.ckpt" in last
+    assert last.startswith("liif-sr-train: error: resume=") and "no such run directory" in last
     assert "Traceback" not in res.stderr
+    assert not (tmp_path / "norun").exists()  # refused before Hydra creates the run folder
     res = _train_cli(tmp_path, full_error=True)
     assert res.returncode != 0 and "Traceback" in res.stderr and "UserError" in res.stderr
 

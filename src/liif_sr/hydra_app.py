@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import hydra
@@ -70,12 +70,17 @@ def user_cause(exc: BaseException) -> UserError | None:
 
 
 def hydra_entry(
-    prog: str, config_name: str, task: Callable[[DictConfig], Any], module: str
+    prog: str,
+    config_name: str,
+    task: Callable[[DictConfig], Any],
+    module: str,
+    preflight: Callable[[Sequence[str]], None] | None = None,
 ) -> Callable[[], None]:
     """The console entry for ``task`` on ``conf/<config_name>.yaml``; the task's return value goes to
     Hydra (sweepers optimise it). ``module`` (the entry module, e.g. ``liif_sr.train``) is what Hydra sees
     as the caller, so ``hydra.job.name`` stays the entry's name (``train``, ``evaluate``) also under
-    ``python -m``."""
+    ``python -m``. ``preflight(argv)`` runs before Hydra creates the run folder (its user errors are one
+    line too, and nothing is written)."""
 
     def user_error(exc: UserError) -> SystemExit:
         return SystemExit(report_user_error(prog, exc))
@@ -96,6 +101,8 @@ def hydra_entry(
 
     def main() -> None:
         try:
+            if preflight is not None:
+                preflight(sys.argv[1:])
             _hydra_main()
         except UserError as exc:  # raised outside the task (e.g. while Hydra launches it)
             if full_error():

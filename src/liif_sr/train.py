@@ -9,6 +9,7 @@ optimised metric for sweepers. The Hydra plumbing (resolvers, user errors, ``wan
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     from liif_sr.training.checkpoint_io import trainer_plugins
     from liif_sr.training.launch import check_launch
     from liif_sr.training.loggers.wandb_run import prepare_wandb
+    from liif_sr.training.preflight import check_config
     from liif_sr.training.resume import resolve_ckpt_path
 
+    check_config(cfg)  # liif-sr-train checks more before Hydra writes anything (_preflight); API users: here
     check_launch(cfg)
     ckpt_path = resolve_ckpt_path(cfg)
     if cfg.get("seed") is not None:
@@ -107,7 +110,14 @@ def _task(cfg: DictConfig) -> float | None:
     return metrics.get(name) if name else None
 
 
-main = hydra_entry("liif-sr-train", "train", _task, module="liif_sr.train")
+def _preflight(argv: Sequence[str]) -> None:
+    """Refuse a start that cannot work before Hydra creates or rewrites a run folder (values, resume, model)."""
+    from liif_sr.training.preflight import preflight_argv
+
+    preflight_argv("train", argv)
+
+
+main = hydra_entry("liif-sr-train", "train", _task, module="liif_sr.train", preflight=_preflight)
 
 if __name__ == "__main__":
     main()

@@ -138,6 +138,31 @@ def score_image(
     return psnr, ssim
 
 
+def check_options(cfg: DictConfig) -> None:
+    """Refuse option values that would be used otherwise than meant (``first_k=0`` used to mean "all")."""
+
+    def count(key: str, allow_none: bool) -> None:
+        v = cfg.get(key)
+        if v is None and allow_none:
+            return
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            null = " or null (all images)" if allow_none else ""
+            raise UserError(f"{key}={v!r}: expected a positive integer{null}")
+
+    count("first_k", allow_none=True)
+    count("chunk", allow_none=False)
+    scales = cfg.get("scales")
+    if isinstance(scales, (ListConfig, list, tuple)) and len(scales) == 0:
+        raise UserError("scales=[]: list at least one scale (or scales=null for each set's own)")
+    for s in scales if isinstance(scales, (ListConfig, list, tuple)) else [] if scales is None else [scales]:
+        try:
+            normalize_scale(s)
+        except UserError as exc:
+            raise UserError(f"scales: {exc}") from None
+    if cfg.get("border", "none") not in ("none", "replicate"):
+        raise UserError(f"border={cfg.get('border')!r}: expected none or replicate")
+
+
 def load_specs(cfg: DictConfig) -> list[BenchmarkSpec]:
     """The selected sets (``benchmark=[...]``); missing ones raise, or are skipped with ``skip_missing``."""
     specs = []
@@ -204,6 +229,7 @@ def evaluate(cfg: DictConfig, output_dir: str | Path | None = None) -> EvalResul
     from liif_sr.inference.devices import resolve_device
 
     start = time.perf_counter()
+    check_options(cfg)
     out_dir = Path(output_dir if output_dir is not None else cfg.paths.output_dir)
     device = resolve_device(cfg.device, option="device=")
     specs = load_specs(cfg)

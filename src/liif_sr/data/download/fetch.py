@@ -287,6 +287,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_base_url(value: str, option: str) -> None:
+    """Refuse a base URL that is not ``http(s)://host[/dir]`` (one line, before anything is written)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UserError(f"{option} {value!r}: expected an http:// or https:// URL such as https://host/dir")
+
+
+def prepare_root(root: Path, option: str) -> None:
+    """Create the data root (with parents) or refuse, in one line, a root that cannot be created or written."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{option} {root}: cannot create the data folder ({exc.strerror or exc})") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {root}: the data folder is not writable")
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``liif-sr download``."""
     if args.retries < 0 or args.timeout <= 0:
@@ -294,7 +313,14 @@ def run(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.manifest) if args.manifest else None
     specs = [lookup(name, manifest) for name in args.datasets]
     root = resolve_root(args.root)
-    base_url = args.base_url or os.environ.get(BASE_URL_ENV) or None
+    if args.base_url is not None:
+        check_base_url(args.base_url, "--base-url")
+        base_url = args.base_url
+    else:
+        base_url = os.environ.get(BASE_URL_ENV) or None
+        if base_url:
+            check_base_url(base_url, f"${BASE_URL_ENV}")
+    prepare_root(root, "--root" if args.root else "data root")
     for spec in specs:
         download_dataset(
             spec,
