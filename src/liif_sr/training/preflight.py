@@ -226,6 +226,8 @@ def requested_net_config(cfg: DictConfig) -> dict[str, Any]:
             return build()
     except (InstantiationException, ValueError, TypeError) as exc:
         cause = exc.__cause__ if isinstance(exc, InstantiationException) and exc.__cause__ else exc
+        if isinstance(cause, UserError):  # already one line for the user (e.g. an unregistered encoder)
+            raise cause from None
         raise ConfigValueError(
             f"model: cannot build the requested model: {str(cause).splitlines()[0]}"
         ) from None

@@ -59,6 +59,10 @@ class QuickstartReport(L.Callback):
             "bicubic_psnr": float(np.mean([r["bicubic"] for r in rows])),
         }
         result["gain_db"] = result["liif_psnr"] - result["bicubic_psnr"]
+        done = trainer.current_epoch  # epochs completed (Lightning counts up after each one)
+        result["epochs"] = {"done": int(done), "planned": int(trainer.max_epochs or 0)}
+        result["steps"] = int(trainer.global_step)
+        result["stopped_by_time_budget"] = bool(trainer.max_epochs and done < trainer.max_epochs)
         (out / "quickstart_result.json").write_text(json.dumps(result, indent=2))
         pic_path = out / f"sample_x{self.scale:g}.png"
         if picture is not None:
@@ -67,6 +71,8 @@ class QuickstartReport(L.Callback):
             f"held-out x{self.scale:g} Y-PSNR: LIIF {result['liif_psnr']:.2f} dB, bicubic "
             f"{result['bicubic_psnr']:.2f} dB ({result['gain_db']:+.2f} dB); picture {pic_path}"
         )
+        if result["stopped_by_time_budget"]:
+            msg += f" (time budget reached after {done} of {trainer.max_epochs} epochs)"
         log.info(msg)
         print(msg)
         for lg in trainer.loggers:
