@@ -1,11 +1,14 @@
 #!/usr/bin/env python
-"""Inference benchmark: the faithful reference head (``plain``) vs the factorised fast path (fp32, bf16).
+"""Inference benchmark: each head's reference path (``plain``, built ``fast=False``) vs its fast path
+(``fast=True``; fp32, bf16), for the LIIF, LTE and MetaSR heads and the EDSR-baseline, RDN and SwinIR encoders.
 
-Prints a Markdown table for the current device; ``--out BENCHMARKS.md`` appends it as a dated section.
-Random weights at the paper sizes (EDSR-baseline-LIIF 1.57M, RDN-LIIF 22.3M parameters): speed does not
-depend on the weights. Import-light (torch + liif_sr only) so it runs on a GPU box without Hydra/Lightning.
+Prints a Markdown table for the current device (every row names it); ``--out BENCHMARKS.md`` appends it as
+a dated section. Random weights at the paper sizes (EDSR-baseline-LIIF 1.57M, RDN-LIIF 22.3M parameters):
+speed does not depend on the weights. Import-light (torch + liif_sr only) so it runs on a GPU box without
+Hydra/Lightning.
 
     python scripts/bench_infer.py --quick                       # CPU: EDSR 100->800, one repeat
+    python scripts/bench_infer.py --models lte,metasr,swinir --cases 100-800 --repeats 1
     python scripts/bench_infer.py --device cuda --large --batch 1,16 --out BENCHMARKS.md \
         --set5 ../shared/data/benchmark/Set5 --json bench_infer.json
     python scripts/bench_infer.py --tiny --cpu-bf16 --large --tile 16 --set5 DIR   # CPU smoke run: seconds
@@ -37,8 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # run from a checkout without install
 
 from liif_sr.inference.tiling import auto_tile, upscale_tiled  # noqa: E402
-from liif_sr.models.encoders import RDN, EDSRBaseline  # noqa: E402
-from liif_sr.models.heads.liif import LIIFHead  # noqa: E402
+from liif_sr.models.build import build_model  # noqa: E402
 from liif_sr.models.liif import LIIF  # noqa: E402
 
 PLAIN_CHUNK = 30000  # the official eval_bsize
@@ -58,16 +60,27 @@ CASES = {
     "100-800": Case("100² → 800² (×8)", (100, 100), (800, 800), batched=True),
     "256x4": Case("256² → 1024² (×4)", (256, 256), (1024, 1024)),
     "512-4096": Case("512² → 4096² (×8)", (512, 512), (4096, 4096)),
+    "tiny": Case("24² → 48² (×2)", (24, 24), (48, 48)),  # smoke test (tests/test_bench_infer.py)
     "large": Case("3456×4608 → 6912×9216 (×2, tiled)", (3456, 4608), (6912, 9216), large=True),
 }
+
+
+def _config(encoder: str, head: str, **encoder_args: int) -> dict:
+    return {"encoder": {"name": encoder, "args": encoder_args}, "head": {"name": head}}
+
+
+#: key → (row label, model config at the registry defaults = the paper sizes)
 MODELS = {
-    "edsr": ("EDSR-baseline-LIIF", lambda: EDSRBaseline()),
-    "rdn": ("RDN-LIIF", lambda: RDN()),
+    "edsr": ("EDSR-baseline-LIIF", _config("edsr_baseline", "liif")),
+    "rdn": ("RDN-LIIF", _config("rdn", "liif")),
+    "lte": ("EDSR-baseline-LTE", _config("edsr_baseline", "lte")),
+    "metasr": ("EDSR-baseline-MetaSR", _config("edsr_baseline", "metasr")),
+    "swinir": ("SwinIR-LIIF", _config("swinir", "liif")),
 }
 #: --tiny: reduced models (same code paths) and every case divided by TINY_DIV
 TINY_MODELS = {
-    "edsr": ("EDSR-small-LIIF", lambda: EDSRBaseline(n_resblocks=2, n_feats=16)),
-    "rdn": ("RDN-small-LIIF", lambda: RDN(G0=16, D=2, C=2, G=8)),
+    "edsr": ("EDSR-small-LIIF", _config("edsr_baseline", "liif", n_resblocks=2, n_feats=16)),
+    "rdn": ("RDN-small-LIIF", _config("rdn", "liif", G0=16, D=2, C=2, G=8)),
 }
 TINY_SIZES = {  # (LR, output) per case
     "100-800": ((12, 12), (96, 96)),
@@ -122,9 +135,9 @@ def fmt_bytes(n: float | None) -> str:
 
 
 def build(model_key: str, device: torch.device) -> LIIF:
+    """One model for both paths: ``head.fast`` is switched per path (same weights)."""
     torch.manual_seed(0)
-    encoder = MODELS[model_key][1]()
-    return LIIF(encoder, LIIFHead(encoder.out_dim)).to(device).eval()
+    return build_model(MODELS[model_key][1]).to(device).eval()
 
 
 def tiny_case(key: str) -> Case:
@@ -246,7 +259,7 @@ def run_case(case: Case, model_key: str, args, device: torch.device, batch: int 
 
     def upscale(mode: str, chunk: int, bf16: bool = False, tile: int = 0) -> Callable[[], torch.Tensor]:
         def fn() -> torch.Tensor:
-            model.head.mode = mode
+            model.head.fast = mode == "fast"
             ctx = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
             with torch.no_grad(), ctx:
                 if tile:
@@ -260,7 +273,7 @@ def run_case(case: Case, model_key: str, args, device: torch.device, batch: int 
     chunk = args.chunk
     if case.large:
         tile = args.tile or auto_tile(
-            *case.lr, int(args.tile_memory * 2**30), model.encoder, 256, chunk=chunk, out_size=case.out
+            *case.lr, int(args.tile_memory * 2**30), model, chunk=chunk, out_size=case.out
         )
     else:
         paths.append(("plain", upscale("plain", PLAIN_CHUNK)))
@@ -272,6 +285,7 @@ def run_case(case: Case, model_key: str, args, device: torch.device, batch: int 
     for path, fn in paths:
         print(f"  {MODELS[model_key][0]} {name} {path} ...", file=sys.stderr, flush=True)
         row = {
+            "device": device.type,
             "case": name,
             "model": MODELS[model_key][0],
             "path": path,
@@ -307,7 +321,7 @@ def run_case(case: Case, model_key: str, args, device: torch.device, batch: int 
 
 
 def table_row(r: dict) -> list[str]:
-    head = [r["case"], r["model"], r["path"]]
+    head = [r.get("device", "–"), r["case"], r["model"], r["path"]]
     if r.get("oom"):
         return [*head, "OOM", "", "", "", "", ""]
     speedup = r["speedup_vs_plain"]
@@ -324,6 +338,7 @@ def table_row(r: dict) -> list[str]:
 
 
 HEADER = [
+    "device",
     "case",
     "model",
     "path",
@@ -461,9 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     notes = [
         f"- Device: **{name}**; torch {torch.__version__}; repeats {args.repeats} (median)"
         + (", one warm-up run" if args.repeats > 1 or device.type == "cuda" else ", no warm-up"),
-        f"- `plain` = reference head (grid_sample of the 3x3-unfolded latent), query chunk {PLAIN_CHUNK}; "
-        f"`fast` = factorised first layer, chunk {args.chunk}. Random weights, paper sizes"
-        + (" (**--tiny: reduced models, tiny cases**)." if args.tiny else "."),
+        f"- `plain` = the head's reference algorithm (`fast=False`), query chunk {PLAIN_CHUNK}; "
+        f"`fast` = its fast path (`fast=True`; LIIF: factorised first layer), chunk {args.chunk}. Random "
+        "weights, paper sizes" + (" (**--tiny: reduced models, tiny cases**)." if args.tiny else "."),
         f"- 100² → 800² uses a batch of {', '.join(map(str, batches))}; ms/image = batch time / batch. "
         "CPU s/image = process CPU time (all threads). Peak memory: `torch.cuda.max_memory_allocated`.",
     ]

@@ -82,6 +82,7 @@ def test_ddp_two_ranks_match_single_process(tmp_path, compose_train):
         "model.safetensors",
         "quickstart_result.json",
         "sample_x4.png",
+        "summary.json",  # step_time callback, rank 0 only
         "train.log",
     }
     assert "checkpoints/last.ckpt" in files

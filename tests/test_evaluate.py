@@ -352,3 +352,61 @@ def test_bad_options_are_refused_not_reinterpreted(run_eval, option, message):
     """#14 class 2: ``first_k=0`` used to evaluate every image; each value is used as meant or refused."""
     with pytest.raises(UserError, match=message):
         run_eval("benchmark=[set5]", "scales=[2]", option)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a comparison: checkpoint=<multirun folder> → a row per job
+# ---------------------------------------------------------------------------------------------------------
+def _fake_multirun(root: Path) -> Path:
+    """A Hydra multirun folder of tiny models: job 0 and 3 the same pair (summary.json), job 1 without a
+    summary (named from its weights), job 2 without weights (a killed job)."""
+    from liif_sr.checkpoints import save_weights
+    from liif_sr.models.build import build_model
+
+    sweep = root / "multiruns" / "2026-01-01_00-00-00-000000"
+    sweep.mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    lte = {"encoder": TINY_MODEL["encoder"], "head": {"name": "lte", "hidden_dim": 8, "hidden_list": [8]}}
+    torch.manual_seed(0)
+    for job, config in (("0", TINY_MODEL), ("1", lte), ("3", TINY_MODEL)):
+        (sweep / job).mkdir()
+        save_weights(build_model(config), sweep / job / "model.safetensors")
+    for job, ms in (("0", 12.5), ("3", 14.0)):
+        summary = {"name": "edsr_tiny-liif", "encoder": "edsr_tiny", "head": "liif", "ms_per_step": ms,
+                   "global_step": 20}  # fmt: skip
+        (sweep / job / "summary.json").write_text(json.dumps(summary))
+    (sweep / "2").mkdir()
+    (sweep / "2" / "train.log").write_text("killed\n")
+    (sweep / "10" / "checkpoints").mkdir(parents=True)  # numbered folders sort as numbers, not strings
+    save_weights(build_model(lte), sweep / "10" / "checkpoints" / "last.ckpt")
+    return sweep
+
+
+def test_multirun_folder_one_row_per_job(run_eval, mini_set, tmp_path, caplog):
+    from liif_sr.evaluation.runner import checkpoint_names
+
+    sweep = _fake_multirun(tmp_path)
+    names = checkpoint_names(str(sweep))
+    assert list(names) == ["edsr_tiny-liif (job 0)", "edsr_baseline-lte (job 1)", "edsr_tiny-liif (job 3)",
+                           "edsr_baseline-lte (job 10)"]  # fmt: skip
+    assert names["edsr_tiny-liif (job 3)"] == str(sweep / "3")
+    assert "2" in caplog.text and "without weights" in caplog.text
+
+    results, out = run_eval(
+        *_mini(mini_set), f"checkpoint={sweep}", "scales=[2]", "first_k=1", "ssim=false"
+    )  # fmt: skip
+    assert results.models == ["bicubic", *names]
+    md = (out / "results.md").read_text()
+    assert "| Model | params | ms/step | train steps |" in md
+    assert "| edsr_tiny-liif (job 0) | " in md and " | 12.5 | 20 |" in md
+    assert "| edsr_baseline-lte (job 1) | " in md and " | – | – |" in md  # no summary.json: params only
+    assert (out / "psnr_vs_scale.png").is_file()
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["model_info"]["edsr_tiny-liif (job 3)"]["ms_per_step"] == 14.0
+    assert {r["model"] for r in doc["results"]} == set(results.models)
+
+    for job in ("0", "1", "3"):
+        (sweep / job / "model.safetensors").unlink()
+    shutil.rmtree(sweep / "10" / "checkpoints")
+    with pytest.raises(UserError, match="no weights"):
+        checkpoint_names(str(sweep))

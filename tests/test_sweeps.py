@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -84,6 +85,13 @@ def test_multirun_two_encoders(tmp_path):
         assert 5 < _val_psnr(job) < 50
         assert (job / "checkpoints" / "last.ckpt").is_file()
         assert type(load_model(job / "model.safetensors").encoder).__name__ == cls
+        summary = json.loads((job / "summary.json").read_text())  # step_time callback: name, params, ms/step
+        assert summary["name"] == f"{encoder}-liif" and summary["params"] > 0 and summary["ms_per_step"] > 0
+    # the comparison table: checkpoint=<multirun folder> is a row per job, named <encoder>-<head>
+    from liif_sr.evaluation.runner import checkpoint_names
+
+    rows = checkpoint_names(str(sweep))
+    assert rows == {"edsr_baseline_small-liif": str(sweep / "0"), "rdn_small-liif": str(sweep / "1")}
 
 
 @pytest.mark.slow

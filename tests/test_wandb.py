@@ -4,6 +4,8 @@ keep their W&B id, sweep grouping. No network: W&B runs in offline mode.
 
 from __future__ import annotations
 
+import json
+import struct
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,31 @@ def _train(run_train, *overrides: str):
     return Path(cfg.paths.output_dir), metrics
 
 
+def _config_and_summary(run_file: Path) -> tuple[dict, dict]:
+    """The config and the final summary of an offline ``run-<id>.wandb`` file (LevelDB-log framed protobufs:
+    a 7-byte file header, 32 KiB blocks, 7-byte record headers ``<crc32, length, type>``)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, pos, chunk, block = run_file.read_bytes(), 7, b"", 32768
+    config: dict = {}
+    summary: dict = {}
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # block trailer: zero padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk, pos = chunk + data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind in (1, 4):  # FULL or LAST part of a record
+            record = pb.Record()
+            record.ParseFromString(chunk)
+            chunk = b""
+            which = record.WhichOneof("record_type")
+            target = {"config": config, "summary": summary}.get(which)
+            for item in getattr(record, which).update if target is not None else ():
+                target[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    return config, summary
+
+
 def _tensorboard_images(run_dir: Path) -> dict[str, list]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -62,7 +89,16 @@ def test_wandb_offline_run_and_resume(run_train, wandb_offline):
     history = (first / f"run-{run_id}.wandb").read_bytes()
     for key in ("train/loss", "val/psnr_x4", "val/psnr", "lr-Adam", "model/params", "val/samples"):
         assert key.encode() in history, key
-    assert b"edsr_baseline_small" in history  # run name = encoder config name
+    assert b"edsr_baseline_small-liif" in history  # run name = <encoder>-<head> of the Hydra choices
+    config, wandb_summary = _config_and_summary(first / f"run-{run_id}.wandb")
+    assert (config["model/encoder"], config["model/head"]) == ("edsr_baseline_small", "liif")
+    assert wandb_summary["train/ms_per_step"] > 0
+    summary = json.loads((out / "summary.json").read_text())  # the same, for readers without W&B
+    assert summary["name"] == "edsr_baseline_small-liif"
+    assert (summary["encoder"], summary["head"]) == ("edsr_baseline_small", "liif")
+    assert summary["params"] == config["model/params"] > 0
+    assert summary["ms_per_step"] == pytest.approx(wandb_summary["train/ms_per_step"], abs=1e-3)
+    assert summary["val/psnr"] == pytest.approx(metrics["val/psnr"], abs=1e-3)
     images = list((first / "files" / "media" / "images").rglob("samples_*.png"))
     assert images, "no LR | bicubic | LIIF | HR picture was logged"
     ((tag, tb_images),) = _tensorboard_images(out).items()
@@ -88,7 +124,7 @@ def test_wandb_id_reuse_and_sweep_group(compose_train, tmp_path, monkeypatch):
     assert cfg.logger.wandb.offline is False and cfg.logger.wandb.save_dir == cfg.paths.output_dir
     run_id = prepare_wandb(cfg)
     assert cfg.logger.wandb.id == run_id and cfg.logger.wandb.group is None  # single run: no group
-    assert cfg.logger.wandb.name == "edsr_baseline_small"  # the encoder config
+    assert cfg.logger.wandb.name == "edsr_baseline_small-liif"  # <encoder>-<head> configs
     assert (Path(cfg.paths.output_dir) / ID_FILE).read_text().strip() == run_id
     assert prepare_wandb(compose_train("logger=wandb")) == run_id  # same run dir (resume=<run dir>)
 

@@ -43,6 +43,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
     from liif_sr.checkpoints import check_matches
     from liif_sr.models.registry import encoder_name
+    from liif_sr.training.callbacks.step_time import run_identity
     from liif_sr.training.checkpoint_io import trainer_plugins
     from liif_sr.training.launch import check_launch
     from liif_sr.training.loggers.wandb_run import prepare_wandb
@@ -73,6 +74,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         if k != "hydra"
     }
     n_params = sum(p.numel() for p in model.net.parameters())
+    identity = run_identity(model.net)  # the Hydra choices model/encoder, model/head (the W&B run name)
+    hparams.update({"model/encoder": identity["encoder"], "model/head": identity["head"]})
     hparams["model/params"] = n_params
     for lg in loggers:
         lg.log_hyperparams(hparams)

@@ -74,6 +74,9 @@ class EvalResults:
     meta: dict[str, Any] = field(default_factory=dict)
     #: model row → protocol note (encoder-head, cell clipping) printed under the table
     model_notes: dict[str, str] = field(default_factory=dict)
+    #: model row → ``{"params", "ms_per_step", "train_steps", "summary"}``; the side table "Model | params |
+    #: ms/step" is printed when a row's training run left a ``summary.json``
+    model_info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def add(self, model: str, column: Column, image: str, psnr: float, ssim: float | None) -> None:
         """Record one image's PSNR (dB) and SSIM (None when not computed)."""
@@ -161,7 +164,34 @@ def format_markdown(results: EvalResults) -> str:
     ]
     if results.model_notes:
         notes.append("Rows: " + "; ".join(f"{m} = {n}" for m, n in results.model_notes.items()) + ".")
-    return "\n".join(lines + notes) + "\n"
+    return "\n".join(lines + notes + _info_table(results)) + "\n"
+
+
+def _info_table(results: EvalResults) -> list[str]:
+    """The side table ``Model | params | ms/step | train steps`` (from the runs' ``summary.json``), or []."""
+    info = results.model_info
+    if not any(i.get("summary") for i in info.values()):
+        return []
+
+    def cell(value: Any, fmt: str) -> str:
+        return "–" if value is None else format(value, fmt)
+
+    lines = ["", "| Model | params | ms/step | train steps |", "|---|---:|---:|---:|"]
+    for model in results.models:
+        if model in info:
+            i = info[model]
+            row = [
+                cell(i.get("params"), ","),
+                cell(i.get("ms_per_step"), ".1f"),
+                cell(i.get("train_steps"), "d"),
+            ]
+            lines.append(f"| {model} | " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "params: the network's parameters; ms/step: median wall time of one training step after warm-up, "
+        "measured during that run (summary.json, `train/ms_per_step`); train steps: optimizer steps trained.",
+    ]
+    return lines
 
 
 def write_csv(results: EvalResults, path: Path) -> Path:
@@ -182,6 +212,7 @@ def write_json(results: EvalResults, path: Path) -> Path:
         "models": results.models,
         "columns": [asdict(c) for c in results.columns],
         "results": results.summary(),
+        "model_info": results.model_info,
         "per_image": results.per_image,
     }
     path.write_text(json.dumps(doc, indent=1, default=str, allow_nan=True) + "\n")

@@ -51,8 +51,11 @@ def checkpoint_names(checkpoint: Any) -> dict[str, str]:
     """Row name → checkpoint for ``checkpoint`` (None, a path/name, a list of them, or a {name: path} map).
 
     Names are file stems (``model`` for ``runs/a/model.safetensors``), made unique with the parent folder
-    when stems collide; ``bicubic`` entries are dropped (the reference row is the ``bicubic`` option).
+    when stems collide; ``bicubic`` entries are dropped (the reference row is the ``bicubic`` option). A
+    multirun folder gives one row per job, named ``<encoder>-<head>`` (:func:`~.multirun.expand_multirun`).
     """
+    from liif_sr.evaluation.multirun import expand_multirun, is_multirun_folder
+
     if checkpoint is None:
         return {}
     if isinstance(checkpoint, Mapping):
@@ -63,9 +66,12 @@ def checkpoint_names(checkpoint: Any) -> dict[str, str]:
     items = [checkpoint] if isinstance(checkpoint, str) else [str(c) for c in checkpoint]
     items = [c for c in dict.fromkeys(items) if c != BICUBIC]
     stems = [Path(c).stem for c in items]
+    jobs = {item: expand_multirun(item) for item in items if is_multirun_folder(item)}
+    named_items = [pair for item in items for pair in jobs.get(item, [(None, item)])]
     names: dict[str, str] = {}
-    for item, stem in zip(items, stems):
-        name = stem if stems.count(stem) == 1 else "/".join(Path(item).parts[-2:-1] + (stem,))
+    for job_name, item in named_items:
+        stem = Path(item).stem
+        name = job_name or (stem if stems.count(stem) == 1 else "/".join(Path(item).parts[-2:-1] + (stem,)))
         base, i = name, 2
         while name in names or name == BICUBIC:
             name, i = f"{base}#{i}", i + 1
@@ -92,6 +98,7 @@ def model_note(name: str, cell_clip: float | None, border: str) -> str:
 def build_predictors(cfg: DictConfig, device: torch.device) -> dict[str, Predictor]:
     """The rows of the table: bicubic (unless ``bicubic=false``) and one per checkpoint, in order."""
     from liif_sr.checkpoints import load_model
+    from liif_sr.evaluation.multirun import run_summary
 
     predictors: dict[str, Predictor] = {BICUBIC: bicubic_predictor} if cfg.bicubic else {}
     checkpoint = (
@@ -110,6 +117,13 @@ def build_predictors(cfg: DictConfig, device: torch.device) -> dict[str, Predict
             return model.upscale(lr, size, chunk=cfg.chunk, cell_clip=clip, border=border)
 
         predict.note = model_note(model.name, clip, border)  # type: ignore[attr-defined]
+        summary = run_summary(path) or {}  # params, ms/step of the training run (its summary.json)
+        predict.info = {  # type: ignore[attr-defined]
+            "params": sum(p.numel() for p in model.parameters()),
+            "ms_per_step": summary.get("ms_per_step"),
+            "train_steps": summary.get("global_step"),
+            "summary": bool(summary),
+        }
         predictors[name] = predict
     if not predictors:
         raise UserError("nothing to evaluate: give checkpoint=PATH or leave bicubic=true")
@@ -238,6 +252,7 @@ def evaluate(cfg: DictConfig, output_dir: str | Path | None = None) -> EvalResul
     loggers = instantiate_group(cfg.get("logger"))
     results = EvalResults(models=list(predictors), columns=[col for _, col, _ in plan])
     results.model_notes = {k: p.note for k, p in predictors.items() if getattr(p, "note", None)}
+    results.model_info = {k: p.info for k, p in predictors.items() if getattr(p, "info", None)}
     bar = tqdm(
         total=sum(col.images for col in results.columns),
         unit="img",

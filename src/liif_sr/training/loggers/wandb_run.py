@@ -70,20 +70,23 @@ def _sweep_group() -> str | None:
     return Path(str(hc.sweep.dir)).name or None
 
 
-def _encoder_config_name() -> str | None:
-    """The ``model/encoder`` *config* chosen for this run (``edsr_baseline_small``, ``rdn``, ...), or None.
+def _run_name() -> str | None:
+    """``<encoder>-<head>`` of the Hydra choices ``model/encoder`` and ``model/head`` of this run
+    (``edsr_baseline_small-lte``, ``rdn-liif``, ...), or None outside a Hydra job.
 
-    Deliberately not :func:`liif_sr.models.registry.encoder_name` (the class's registry name stored in
-    checkpoints): the run name tells ``rdn`` from ``rdn_small``."""
+    Deliberately the *config* names, not :func:`liif_sr.models.registry.encoder_name` (the class's registry
+    name stored in checkpoints): the run name tells ``rdn`` from ``rdn_small``."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return None
-    return HydraConfig.get().runtime.choices.get("model/encoder")
+    choices = HydraConfig.get().runtime.choices
+    encoder, head = choices.get("model/encoder"), choices.get("model/head")
+    return f"{encoder}-{head}" if encoder and head else None
 
 
 def prepare_wandb(cfg: DictConfig, ckpt_path: str | None = None) -> str | None:
-    """Fix the W&B run id (and a sweep's group, the run name) in ``cfg.logger.wandb`` before it is created.
+    """Fix the W&B run id (and a sweep's group, the run name ``<encoder>-<head>``) in ``cfg.logger.wandb`` before it is created.
 
     Does nothing without a ``logger.wandb`` entry. Returns the run id used.
     """
@@ -105,6 +108,6 @@ def prepare_wandb(cfg: DictConfig, ckpt_path: str | None = None) -> str | None:
         if wb.get("group") is None:
             wb.group = _sweep_group()
         if wb.get("name") is None:
-            wb.name = _encoder_config_name()
+            wb.name = _run_name()
     write_run_id(out_dir, run_id)
     return run_id
