@@ -32,24 +32,11 @@ def shared_data() -> Path:
 @pytest.fixture
 def compose_train(tmp_path):
     """Compose the real ``train.yaml`` with overrides, outputs in ``tmp_path``; returns a function."""
-    from hydra import compose, initialize_config_module
+    from helpers import compose_in
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
 
     def _compose(*overrides: str):
-        GlobalHydra.instance().clear()
-        with initialize_config_module("liif_sr.conf", version_base="1.3"):
-            cfg = compose(
-                "train",
-                overrides=[f"paths.log_dir={tmp_path}/logs", f"hydra.run.dir={tmp_path}/run", *overrides],
-                return_hydra_config=True,
-            )
-        HydraConfig().set_config(cfg)
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(tmp_path / "run")
-        Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
-        return cfg
+        return compose_in(tmp_path / "run", *overrides)
 
     yield _compose
     GlobalHydra.instance().clear()

@@ -14,6 +14,7 @@ import re
 
 import pytest
 import torch
+from helpers import one_thread
 from official_liif import OfficialEDSR, OfficialLIIF, OfficialRDN, official_checkpoint, official_make_coord
 from official_lte import OfficialLTE, OfficialMetaSR, official_head_checkpoint
 from official_swinir import OfficialSwinIR, batched_predict, official_swinir_eval
@@ -39,10 +40,8 @@ ERRORS: dict[str, float] = {}  # measured max relative errors, printed at the en
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_thread():
+        yield
     for key, err in sorted(ERRORS.items()):
         print(f"{key}: max relative error {err:.2e}")
 

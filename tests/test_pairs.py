@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import compose_in
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
@@ -66,23 +67,7 @@ def val_image(tmp_path_factory):
 
 
 def _compose(run_dir: Path, *overrides: str):
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    GlobalHydra.instance().clear()
-    with initialize_config_module("liif_sr.conf", version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[f"paths.log_dir={run_dir.parent}/logs", f"hydra.run.dir={run_dir}", *overrides],
-            return_hydra_config=True,
-        )
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run_dir)
-    GlobalHydra.instance().clear()
-    return cfg
+    return compose_in(run_dir, *overrides, mkdir=False)
 
 
 def _train(run_dir: Path, *overrides: str):

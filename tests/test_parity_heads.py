@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import one_thread
 from official_liif import OfficialEDSR, OfficialRDN, official_make_coord
 from official_lte import OfficialLTE, OfficialMetaSR, official_head_checkpoint
 
@@ -19,11 +20,8 @@ OFFICIAL = {"lte": OfficialLTE, "metasr": OfficialMetaSR}
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    """Small tensors: intra-op threads only add barriers on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_thread():
+        yield
 
 
 def _perturb(module: torch.nn.Module, std: float = 0.01) -> None:

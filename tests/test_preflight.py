@@ -124,6 +124,11 @@ BAD_VALUES = [
     ("+model.encoder.n_layers=3", "model.encoder.n_layers: not an argument of EDSRBaseline"),
     ("model/encoder=rdn_small model.encoder.G0=x", "model.encoder.G0='x': expected an integer"),
     ("model.encoder.n_feats=0", "model: cannot build the requested model: EDSRBaseline: bad sizes"),
+    (
+        "model/encoder=swinir_small data.inp_size=36",
+        "data.inp_size=36: the swinir encoder needs training crops that are multiples of 8",
+    ),
+    ("model.encoder._target_=torch.nn.Identity", "encoder class torch.nn.modules.linear.Identity is not"),
 ]
 
 

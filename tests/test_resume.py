@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import compose_in
 from omegaconf import OmegaConf
 from test_train import TINY
 
@@ -50,28 +51,6 @@ def small_validation(tmp_path_factory):
     yield
     torch.set_num_threads(threads)
     EXACT.remove(f"data.val_sources=[{path}]")
-
-
-def compose_in(run_dir: Path, *overrides: str):
-    """Compose ``train.yaml`` for a run writing into ``run_dir`` (what Hydra's ``hydra.run.dir`` does)."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    GlobalHydra.instance().clear()
-    with initialize_config_module("liif_sr.conf", version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[f"paths.log_dir={run_dir.parent}/logs", f"hydra.run.dir={run_dir}", *overrides],
-            return_hydra_config=True,
-        )
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    GlobalHydra.instance().clear()
-    return cfg
 
 
 def train_in(run_dir: Path, *overrides: str):

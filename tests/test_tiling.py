@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from helpers import one_thread
 
 from liif_sr.inference.tiling import (
     auto_tile,
@@ -28,11 +29,8 @@ ENCODERS = {
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    """Tiny tensors: intra-op threads only add barriers (minutes instead of seconds on a shared CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_thread():
+        yield
 
 
 def _model(encoder: str, hidden=(64, 64), **switches) -> LIIF:

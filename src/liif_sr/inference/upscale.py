@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import operator
 import re
 import warnings
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from liif_sr.data.images import tensor_to_uint8
 from liif_sr.errors import InvalidArgumentError, UserError
 from liif_sr.inference.devices import resolve_device  # noqa: F401  (re-exported for upscale_cli)
 from liif_sr.models.checks import (  # noqa: F401  (the API checks, re-exported)
+    as_int,
     check_cell_clip,
     check_chunk,
     check_lr,
@@ -72,12 +72,7 @@ def check_tile(model: LIIF, tile: object) -> tuple[int, str | None]:
     Tiling is exact, so a larger tile changes memory and speed only, never the output; a tile smaller than
     the encoder's margin would re-encode ``(2 * margin + tile)^2 / tile^2`` times the image.
     """
-    try:
-        if isinstance(tile, bool):
-            raise TypeError
-        value = operator.index(tile)
-    except TypeError:
-        raise InvalidArgumentError(f"tile must be an integer >= 0 (0 = off), got {tile!r}") from None
+    value = as_int(tile, f"tile must be an integer >= 0 (0 = off), got {tile!r}")
     if value < 0:
         raise InvalidArgumentError(f"tile must be >= 0 (0 = off), got {value}")
     floor = min_tile(model) if value > 0 else 0  # (raises for encoders that cannot be tiled)

@@ -69,14 +69,19 @@ def check_size(size: object) -> tuple[int, int]:
     return h, w
 
 
+def as_int(value: object, message: str) -> int:
+    """``value`` as an ``int`` (any integral type, not bool), else :class:`InvalidArgumentError` ``message``."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return operator.index(value)
+    except TypeError:
+        raise InvalidArgumentError(message) from None
+
+
 def check_chunk(chunk: object) -> int:
     """``chunk`` (queries decoded at once) as a positive int."""
-    try:
-        if isinstance(chunk, bool):
-            raise TypeError
-        value = operator.index(chunk)
-    except TypeError:
-        raise InvalidArgumentError(f"chunk must be a positive integer, got {chunk!r}") from None
+    value = as_int(chunk, f"chunk must be a positive integer, got {chunk!r}")
     if value < 1:
         raise InvalidArgumentError(f"chunk must be a positive integer, got {value}")
     return value

@@ -216,7 +216,14 @@ def requested_net_config(cfg: DictConfig) -> dict[str, Any]:
     def build() -> dict[str, Any]:
         encoder = instantiate(cfg.model.encoder, _convert_="all")
         head = instantiate(cfg.model.head, _convert_="all")
-        return LIIF(encoder, head).config
+        net = LIIF(encoder, head)
+        inp, multiple = (cfg.get("data") or {}).get("inp_size"), int(encoder.input_multiple)
+        if isinstance(inp, int) and multiple > 1 and inp % multiple:
+            raise ConfigValueError(
+                f"data.inp_size={inp}: the {encoder.name} encoder needs training crops that are multiples "
+                f"of {multiple} (e.g. data.inp_size={max(multiple, inp // multiple * multiple)})"
+            )
+        return net.config
 
     try:
         try:

@@ -1,7 +1,8 @@
 """The encoder contract: LR image (normalised) → latent grid of the same spatial size.
 
 Callers (the model, tiling, memory budgets, checkpoints) use only: ``name``, ``out_dim``, ``config``,
-``receptive_radius``, :meth:`Encoder.pad_input` and :meth:`Encoder.activation_bytes_per_pixel`.
+``receptive_radius``, ``input_multiple``, :meth:`Encoder.pad_input` and
+:meth:`Encoder.activation_bytes_per_pixel`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ class Encoder(nn.Module):
         """LR pixels of context on each side that influence one latent; None when unbounded (no exact
         tiling: e.g. shifted-window attention spans the whole image)."""
         return None
+
+    @property
+    def input_multiple(self) -> int:
+        """The training input's height and width must be multiples of this (SwinIR: its window); inference
+        pads by :meth:`pad_input` instead. Default 1."""
+        return 1
 
     def pad_input(self, x: Tensor) -> Tensor:
         """Inference padding of the normalised input ``x`` (B, 3, h, w) → (B, 3, h', w'), original at the

@@ -215,6 +215,11 @@ class SwinIR(Encoder):
         """Unbounded: shifted windows propagate context across the whole image (no exact tiling)."""
         return None
 
+    @property
+    def input_multiple(self) -> int:
+        """Training crops must be multiples of the attention window (the official 48 = 6 windows of 8)."""
+        return self.window_size
+
     def pad_input(self, x: Tensor) -> Tensor:
         """The official evaluation padding, :func:`flip_pad` to ``(h // ws + 1) * ws`` (always 1..ws px)."""
         return flip_pad(x, self.window_size)

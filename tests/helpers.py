@@ -1,0 +1,46 @@
+"""Helpers shared by several test modules (composing the real training config, single-threaded torch)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+
+def compose_in(run_dir: Path, *overrides: str, mkdir: bool = True):
+    """Compose ``train.yaml`` for a run writing into ``run_dir`` (what Hydra's ``hydra.run.dir`` does).
+
+    The HydraConfig is set (callbacks and loggers read it); logs go to ``run_dir.parent / "logs"``.
+    """
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module("liif_sr.conf", version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[f"paths.log_dir={run_dir.parent}/logs", f"hydra.run.dir={run_dir}", *overrides],
+            return_hydra_config=True,
+        )
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+    GlobalHydra.instance().clear()
+    if mkdir:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    return cfg
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: intra-op threads only add barriers (minutes instead of seconds on a shared CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
