@@ -168,11 +168,12 @@ class LIIF(nn.Module):
         cell = make_cell((out_h, out_w), coord.shape[0], device=lr.device)
         if cell_clip is not None:
             cell = clip_cell(cell, (h, w), cell_clip)
+        coord, cell = prepared.frame.map(coord, cell)  # once for the whole grid, not per chunk
         out = torch.empty(b, out_h * out_w, 3, device=lr.device, dtype=torch.float32)
         for start in range(0, coord.shape[0], chunk):
             c = coord[start : start + chunk].unsqueeze(0).expand(b, -1, -1)
             ce = cell[start : start + chunk].unsqueeze(0).expand(b, -1, -1)
-            out[:, start : start + chunk] = self.decode(prepared, c, ce).float()
+            out[:, start : start + chunk] = self.head.decode(prepared.head_state, c, ce).float()
         out = (out * 0.5 + 0.5).clamp_(0, 1)
         return out.view(b, out_h, out_w, 3).permute(0, 3, 1, 2).contiguous()
 
