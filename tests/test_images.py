@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from liif_sr.data import images
+from liif_sr.data import image_write, images
 from liif_sr.data.images import (
     IMAGE_EXTENSIONS,
     check_images,
@@ -250,7 +250,7 @@ def test_write_refuses_existing_file_unless_overwrite(tmp_path: Path) -> None:
 
 def test_write_race_with_file_created_meanwhile(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "out.png"
-    monkeypatch.setattr(images, "check_output_path", lambda p, o=False: path.write_bytes(b"theirs"))
+    monkeypatch.setattr(image_write, "check_output_path", lambda p, o=False: path.write_bytes(b"theirs"))
     with pytest.raises(OutputExistsError):
         write_image_atomic(path, np.zeros((2, 2, 3), dtype=np.uint8))
     assert path.read_bytes() == b"theirs" and _leftovers(tmp_path) == []
@@ -345,3 +345,30 @@ def test_tensor_to_uint8_rounding_and_clamping() -> None:
     assert tensor_to_uint8(torch.zeros(1, 2, 3)).shape == (2, 3)
     with pytest.raises(ValueError):
         tensor_to_uint8(torch.zeros(1, 3, 2, 2))
+
+
+def test_overwrite_refuses_a_read_only_file_and_keeps_it(tmp_path: Path) -> None:
+    """Issue 18 class 1: --overwrite onto a read-only file used to replace it with a 0644 one."""
+    path = tmp_path / "ro.png"
+    write_image_atomic(path, np.zeros((2, 2, 3), dtype=np.uint8))
+    for mode in (0o444, 0o400):
+        path.chmod(mode)
+        before = path.read_bytes()
+        with pytest.raises(OutputPathError, match="is read-only; make it writable"):
+            write_image_atomic(path, np.full((2, 2, 3), 9, dtype=np.uint8), overwrite=True)
+        assert path.read_bytes() == before and (path.stat().st_mode & 0o777) == mode
+        assert _leftovers(tmp_path) == []
+    path.chmod(0o644)
+    write_image_atomic(path, np.full((2, 2, 3), 9, dtype=np.uint8), overwrite=True)  # writable: replaced
+    assert (path.stat().st_mode & 0o777) == 0o644
+
+
+def test_first_frame_of_a_multi_frame_file_is_counted(tmp_path: Path) -> None:
+    """Issue 18 class 5: a GIF/TIFF with several frames gives its first one, and says how many it has."""
+    frames = [Image.new("RGB", (4, 3), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    for name in ("anim.gif", "pages.tif"):
+        frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:])
+        img = read_image_with_alpha(tmp_path / name)
+        assert img.frames == 3 and tuple(img.rgb[0, 0]) == (255, 0, 0)
+    frames[0].save(tmp_path / "one.gif")
+    assert read_image_with_alpha(tmp_path / "one.gif").frames == 1

@@ -21,10 +21,12 @@ Reading (:func:`read_image`, :func:`read_image_with_alpha`) always yields 8-bit 
 * Safe metadata is kept in ``LoadedImage.metadata`` (:class:`ImageMetadata`: ICC profile, DPI, PNG text
   chunks) for :func:`write_image_atomic` to write back. EXIF is not carried over (it may hold a GPS
   location, a thumbnail and the old dimensions, and its orientation has already been applied).
-* Multi-frame files (GIF, APNG, multi-page TIFF) give their first frame.
+* Multi-frame files (GIF, APNG, multi-page TIFF) give their first frame; ``LoadedImage.frames`` says how many
+  the file has (``liif-sr upscale`` notes each such file).
 
-Writing (:func:`write_image_atomic`) goes through a temporary file in the destination folder and
-``os.replace`` / ``os.link``, so an interrupted or failed write never leaves a partial output file.
+Writing (:func:`write_image_atomic`, :func:`check_output_path`) is :mod:`liif_sr.data.image_write`; finding
+and checking image files in folders (:func:`scan_images`, :func:`check_images`) is
+:mod:`liif_sr.data.image_files`. Both are re-exported here.
 """
 
 from __future__ import annotations
@@ -33,14 +35,12 @@ import contextlib
 import functools
 import logging
 import os
-import secrets
 import stat
 import struct
 import threading
 import warnings
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps
 
-from liif_sr.errors import ImageReadError, OutputExistsError, OutputPathError, UserError
+from liif_sr.errors import ImageReadError
 
 if TYPE_CHECKING:
     import torch
@@ -65,16 +65,6 @@ _READ_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "TIFF", "GIF", "PPM")
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, struct.error, zlib.error)
 _GRAY_MODES = ("1", "L", "LA", "La", "I", "F")
 _OPEN_LOCK = threading.Lock()  # warnings.catch_warnings() is not thread-safe before Python 3.14
-# suffix -> (Pillow format, save options, modes the format can store)
-_WRITE_FORMATS: dict[str, tuple[str, dict[str, object], tuple[str, ...]]] = {
-    ".png": ("PNG", {}, ("L", "LA", "RGB", "RGBA")),
-    ".jpg": ("JPEG", {"quality": 95, "subsampling": 0}, ("L", "RGB")),
-    ".jpeg": ("JPEG", {"quality": 95, "subsampling": 0}, ("L", "RGB")),
-    ".webp": ("WEBP", {"lossless": True, "exact": True}, ("RGB", "RGBA")),
-    ".bmp": ("BMP", {}, ("L", "RGB")),  # 32-bit BMP alpha is not read back reliably
-    ".tif": ("TIFF", {}, ("L", "LA", "RGB", "RGBA")),
-    ".tiff": ("TIFF", {}, ("L", "LA", "RGB", "RGBA")),
-}
 
 
 @dataclass(frozen=True)
@@ -105,6 +95,7 @@ class LoadedImage:
 
     ``mode`` is the source's Pillow mode (for 16-bit colour PNGs "RGB", "RGBA" or "LA"); ``bit_depth``
     is 8, or 16 when the source had more than 8 bits per sample (converted as described above).
+    ``frames``: the frame count of the file (animated GIF/PNG/WebP, multi-page TIFF); only the first is read.
     """
 
     rgb: np.ndarray
@@ -113,6 +104,7 @@ class LoadedImage:
     path: Path
     bit_depth: int = 8
     metadata: ImageMetadata = field(default_factory=ImageMetadata)
+    frames: int = 1
 
     @property
     def was_grayscale(self) -> bool:
@@ -263,26 +255,27 @@ def read_image_with_alpha(path: str | os.PathLike[str], max_pixels: int = DEFAUL
     path = Path(path)
     with _opened(path, max_pixels) as img:
         mode, args = img.mode, img.tile[0][3] if img.tile else ""
+        frames = int(getattr(img, "n_frames", 1) or 1)
         rawmode = args if isinstance(args, str) else str(args[0]) if args else ""
         if img.format != "PNG" or rawmode not in ("RGB;16B", "RGBA;16B", "LA;16B"):
             meta = _metadata(img, _load(img, path))
             rgb, alpha = _convert(img, path)
             rgb = rgb if rgb.flags.writeable else rgb.copy()
             is_wide = mode in ("I", "F") or mode.startswith("I;16") or ";16" in rawmode
-            return LoadedImage(rgb, alpha, mode, path, 16 if is_wide else 8, meta)
+            return LoadedImage(rgb, alpha, mode, path, 16 if is_wide else 8, meta, frames)
         if rawmode == "LA;16B":  # 4 bytes per pixel read as 8-bit RGBA: L-hi, L-lo, A-hi, A-lo
             _set_rawmode(img, "RGBA")
         meta = _metadata(img, _load(img, path))
         data = np.asarray(img).astype(np.uint16)
     if rawmode == "LA;16B":
         wide = np.stack([data[..., 0] << 8 | data[..., 1], data[..., 2] << 8 | data[..., 3]], axis=-1)
-        return LoadedImage(_gray3(_to8(wide[..., 0])), _to8(wide[..., 1]), "LA", path, 16, meta)
+        return LoadedImage(_gray3(_to8(wide[..., 0])), _to8(wide[..., 1]), "LA", path, 16, meta, frames)
     with _opened(path, max_pixels) as low:  # same samples again, keeping the low bytes this time
         _set_rawmode(low, rawmode.replace("16B", "16L"))
         _load(low, path)
         wide = data << 8 | np.asarray(low)
     alpha = _to8(wide[..., 3]) if wide.shape[-1] == 4 else None
-    return LoadedImage(_to8(wide[..., :3]), alpha, mode, path, 16, meta)
+    return LoadedImage(_to8(wide[..., :3]), alpha, mode, path, 16, meta, frames)
 
 
 def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -291,182 +284,6 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     See :func:`read_image_with_alpha` for the checks and the errors raised.
     """
     return read_image_with_alpha(path, max_pixels).rgb
-
-
-def scan_images(folder: str | os.PathLike[str], recursive: bool = False) -> list[Path]:
-    """Sorted image files (by :data:`IMAGE_EXTENSIONS`, any case) in ``folder``; hidden files skipped.
-
-    Raises :class:`UserError` if the folder does not exist or holds no images.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        what = "is not a folder" if folder.exists() else "does not exist"
-        raise UserError(f"image folder {what}: {folder}")
-    found = [
-        p
-        for p in (folder.rglob("*") if recursive else folder.iterdir())
-        if p.suffix.lower() in IMAGE_EXTENSIONS
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        and p.is_file()
-    ]
-    if not found:
-        raise UserError(f"no images found in {folder} (looked for {', '.join(IMAGE_EXTENSIONS)})")
-    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
-
-
-def _check_one(path: Path, min_size: tuple[int, int] | None, max_pixels: int) -> str | None:
-    try:
-        with _opened(path, max_pixels) as img:
-            w, h = img.size
-            if min_size is not None:
-                with contextlib.suppress(Exception):
-                    if img.getexif().get(0x0112) in (5, 6, 7, 8):
-                        w, h = h, w
-                if w < min_size[0] or h < min_size[1]:
-                    return f"too small: {w}x{h} pixels, need at least {min_size[0]}x{min_size[1]}"
-            if img.format == "JPEG":
-                img.draft(None, (1, 1))  # 1/8-scale decode still reads (and checks) all entropy data
-            _decode(img, path)
-    except ImageReadError as exc:
-        return exc.reason
-    return None
-
-
-def check_images(
-    paths: Iterable[str | os.PathLike[str]],
-    min_size: tuple[int, int] | None = None,
-    *,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    workers: int = 8,
-) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Fully decode each file (in ``workers`` threads) and split them into (good, [(bad, reason)]).
-
-    ``min_size`` is (min_width, min_height) after EXIF orientation. Order of ``paths`` is kept.
-    """
-    paths = [Path(p) for p in paths]
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        reasons = list(pool.map(lambda p: _check_one(p, min_size, max_pixels), paths))
-    good = [p for p, r in zip(paths, reasons) if r is None]
-    bad = [(p, r) for p, r in zip(paths, reasons) if r is not None]
-    return good, bad
-
-
-def report_bad_files(bad: Sequence[tuple[Path, str]], limit: int = 20) -> str:
-    """Multi-line summary of :func:`check_images`'s bad files, at most ``limit`` listed."""
-    lines = [f"{len(bad)} unreadable or unusable image file(s):"]
-    lines += [f"  {path}: {reason}" for path, reason in bad[:limit]]
-    if len(bad) > limit:
-        lines.append(f"  ... and {len(bad) - limit} more")
-    return "\n".join(lines)
-
-
-def check_output_path(path: str | os.PathLike[str], overwrite: bool = False) -> None:
-    """Fail fast (before any heavy work) if ``path`` cannot be written; raises :class:`OutputPathError`."""
-    path = Path(path)
-    if path.is_dir():
-        raise OutputPathError(f"{path} is a directory; give an output file name")
-    if path.suffix.lower() not in _WRITE_FORMATS:
-        raise OutputPathError(
-            f"{path}: unsupported output format '{path.suffix}' (use one of {', '.join(_WRITE_FORMATS)})"
-        )
-    parent = path.parent
-    if not parent.is_dir():
-        what = "is not a directory" if parent.exists() else "does not exist"
-        raise OutputPathError(f"output directory {what}: {parent}")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputPathError(f"cannot write to {parent}: permission denied")
-
-
-def _flatten_white(arr: np.ndarray) -> np.ndarray:
-    a = arr[..., -1:].astype(np.float32) / 255
-    out = np.rint(arr[..., :-1] * a + 255 * (1 - a)).astype(np.uint8)
-    return out[..., 0] if out.shape[-1] == 1 else out
-
-
-def _metadata_options(fmt: str, mode: str, metadata: ImageMetadata | None) -> dict[str, object]:
-    """Pillow save options that write ``metadata`` in ``fmt``, for what the format can hold."""
-    if metadata is None:
-        return {}
-    opts: dict[str, object] = {}
-    icc = metadata.icc_profile
-    space = b"GRAY" if mode in ("L", "LA") else b"RGB "
-    if icc and fmt in ("PNG", "JPEG", "WEBP", "TIFF") and icc[16:20] == space:
-        opts["icc_profile"] = icc
-    if metadata.dpi and fmt in ("PNG", "JPEG", "TIFF", "BMP"):
-        opts["dpi"] = metadata.dpi
-    if metadata.text and fmt == "PNG":
-        from PIL.PngImagePlugin import PngInfo
-
-        info = PngInfo()
-        for key, value in metadata.text.items():
-            try:
-                value.encode("latin-1")
-                info.add_text(key, value)
-            except UnicodeEncodeError:
-                info.add_itxt(key, value)
-        opts["pnginfo"] = info
-    return opts
-
-
-def write_image_atomic(
-    path: str | os.PathLike[str],
-    image: np.ndarray,
-    overwrite: bool = False,
-    metadata: ImageMetadata | None = None,
-) -> None:
-    """Write uint8 (H, W), (H, W, 2=LA), (H, W, 3=RGB) or (H, W, 4=RGBA) to ``path`` atomically.
-
-    The format comes from the suffix (PNG; JPEG quality 95, 4:4:4; lossless WebP; BMP; TIFF). Formats
-    without alpha (JPEG, BMP) get the image flattened over white, with a warning. Written to a temporary
-    file in the same folder, then moved into place; the temporary file is removed on any failure.
-    ``metadata`` (e.g. ``LoadedImage.metadata``) is written as far as the format can hold it
-    (see :class:`ImageMetadata`); no EXIF is ever written.
-    """
-    path = Path(path)
-    check_output_path(path, overwrite)
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (2, 3, 4))):
-        raise ValueError(f"expected uint8 (H, W) or (H, W, 2|3|4), got {arr.dtype} {arr.shape}")
-    fmt, options, modes = _WRITE_FORMATS[path.suffix.lower()]
-    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[1 if arr.ndim == 2 else arr.shape[-1]]
-    if mode not in modes and mode.endswith("A") and not any(m.endswith("A") for m in modes):
-        logger.warning("%s: %s cannot store alpha; flattening over white", path, fmt)
-        arr, mode = _flatten_white(arr), mode[:-1]
-    if mode not in modes:  # grayscale into a colour-only format (WebP)
-        rgb = _gray3(arr if arr.ndim == 2 else arr[..., 0])
-        arr, mode = (rgb, "RGB") if arr.ndim == 2 else (np.dstack([rgb, arr[..., 1]]), "RGBA")
-    pil = Image.fromarray(np.ascontiguousarray(arr))  # uint8 (H, W[, 2|3|4]) -> L, LA, RGB, RGBA
-    options = {**options, **_metadata_options(fmt, mode, metadata)}
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    try:
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-            with os.fdopen(fd, "wb") as fp:
-                pil.save(fp, format=fmt, **options)
-        except PermissionError as exc:
-            raise OutputPathError(f"cannot write to {path.parent}: permission denied") from exc
-        except OSError as exc:
-            if exc.errno is None:  # an encoder error, not the file system's
-                raise
-            raise OutputPathError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        if overwrite:
-            os.replace(tmp, path)
-            return
-        try:
-            os.link(tmp, path)  # atomic create-if-absent
-        except FileExistsError:
-            raise OutputExistsError(f"{path} exists; pass --overwrite to replace it") from None
-        except OSError:  # no hard links on this file system
-            if path.exists():
-                raise OutputExistsError(f"{path} exists; pass --overwrite to replace it") from None
-            os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 def load_as_tensor(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
@@ -489,3 +306,8 @@ def tensor_to_uint8(t: torch.Tensor) -> np.ndarray:
     t = t.detach().float().nan_to_num(0.0).clamp_(0, 1).mul_(255).add_(0.5).floor_()
     out = t.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return np.ascontiguousarray(out[..., 0] if out.shape[-1] == 1 else out)
+
+
+# re-exported (their modules import this one only lazily, so these imports come last)
+from liif_sr.data.image_files import check_images, report_bad_files, scan_images  # noqa: E402, F401
+from liif_sr.data.image_write import check_output_path, write_image_atomic  # noqa: E402, F401
