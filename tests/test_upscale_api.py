@@ -102,11 +102,23 @@ def test_check_chunk_refuses(chunk):
         check_chunk(chunk)
 
 
-@pytest.mark.parametrize("clip", [0, -1, 0.0, math.nan, math.inf, -math.inf, "4", True])
+@pytest.mark.parametrize(
+    "clip", [0, -1, 0.0, math.nan, math.inf, -math.inf, "4", True, 1e-3, 1e-30, 0.5, 0.999999]
+)
 def test_check_cell_clip_refuses(clip):
+    """Issue 18 class 5: a clip below 1 (a cell floor larger than an LR pixel) rendered black images."""
     with pytest.raises(InvalidArgumentError, match="cell_clip must be"):
         check_cell_clip(clip)
-    assert check_cell_clip(None) is None and check_cell_clip(4) == 4.0 and check_cell_clip(0.5) == 0.5
+    assert check_cell_clip(None) is None and check_cell_clip(4) == 4.0 and check_cell_clip(1) == 1.0
+
+
+@pytest.mark.parametrize("clip", [1e-3, 1e-30, 0.5])
+def test_api_refuses_a_cell_clip_below_one(model, clip):
+    lr = torch.rand(1, 3, 6, 7)
+    with pytest.raises(InvalidArgumentError, match="cell_clip must be a finite number >= 1"):
+        model.upscale(lr, (12, 14), cell_clip=clip)
+    with pytest.raises(InvalidArgumentError, match="cell_clip must be a finite number >= 1"):
+        upscale_tensor(model, lr, (12, 14), cell_clip=clip)
 
 
 def test_upscale_tensor_checks_and_square_size(model):
@@ -118,6 +130,7 @@ def test_upscale_tensor_checks_and_square_size(model):
         {"chunk": -1},
         {"chunk": 0},
         {"cell_clip": 0},
+        {"cell_clip": 1e-3},
         {"size": (0, 5)},
         {"tile": -1},
     ):

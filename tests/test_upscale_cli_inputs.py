@@ -58,8 +58,16 @@ def _one_line_error(err: str, *parts: str) -> None:
         (["--scale", "1e308"], "at most 1000 per axis"),
         (["--scale", "5000"], "at most 1000 per axis"),
         (["--scale", "2x2000"], "at most 1000 per axis"),
-        (["--scale", "2", "--cell-clip", "0"], "--cell-clip 0: must be a positive finite number"),
-        (["--scale", "2", "--cell-clip", "-4"], "--cell-clip -4: must be a positive"),
+        (["--scale", "2", "--cell-clip", "0"], "--cell-clip 0: cell_clip must be a finite number >= 1"),
+        (["--scale", "2", "--cell-clip", "-4"], "--cell-clip -4: cell_clip must be a finite number >= 1"),
+        # issue 18 class 5: below 1 the cell floor is larger than an LR pixel (all-black/shifted output)
+        (
+            ["--scale", "2", "--cell-clip", "1e-3"],
+            "--cell-clip 0.001: cell_clip must be a finite number >= 1",
+        ),
+        (["--scale", "2", "--cell-clip", "1e-30"], "--cell-clip 1e-30: cell_clip must be"),
+        (["--scale", "2", "--cell-clip", "0.5"], "--cell-clip 0.5: cell_clip must be"),
+        (["--scale", "2", "--cell-clip", "0.999"], "--cell-clip 0.999: cell_clip must be"),
         (["--scale", "2", "--cell-clip", "nan"], "--cell-clip nan"),
         (["--scale", "2", "--cell-clip", "inf"], "--cell-clip inf"),
         (["--scale", "2", "--chunk", "0"], "--chunk 0: must be a positive integer"),
@@ -225,12 +233,12 @@ def test_skip_existing_continues_an_interrupted_run(tmp_path, ckpt, capsys):
         _img(src / f"i{i}.png", 8 + i, 9)
     out = tmp_path / "out"
     out.mkdir()
-    (out / "i0.png").write_bytes(b"done before the interruption")
+    done = _img(out / "i0.png", 16, 18).read_bytes()  # the x2 size of in/i0.png (8x9)
     ck = ["--scale", "2", "-o", str(out), "-c", str(ckpt), "-q"]
     code, err = _run(capsys, str(src), *ck, "--skip-existing")
     assert code == 0, err
     assert "upscaled 2 image(s)" in err and "; 1 skipped (output exists)" in err
-    assert (out / "i0.png").read_bytes() == b"done before the interruption"
+    assert (out / "i0.png").read_bytes() == done
     code, err = _run(capsys, str(src), *ck, "--skip-existing")
     assert code == 0 and "upscaled 0 image(s)" in err and "3 skipped" in err
     with pytest.raises(SystemExit) as exc:  # both at once make no sense

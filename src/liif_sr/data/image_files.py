@@ -85,3 +85,23 @@ def report_bad_files(bad: Sequence[tuple[Path, str]], limit: int = 20) -> str:
     if len(bad) > limit:
         lines.append(f"  ... and {len(bad) - limit} more")
     return "\n".join(lines)
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """``(H, W)`` of an image file as :func:`~liif_sr.data.images.read_image` returns it (after the EXIF
+    orientation), from its header only; None if it cannot be opened as an image."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                w, h = img.size
+                with contextlib.suppress(Exception):
+                    if img.getexif().get(0x0112) in (5, 6, 7, 8):
+                        w, h = h, w
+    except Exception:  # noqa: BLE001 - any unreadable file: the caller decides
+        return None
+    return h, w

@@ -59,6 +59,27 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def parse_scale(text: str) -> float | tuple[float, float]:
+    """``--scale``: ``"4"``, ``"2.5"`` or per axis ``"2x3"`` (SYxSX); refused unless positive, finite, <= :data:`MAX_SCALE`."""
+    parts = text.lower().split("x")
+    try:
+        vals = [float(v) for v in parts]
+    except ValueError:
+        raise UserError(f"--scale {text!r}: expected a number like 4 or 2.5 (or SYxSX)") from None
+    for v in vals:
+        if not math.isfinite(v) or v <= 0:
+            raise UserError(f"--scale {text!r}: the scale must be a positive finite number")
+        if v > MAX_SCALE:
+            raise UserError(
+                f"--scale {text!r}: at most {MAX_SCALE:g} per axis (give --size HxW for an exact size)"
+            )
+    if len(vals) == 1:
+        return vals[0]
+    if len(vals) == 2:
+        return vals[0], vals[1]
+    raise UserError(f"--scale {text!r}: expected one number or SYxSX")
+
+
 def min_tile(model: LIIF) -> int:
     """Smallest useful tile: ``2 * margin`` LR pixels (at most 4x re-encoding), and at least 16."""
     from liif_sr.inference.tiling import tile_margin

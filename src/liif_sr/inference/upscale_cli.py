@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from liif_sr.errors import UserError
+from liif_sr.inference.upscale_plan import Job, Plan, plan, plan_jobs  # noqa: F401  (re-exported)
 
 DEFAULT_MODEL = "edsr-baseline-liif"
 
@@ -112,34 +113,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def parse_scale(text: str) -> float | tuple[float, float]:
-    from liif_sr.inference.upscale import MAX_SCALE
-
-    parts = text.lower().split("x")
-    try:
-        vals = [float(v) for v in parts]
-    except ValueError:
-        raise UserError(f"--scale {text!r}: expected a number like 4 or 2.5 (or SYxSX)") from None
-    for v in vals:
-        if not math.isfinite(v) or v <= 0:
-            raise UserError(f"--scale {text!r}: the scale must be a positive finite number")
-        if v > MAX_SCALE:
-            raise UserError(
-                f"--scale {text!r}: at most {MAX_SCALE:g} per axis (give --size HxW for an exact size)"
-            )
-    if len(vals) == 1:
-        return vals[0]
-    if len(vals) == 2:
-        return vals[0], vals[1]
-    raise UserError(f"--scale {text!r}: expected one number or SYxSX")
-
-
-@dataclass
-class Job:
-    src: Path
-    dst: Path
-
-
 @dataclass
 class Report:
     done: int = 0
@@ -147,149 +120,22 @@ class Report:
     skipped: int = 0
 
 
-@dataclass
-class Plan:
-    jobs: list[Job]
-    skipped_existing: int = 0
-    notes: list[str] = field(default_factory=list)
-
-
-def _visible(path: Path, root: Path) -> bool:
-    return not any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
-def _scan(folder: Path, recursive: bool, notes: list[str]) -> list[Path]:
-    """Images in ``folder`` (like :func:`~liif_sr.data.images.scan_images`); what is left out is noted."""
-    from liif_sr.data.images import IMAGE_EXTENSIONS
-
-    def is_image(p: Path) -> bool:
-        return p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-
-    if recursive:
-        found = [p for p in folder.rglob("*") if _visible(p, folder) and is_image(p)]
-        if not found:
-            raise UserError(
-                f"no images found in {folder} or its subfolders (looked for {', '.join(IMAGE_EXTENSIONS)})"
-            )
-        return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
-    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
-    found = sorted((p for p in entries if is_image(p)), key=lambda p: p.name)
-    subdirs = [p for p in entries if p.is_dir()]
-    nested = sum(1 for d in subdirs for p in d.rglob("*") if _visible(p, d) and is_image(p))
-    others = [p for p in entries if p.is_file() and not is_image(p)]
-    if not found:
-        where = (
-            f"; its {len(subdirs)} subfolder(s) hold {nested} image(s): pass --recursive" if nested else ""
-        )
-        raise UserError(f"no images found in {folder} (looked for {', '.join(IMAGE_EXTENSIONS)}){where}")
-    if nested:
-        notes.append(
-            f"{folder}: skipped {len(subdirs)} subfolder(s) holding {nested} image(s) (pass --recursive to include them)"
-        )
-    if others:
-        kinds = sorted({p.suffix.lower() or "(no suffix)" for p in others})
-        notes.append(
-            f"{folder}: skipped {len(others)} file(s) that are not images by name ({', '.join(kinds[:8])})"
-        )
-    return found
-
-
-def plan(
-    inputs: list[str],
-    output: str,
-    fmt: str | None,
-    overwrite: bool,
-    recursive: bool = False,
-    skip_existing: bool = False,
-) -> Plan:
-    """Map inputs to output files; check every output path before any work is done.
-
-    ``--output`` is a file when it has a suffix and is not an existing folder (the suffix must then be a
-    supported format), else a folder; a missing folder is created only after every check passed.
-    """
-    from liif_sr.data.images import IMAGE_EXTENSIONS, check_output_path
-
-    notes: list[str] = []
-    sources: list[tuple[Path, Path]] = []  # (file, path of its output relative to the output folder)
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            sources += [(p, p.relative_to(path)) for p in _scan(path, recursive, notes)]
-        elif path.is_file() or path.is_symlink():
-            sources.append((path, Path(path.name)))
-        else:
-            raise UserError(f"input not found: {path}")
-    out = Path(output)
-    suffix = out.suffix.lower()
-    supported = ", ".join(IMAGE_EXTENSIONS)
-    single_file = not out.is_dir() and (bool(suffix) or out.exists())
-    if single_file and suffix not in IMAGE_EXTENSIONS:
-        if out.exists():
-            raise UserError(f"--output {out} exists and is not a folder")
-        raise UserError(
-            f"--output {out}: unsupported output format {out.suffix!r} (supported: {supported}); "
-            "for a new output folder give a name without a suffix"
-        )
-    if single_file and len(sources) != 1:
-        raise UserError(
-            f"--output {out} looks like a file but there are {len(sources)} inputs; give a folder"
-        )
-    if single_file:
-        if fmt is not None and _canonical(suffix) != _canonical(f".{fmt}"):
-            raise UserError(
-                f"--format {fmt} does not match --output {out} (the file's suffix sets its format)"
-            )
-        jobs = [Job(sources[0][0], out)]
-    else:
-        fmt = fmt or "png"
-        if not out.exists() and not out.parent.is_dir():
-            raise UserError(f"output directory does not exist: {out.parent}")
-        jobs, seen = [], {}
-        for src, rel in sources:
-            dst = out / rel.parent / f"{rel.stem}.{fmt}"
-            if dst in seen:
-                raise UserError(f"{src} and {seen[dst]} would both be written to {dst}")
-            seen[dst] = src
-            jobs.append(Job(src, dst))
-    skipped = 0
-    if skip_existing:
-        kept = [j for j in jobs if not (j.dst.is_file() or j.dst.is_symlink())]
-        skipped, jobs = len(jobs) - len(kept), kept
-    created = not single_file and not out.exists()
-    if created:
-        check_output_path(out.parent / "x.png", overwrite=True)  # the folder it goes into is writable
-        out.mkdir()
-    try:
-        for job in jobs:
-            if single_file or job.dst.parent.is_dir():  # else a subfolder made at write time
-                check_output_path(job.dst, overwrite)
-    except UserError:
-        if created:
-            out.rmdir()
-        raise
-    return Plan(jobs, skipped, notes)
-
-
-def _canonical(suffix: str) -> str:
-    return {".jpeg": ".jpg", ".tiff": ".tif"}.get(suffix, suffix)
-
-
-def plan_jobs(inputs: list[str], output: str, fmt: str | None, overwrite: bool) -> list[Job]:
-    """:func:`plan`'s jobs (kept for callers of the old name)."""
-    return plan(inputs, output, fmt, overwrite).jobs
-
-
 def _check_options(args: argparse.Namespace) -> None:
     """Refuse option values that cannot be used as given (exit 2, before any work)."""
-    from liif_sr.inference.upscale import parse_size
+    from liif_sr.inference.upscale import parse_scale, parse_size
 
     for name in ("chunk", "batch"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} {getattr(args, name)}: must be a positive integer")
     if args.tile < 0:
         raise UserError(f"--tile {args.tile}: must be >= 0 (0 = off)")
-    if isinstance(args.cell_clip, float) and not (math.isfinite(args.cell_clip) and args.cell_clip > 0):
-        raise UserError(f"--cell-clip {args.cell_clip:g}: must be a positive finite number (e.g. 4)")
+    if isinstance(args.cell_clip, float):
+        from liif_sr.models.checks import check_cell_clip
+
+        try:
+            check_cell_clip(args.cell_clip)
+        except UserError as exc:
+            raise UserError(f"--cell-clip {args.cell_clip:g}: {exc}") from None
     limit = args.max_output_pixels
     if math.isnan(limit) or limit < 1:
         raise UserError(f"--max-output-pixels {limit:g}: must be at least 1 (inf = no limit)")
@@ -312,7 +158,17 @@ def _check_options(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     _check_options(args)
     scale, size = args.scale, args.size
-    planned = plan(args.inputs, args.output, args.format, args.overwrite, args.recursive, args.skip_existing)
+    from liif_sr.inference.upscale import target_size
+
+    planned = plan(
+        args.inputs,
+        args.output,
+        args.format,
+        args.overwrite,
+        args.recursive,
+        args.skip_existing,
+        out_size=lambda hw: target_size(hw, scale, size),
+    )
     jobs = planned.jobs
     for note in planned.notes:
         print(f"liif-sr upscale: note: {note}", file=sys.stderr)
@@ -343,11 +199,15 @@ def run(args: argparse.Namespace) -> int:
             pending.clear()
 
     from liif_sr.data.images import read_image_with_alpha
-    from liif_sr.inference.upscale import target_size
 
     for job in jobs:
         try:
             img = read_image_with_alpha(job.src)
+            if img.frames > 1:
+                tqdm.write(
+                    f"liif-sr upscale: note: {job.src} has {img.frames} frames; only the first is upscaled",
+                    file=sys.stderr,
+                )
             h, w = img.rgb.shape[:2]
             try:
                 out_size = target_size((h, w), scale, size)

@@ -88,14 +88,22 @@ def check_chunk(chunk: object) -> int:
 
 
 def check_cell_clip(cell_clip: object) -> float | None:
-    """``cell_clip`` as None (off) or a positive finite float."""
+    """``cell_clip`` as None (off) or a finite float >= 1 (the one check of every cell-clip value).
+
+    Cell clipping means "never use a cell smaller than the one of ×``cell_clip``": above that scale the
+    model is told it renders ×``cell_clip``. Below 1 the floor would be a cell larger than an LR pixel
+    (``1e-3``: 1000 LR pixels), which the model has never seen and which renders black or shifted images.
+    """
     if cell_clip is None:
         return None
     if isinstance(cell_clip, bool) or not isinstance(cell_clip, numbers.Real):
-        raise InvalidArgumentError(f"cell_clip must be None or a positive number, got {cell_clip!r}")
+        raise InvalidArgumentError(f"cell_clip must be None (off) or a number >= 1, got {cell_clip!r}")
     value = float(cell_clip)
-    if not (math.isfinite(value) and value > 0):
-        raise InvalidArgumentError(f"cell_clip must be a positive finite number (e.g. 4), got {value}")
+    if not (math.isfinite(value) and value >= 1):
+        raise InvalidArgumentError(
+            f"cell_clip must be a finite number >= 1 (the scale whose cell is the smallest used, e.g. 4), "
+            f"got {value:g}"
+        )
     return value
 
 
