@@ -395,7 +395,8 @@ def test_multirun_folder_one_row_per_job(run_eval, mini_set, tmp_path, caplog):
     results, out = run_eval(
         *_mini(mini_set), f"checkpoint={sweep}", "scales=[2]", "first_k=1", "ssim=false"
     )  # fmt: skip
-    assert results.models == ["bicubic", *names]
+    assert results.models == ["bicubic", *names, "job 2: no weights"]  # issue 18: marked, not dropped
+    assert "| job 2: no weights | – |" in (out / "results.md").read_text()
     md = (out / "results.md").read_text()
     assert "| Model | params | ms/step | train steps |" in md
     assert "| edsr_tiny-liif (job 0) | " in md and " | 12.5 | 20 |" in md
@@ -403,7 +404,7 @@ def test_multirun_folder_one_row_per_job(run_eval, mini_set, tmp_path, caplog):
     assert (out / "psnr_vs_scale.png").is_file()
     doc = json.loads((out / "results.json").read_text())
     assert doc["model_info"]["edsr_tiny-liif (job 3)"]["ms_per_step"] == 14.0
-    assert {r["model"] for r in doc["results"]} == set(results.models)
+    assert {r["model"] for r in doc["results"]} == set(results.models) - {"job 2: no weights"}
 
     for job in ("0", "1", "3"):
         (sweep / job / "model.safetensors").unlink()

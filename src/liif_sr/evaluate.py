@@ -13,6 +13,8 @@ tables and plot: :mod:`liif_sr.evaluation.report`); the Hydra plumbing is :mod:`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from omegaconf import DictConfig
 
 from liif_sr.evaluation.runner import evaluate
@@ -25,7 +27,14 @@ def _task(cfg: DictConfig) -> None:
     evaluate(cfg)
 
 
-main = hydra_entry("liif-sr-eval", "eval", _task, module="liif_sr.evaluate")
+def _preflight(argv: Sequence[str]) -> None:
+    """Refuse an evaluation that cannot work before Hydra creates its run folder (values, sets, checkpoints)."""
+    from liif_sr.evaluation.preflight import preflight
+
+    preflight(argv)
+
+
+main = hydra_entry("liif-sr-eval", "eval", _task, module="liif_sr.evaluate", preflight=_preflight)
 
 if __name__ == "__main__":
     main()

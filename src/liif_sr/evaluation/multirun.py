@@ -5,8 +5,9 @@ one numbered folder per job, each a run folder (``model.safetensors``, else ``ch
 :func:`expand_multirun` turns it into ``(row name, job folder)`` pairs in job order: the name is the job's
 ``<encoder>-<head>`` — the one in its ``summary.json`` (the Hydra choices, also its W&B run name, e.g.
 ``edsr_baseline_small-lte``), else its weights' registry names (``edsr_baseline-lte``); two jobs with the
-same pair get their job number appended (``rdn_small-liif (job 3)``). Jobs without weights are skipped with a
-warning naming them; a folder where no job has weights is refused.
+same pair get their job number appended (``rdn_small-liif (job 3)``). Jobs without weights are not evaluated:
+the table shows each as a marked row ``job N: no weights`` (:func:`jobs_without_weights`); a folder where no
+job has weights is refused.
 
 :func:`run_summary` reads a run's ``summary.json`` (written by the ``step_time`` training callback): the
 evaluation table gets a side table with parameters and measured ms/step from it.
@@ -90,3 +91,12 @@ def expand_multirun(path: str | Path) -> list[tuple[str, str]]:
     for job, name in zip(with_weights, names):
         rows.append((name if names.count(name) == 1 else f"{name} (job {job.name})", str(job)))
     return rows
+
+
+def jobs_without_weights(path: str | Path) -> list[str]:
+    """The job folder names of a multirun folder that hold no weights (killed or failed jobs), in job order:
+    the evaluation table lists them as marked rows instead of dropping them."""
+    folder = Path(path)
+    if not is_multirun_folder(folder):
+        return []
+    return [job.name for job in _job_folders(folder) if not _has_weights(job)]

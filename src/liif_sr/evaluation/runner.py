@@ -31,6 +31,7 @@ from torch import Tensor
 
 from liif_sr.errors import DatasetMissingError, UserError
 from liif_sr.evaluation.benchmarks import BenchmarkSpec, iter_pairs, lr_source, normalize_scale
+from liif_sr.evaluation.preflight import check_options  # noqa: F401  (re-exported: the API's check)
 from liif_sr.evaluation.report import (
     BICUBIC,
     Column,
@@ -152,33 +153,9 @@ def score_image(
     return psnr, ssim
 
 
-def check_options(cfg: DictConfig) -> None:
-    """Refuse option values that would be used otherwise than meant (``first_k=0`` used to mean "all")."""
-
-    def count(key: str, allow_none: bool) -> None:
-        v = cfg.get(key)
-        if v is None and allow_none:
-            return
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            null = " or null (all images)" if allow_none else ""
-            raise UserError(f"{key}={v!r}: expected a positive integer{null}")
-
-    count("first_k", allow_none=True)
-    count("chunk", allow_none=False)
-    scales = cfg.get("scales")
-    if isinstance(scales, (ListConfig, list, tuple)) and len(scales) == 0:
-        raise UserError("scales=[]: list at least one scale (or scales=null for each set's own)")
-    for s in scales if isinstance(scales, (ListConfig, list, tuple)) else [] if scales is None else [scales]:
-        try:
-            normalize_scale(s)
-        except UserError as exc:
-            raise UserError(f"scales: {exc}") from None
-    if cfg.get("border", "none") not in ("none", "replicate"):
-        raise UserError(f"border={cfg.get('border')!r}: expected none or replicate")
-
-
-def load_specs(cfg: DictConfig) -> list[BenchmarkSpec]:
-    """The selected sets (``benchmark=[...]``); missing ones raise, or are skipped with ``skip_missing``."""
+def load_specs(cfg: DictConfig, warn: bool = True) -> list[BenchmarkSpec]:
+    """The selected sets (``benchmark=[...]``); missing ones raise, or are skipped with ``skip_missing``
+    (with a warning unless ``warn=False``)."""
     specs = []
     for key, node in (cfg.get("benchmark") or {}).items():
         spec = BenchmarkSpec.from_config(OmegaConf.to_container(node, resolve=True))
@@ -187,7 +164,8 @@ def load_specs(cfg: DictConfig) -> list[BenchmarkSpec]:
         except DatasetMissingError as exc:
             if not cfg.skip_missing:
                 raise DatasetMissingError(f"{exc} (or pass skip_missing=true)") from None
-            log.warning("skipping %s: %s", key, exc)
+            if warn:
+                log.warning("skipping %s: %s", key, exc)
             continue
         specs.append(spec)
     if not specs:
@@ -253,6 +231,7 @@ def evaluate(cfg: DictConfig, output_dir: str | Path | None = None) -> EvalResul
     results = EvalResults(models=list(predictors), columns=[col for _, col, _ in plan])
     results.model_notes = {k: p.note for k, p in predictors.items() if getattr(p, "note", None)}
     results.model_info = {k: p.info for k, p in predictors.items() if getattr(p, "info", None)}
+    _add_missing_jobs(cfg, results)
     bar = tqdm(
         total=sum(col.images for col in results.columns),
         unit="img",
@@ -276,6 +255,26 @@ def evaluate(cfg: DictConfig, output_dir: str | Path | None = None) -> EvalResul
     log.info("results written to %s", ", ".join(str(p) for p in paths.values()))
     log_results(results, loggers, paths.get("png"))
     return results
+
+
+def _add_missing_jobs(cfg: DictConfig, results: EvalResults) -> None:
+    """A marked, empty row for every multirun job without weights (a killed or failed job), so that a
+    comparison never loses a job silently."""
+    from liif_sr.evaluation.multirun import jobs_without_weights
+
+    ckpt = cfg.checkpoint
+    items = OmegaConf.to_container(ckpt) if OmegaConf.is_config(ckpt) else ckpt
+    items = (
+        [] if items is None or isinstance(items, Mapping) else [items] if isinstance(items, str) else items
+    )
+    for item in items:
+        for job in jobs_without_weights(str(item)):
+            row = f"job {job}: no weights" + (f" ({Path(str(item)).name})" if len(items) > 1 else "")
+            results.models.append(row)
+            results.model_notes[row] = (
+                "not evaluated: the job folder holds no model.safetensors or checkpoints/last.ckpt "
+                "(the job failed or was killed; see its train.log)"
+            )
 
 
 def _metadata(cfg: DictConfig, device: torch.device, seconds: float) -> dict[str, Any]:
