@@ -411,3 +411,14 @@ def test_root_that_cannot_be_created_or_written_is_one_line(server: Server, tmp_
             assert f"--root {ro}: the data folder is not writable" in capsys.readouterr().err
         finally:
             ro.chmod(0o700)
+
+
+def test_only_matching_nothing_creates_no_root(server: Server, tmp_path: Path, capsys) -> None:
+    """Issue 18 class 2: ``--only 'nomatch*'`` left an empty data root behind."""
+    manifest = _publish(server, tmp_path, _div2k_archives(), "div2k")
+    for root in (tmp_path / "data", tmp_path / "deep" / "data"):
+        assert _run(server, manifest, root, "--only", "nomatch*") == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--only nomatch* matches no file of" in err, err
+        assert not root.exists() and not (tmp_path / "deep").exists()
+    assert server.state.requests == []

@@ -86,7 +86,7 @@ def test_failed_write_leaves_no_partial_file(hr_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(Image.Image, "save", broken_save)
     with pytest.raises(OSError):
         make_lr(hr_dir, [2], out, progress=False)
-    assert list((out / "X2").iterdir()) == []
+    assert not (out / "X2").exists() or list((out / "X2").iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -96,15 +96,28 @@ def test_failed_write_leaves_no_partial_file(hr_dir, tmp_path, monkeypatch):
         (["{empty}", "--out", "{out}"], "no images"),
         (["{hr}", "--scales", "1", "--out", "{out}"], "scales must be integers >= 2"),
         (["{hr}", "--out", "{hr}"], "must not be the HR folder"),
+        # issue 18 class 4: --out onto a file (or below one) was a traceback
+        (["{hr}", "--out", "{file}"], "exists and is not a folder"),
+        (["{hr}", "--out", "{file}/sub"], "is a file, not a folder"),
+        (["{hr}", "--scales", "2", "--out", "{xfile}"], "X2 exists and is not a folder"),
+        # issue 18 class 2: a scale larger than an image is refused before X100/ is created
+        (["{hr}", "--scales", "100", "--out", "{out}"], "smaller than scale 100 (nothing written)"),
+        (["{hr}", "--scales", "2", "30", "--out", "{out}"], "smaller than scale 30 (nothing written)"),
     ],
 )
 def test_user_errors_are_one_line(hr_dir, tmp_path, capsys, args, message):
     (tmp_path / "empty").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "xo").mkdir()
+    (tmp_path / "xo" / "X2").write_text("x")
     fill = {"missing": tmp_path / "nope", "empty": tmp_path / "empty", "out": tmp_path / "o", "hr": hr_dir}
+    fill.update(file=tmp_path / "a_file", xfile=tmp_path / "xo")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     argv = ["make-lr", *(a.format(**fill) for a in args)]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written
 
 
 def test_image_smaller_than_scale(tmp_path):

@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,9 +71,9 @@ def make_lr(
         raise UserError(f"several images share the name {duplicates[0]!r} in {hr_dir}; rename them")
     if out_dir.resolve() == hr_dir.resolve():
         raise UserError("--out must not be the HR folder")
+    _check_out(out_dir, scales)
+    _check_sizes(files, scales)
 
-    for s in scales:
-        (out_dir / f"X{s}").mkdir(parents=True, exist_ok=True)
     written = skipped = 0
     bar = tqdm(files, desc="make-lr", unit="img", disable=not progress, file=sys.stderr)
     for path in bar:
@@ -88,9 +89,41 @@ def make_lr(
                     f"{path}: image of {hr.shape[-1]}x{hr.shape[-2]} px is smaller than scale {s}"
                 )
             lr = imresize_matlab_uint8(mod_crop(hr, s), scale=1.0 / s)
+            target.parent.mkdir(parents=True, exist_ok=True)  # X{s}/ only once it gets a file
             write_image_atomic(target, lr.permute(1, 2, 0).numpy(), overwrite=True)
             written += 1
     return written, skipped
+
+
+def _check_out(out_dir: Path, scales: Sequence[int]) -> None:
+    """``--out`` (and its ``X{s}`` folders) must be folders or creatable in a writable folder."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(
+            f"--out {out_dir} exists and is not a folder; give a folder for the X{{s}}/ subfolders"
+        )
+    for s in scales:
+        sub = out_dir / f"X{s}"
+        if sub.exists() and not sub.is_dir():
+            raise UserError(f"--out {out_dir}: {sub} exists and is not a folder")
+    existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"--out {out_dir}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out_dir}: cannot write to {existing} (permission denied)")
+
+
+def _check_sizes(files: Sequence[Path], scales: Sequence[int]) -> None:
+    """Refuse (before anything is written) an image smaller than a scale, from the files' headers."""
+    from liif_sr.data.image_files import image_size
+
+    top = max(scales)
+    for path in files:
+        size = image_size(path)  # None: unreadable, reported when it is read
+        if size is not None and min(size) < top:
+            s = next(s for s in sorted(scales) if min(size) < s)
+            raise UserError(
+                f"{path}: image of {size[1]}x{size[0]} px is smaller than scale {s} (nothing written)"
+            )
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -243,10 +243,7 @@ def download_dataset(
     only: list[str] | None = None,
 ) -> Path:
     """Download and extract every (or every ``only``-matching) archive of ``spec``; return its folder."""
-    files = [f for f in spec.files if not only or any(fnmatch.fnmatch(f.filename, p) for p in only)]
-    if not files:
-        names = ", ".join(f.filename for f in spec.files)
-        raise UserError(f"--only {' '.join(only or [])} matches no file of {spec.name} ({names})")
+    files = select_files(spec, only)
     todo = [f for f in files if not is_complete(f, root)]
     if not todo:
         print(f"{spec.title}: already complete in {root / spec.folder}")
@@ -265,6 +262,15 @@ def download_dataset(
         downloads.rmdir()
     print(f"{spec.title}: complete in {root / spec.folder}")
     return root / spec.folder
+
+
+def select_files(spec: DatasetSpec, only: list[str] | None) -> list[ArchiveSpec]:
+    """The archives of ``spec`` that ``--only`` globs select (all without ``only``); none is refused."""
+    files = [f for f in spec.files if not only or any(fnmatch.fnmatch(f.filename, p) for p in only)]
+    if not files:
+        names = ", ".join(f.filename for f in spec.files)
+        raise UserError(f"--only {' '.join(only or [])} matches no file of {spec.name} ({names})")
+    return files
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -320,6 +326,8 @@ def run(args: argparse.Namespace) -> int:
         base_url = os.environ.get(BASE_URL_ENV) or None
         if base_url:
             check_base_url(base_url, f"${BASE_URL_ENV}")
+    for spec in specs:  # a selection that matches nothing is refused before the root is created
+        select_files(spec, args.only)
     prepare_root(root, "--root" if args.root else "data root")
     for spec in specs:
         download_dataset(
