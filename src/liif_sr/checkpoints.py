@@ -214,11 +214,13 @@ def load_model(
     Args:
         path_or_name: liif-sr ``.ckpt``/``.safetensors``/``.pth``, an official LIIF/LTE ``.pth``, a name in
             :data:`SHIPPED`, or a training run folder (see :func:`resolve_checkpoint`).
-        device: where to put the model.
+        device: where to put the model: ``cpu``, ``cuda[:N]``, ``mps`` or ``auto``; a device this machine
+            lacks is an :class:`~liif_sr.errors.InvalidArgumentError` (one line).
         head_mode: ``"fast"`` (factorised) or ``"plain"`` (reference algorithm).
         expect: optional partial config (e.g. ``{"encoder": {"name": "rdn"}}``) that must match, else a
             :class:`CheckpointError` names the mismatch.
     """
+    device = _load_device(device)
     path = resolve_checkpoint(path_or_name)
     config, sd = read_checkpoint(path)
     if expect:
@@ -242,6 +244,18 @@ def load_model(
         detail = next((ln for ln in lines if "size mismatch" in ln), lines[1] if len(lines) > 1 else lines[0])
         raise CheckpointError(f"{path}: weights do not match the model config: {detail[:240]}") from None
     return model.to(device).eval()
+
+
+def _load_device(device: str | torch.device) -> torch.device:
+    """``load_model``'s ``device`` (``auto``, ``cpu``, ``cuda[:N]``, ``mps``), refused in one line when this
+    machine lacks it (:func:`liif_sr.inference.devices.resolve_device`)."""
+    from liif_sr.errors import InvalidArgumentError, UserError
+    from liif_sr.inference.devices import resolve_device
+
+    try:
+        return resolve_device(str(device), option="device=")
+    except UserError as exc:
+        raise InvalidArgumentError(f"load_model: {exc}") from None
 
 
 def _check_expected(config: dict[str, Any], expect: dict[str, Any], path: Path, prefix: str = "") -> None:
@@ -269,11 +283,18 @@ def save_weights(model: LIIF, path: str | os.PathLike[str], half: bool = False) 
             save_file(sd, tmp, metadata={"liif_sr_config": json.dumps(model.config), "format": "liif-sr"})
         else:
             torch.save({"format": "liif-sr", "model": model.config, "state_dict": sd}, tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 → the mode of any new file (0644 by default)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def check_matches(path: str | os.PathLike[str], config: dict[str, Any]) -> None:

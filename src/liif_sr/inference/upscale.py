@@ -31,6 +31,7 @@ from liif_sr.models.checks import (  # noqa: F401  (the API checks, re-exported)
     check_upscale_args,
 )
 from liif_sr.models.liif import LIIF, Border
+from liif_sr.models.run_context import run_context, working_dtype
 
 Precision = Literal["fp32", "bf16", "fp16"]
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -173,16 +174,19 @@ def upscale_tensor(
     tile, note = check_tile(model, tile)
     if note:
         warnings.warn(note, stacklevel=3)
-    device = next(model.parameters()).device
+    param = next(model.parameters())
+    device = param.device
+    lr = lr.to(device=device, dtype=working_dtype(param))  # any floating input (issue 18, class 7)
     with autocast(device, precision):
         if tile or max_memory is not None:
             from liif_sr.inference.tiling import upscale_budgeted
 
             if not tile:
                 tile = _budget_tile(model, lr, size, max_memory, chunk)
-            out = upscale_budgeted(model, lr.to(device), size, tile, None, chunk, cell_clip, border)
+            with run_context(param, grad=False):  # a float16/bfloat16 model: autocast to its dtype
+                out = upscale_budgeted(model, lr, size, tile, None, chunk, cell_clip, border)
             return out.float()
-        return model.upscale(lr.to(device), size, chunk=chunk, cell_clip=cell_clip, border=border).float()
+        return model.upscale(lr, size, chunk=chunk, cell_clip=cell_clip, border=border).float()
 
 
 def _budget_tile(model: LIIF, lr: Tensor, size: tuple[int, int], max_memory: int, chunk: int) -> int:

@@ -115,6 +115,34 @@ def check_upscale_args(
     return check_size(size), check_chunk(chunk), check_cell_clip(cell_clip)
 
 
+def check_query(coord: object, cell: object, batch: int) -> None:
+    """``coord`` (B, Q, 2) floats, Q >= 1, finite; ``cell`` None or the same shape, finite; B = ``batch``."""
+    if not isinstance(coord, Tensor):
+        raise InvalidArgumentError(f"coord must be a torch.Tensor (B, Q, 2), got {type(coord).__name__}")
+    shape = tuple(coord.shape)
+    if coord.dim() != 3 or shape[-1] != 2:
+        raise InvalidArgumentError(f"coord must be (B, Q, 2) (row, col) in [-1, 1], got {shape}")
+    if shape[0] != batch:
+        raise InvalidArgumentError(f"coord has batch {shape[0]}, the image(s) {batch}")
+    if shape[1] == 0:
+        raise InvalidArgumentError("coord holds no queries (Q = 0): give at least one (B, Q, 2) coordinate")
+    if not coord.is_floating_point():
+        raise InvalidArgumentError(
+            f"coord has dtype {coord.dtype}: pass floats in [-1, 1] (coords.make_coord)"
+        )
+    if not bool(torch.isfinite(coord.detach()).all()):
+        raise InvalidArgumentError("coord holds NaN or infinite values")
+    if cell is None:
+        return
+    if not isinstance(cell, Tensor) or tuple(cell.shape) != shape or not cell.is_floating_point():
+        got = tuple(cell.shape) if isinstance(cell, Tensor) else type(cell).__name__
+        raise InvalidArgumentError(
+            f"cell must be None or a float tensor shaped like coord {shape}, got {got}"
+        )
+    if not bool(torch.isfinite(cell.detach()).all()):
+        raise InvalidArgumentError("cell holds NaN or infinite values")
+
+
 BORDERS = ("none", "replicate")
 
 

@@ -17,6 +17,7 @@ tiny images (1 x 1, 1 x 500) in their colours; see ``docs/architecture.md`` for 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,9 +27,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liif_sr.coords import Frame, make_cell, make_coord
-from liif_sr.models.checks import check_border, check_lr, check_upscale_args
+from liif_sr.errors import InvalidArgumentError
+from liif_sr.models.checks import check_border, check_lr, check_query, check_upscale_args
 from liif_sr.models.encoders.base import Encoder
 from liif_sr.models.heads.base import DecoderHead, HeadState
+from liif_sr.models.run_context import check_device, run_context, wants_grad, working_dtype
 
 HeadFactory = Callable[..., DecoderHead]
 Border = Literal["none", "replicate"]
@@ -39,10 +42,18 @@ BORDER_PX = 8
 
 @dataclass
 class Prepared:
-    """:meth:`LIIF.prepare`'s result: the head's state and the frame the queries are mapped into."""
+    """:meth:`LIIF.prepare`'s result: the head's state and the frame the queries are mapped into.
+
+    ``owner`` (the model that made it), ``batch``, ``dtype`` (of ``lr``: the results' dtype) and ``grad``
+    (whether the state keeps an autograd graph) let :meth:`LIIF.decode` check and run its queries.
+    """
 
     head_state: HeadState
     frame: Frame
+    owner: Any = None
+    batch: int = 1
+    dtype: torch.dtype = torch.float32
+    grad: bool = False
 
 
 class LIIF(nn.Module):
@@ -120,22 +131,45 @@ class LIIF(nn.Module):
         x = self.encoder.pad_input(x)
         return x, Frame(size=(h, w), padded=(int(x.shape[-2]), int(x.shape[-1])), top=k, left=k)
 
+    def _param(self) -> Tensor:
+        return next(self.parameters())
+
     def prepare(self, lr: Tensor, border: Border = "none") -> Prepared:
-        """Encode ``lr`` (B, 3, h, w) in [0, 1] once; :meth:`decode` then answers any number of queries."""
+        """Encode ``lr`` (B, 3, h, w) in [0, 1] once; :meth:`decode` then answers any number of queries.
+
+        Any floating dtype; without autograd unless ``lr`` requires grad (:mod:`~liif_sr.models.run_context`).
+        """
         check_lr(lr)
-        x, frame = self.inference_input(lr, border)
-        return Prepared(self.head.prepare(self.encoder(x), x), frame)
+        param = self._param()
+        check_device("lr", lr, param)
+        grad = wants_grad(lr)
+        with run_context(param, grad):
+            x, frame = self.inference_input(lr.to(working_dtype(param)), border)
+            state = self.head.prepare(self.encoder(x), x)
+        return Prepared(state, frame, weakref.ref(self), int(lr.shape[0]), lr.dtype, grad)
 
     def decode(self, prepared: Prepared, coord: Tensor, cell: Tensor | None = None) -> Tensor:
-        """(B, Q, 3) normalised prediction at ``coord``/``cell`` (B, Q, 2) of the unpadded image."""
-        coord, cell = prepared.frame.map(coord, cell)
-        return self.head.decode(prepared.head_state, coord, cell)
+        """(B, Q, 3) normalised prediction at ``coord``/``cell`` (B, Q, 2) of the unpadded image, in the
+        dtype of the prepared ``lr``."""
+        if not isinstance(prepared, Prepared) or prepared.owner is None or prepared.owner() is not self:
+            raise InvalidArgumentError(
+                "decode: the state was not prepared by this model (call this model's prepare(lr) first)"
+            )
+        check_query(coord, cell, prepared.batch)
+        param = self._param()
+        check_device("coord", coord, param)
+        work = working_dtype(param)
+        with run_context(param, prepared.grad or wants_grad(coord, cell)):
+            coord, cell = prepared.frame.map(coord.to(work), None if cell is None else cell.to(work))
+            out = self.head.decode(prepared.head_state, coord, cell)
+        return out.to(prepared.dtype)
 
     def query(self, lr: Tensor, coord: Tensor, cell: Tensor | None = None, border: Border = "none") -> Tensor:
         """RGB at ``coord`` (B, Q, 2) in [-1, 1] with ``cell`` (B, Q, 2): (B, Q, 3) in [0, 1] space, unclamped.
 
         ``border="none"`` (default): the papers' function (with the encoder's inference padding, e.g.
-        SwinIR's evaluation protocol); ``"replicate"``: see the module doc.
+        SwinIR's evaluation protocol); ``"replicate"``: see the module doc. Any floating dtype (the result has
+        ``lr``'s); no autograd graph is kept unless an input requires grad (:mod:`~liif_sr.models.run_context`).
         """
         return self.decode(self.prepare(lr, border), coord, cell) * 0.5 + 0.5
 
@@ -164,18 +198,21 @@ class LIIF(nn.Module):
         )
         b, _, h, w = lr.shape
         prepared = self.prepare(lr, border)
+        param = self._param()
         coord = make_coord((out_h, out_w), device=lr.device)
         cell = make_cell((out_h, out_w), coord.shape[0], device=lr.device)
         if cell_clip is not None:
             cell = clip_cell(cell, (h, w), cell_clip)
         coord, cell = prepared.frame.map(coord, cell)  # once for the whole grid, not per chunk
+        coord, cell = coord.to(working_dtype(param)), cell.to(working_dtype(param))
         out = torch.empty(b, out_h * out_w, 3, device=lr.device, dtype=torch.float32)
-        for start in range(0, coord.shape[0], chunk):
-            c = coord[start : start + chunk].unsqueeze(0).expand(b, -1, -1)
-            ce = cell[start : start + chunk].unsqueeze(0).expand(b, -1, -1)
-            out[:, start : start + chunk] = self.head.decode(prepared.head_state, c, ce).float()
+        with run_context(param, grad=False):
+            for start in range(0, coord.shape[0], chunk):
+                c = coord[start : start + chunk].unsqueeze(0).expand(b, -1, -1)
+                ce = cell[start : start + chunk].unsqueeze(0).expand(b, -1, -1)
+                out[:, start : start + chunk] = self.head.decode(prepared.head_state, c, ce).float()
         out = (out * 0.5 + 0.5).clamp_(0, 1)
-        return out.view(b, out_h, out_w, 3).permute(0, 3, 1, 2).contiguous()
+        return out.view(b, out_h, out_w, 3).permute(0, 3, 1, 2).to(lr.dtype).contiguous()
 
 
 def normalise(lr: Tensor) -> Tensor:
