@@ -316,3 +316,66 @@ def test_cpu_worker_threads_match_single_thread(bf16):
     if bf16:
         with torch.no_grad():
             assert (one - head.decode_rows(rows, index, extra)).abs().max() > 1e-4
+
+
+def _swinir_model():
+    from liif_sr.models.encoders import SwinIR
+
+    torch.manual_seed(0)
+    enc = SwinIR(embed_dim=8, depths=[1], num_heads=[1], window_size=4, out_dim=8)
+    return LIIF(enc, LIIFHead(8, hidden_list=[8])).eval()
+
+
+@pytest.mark.parametrize("tile", [64, 49, 1000])
+def test_swinir_tile_covering_the_image_runs_untiled(tile):
+    """Issue 18 class 8: SwinIR refused any --tile, also one larger than the (padded) image."""
+    from liif_sr.inference.upscale import upscale_tensor
+
+    model, lr = _swinir_model(), _lr(1, 33, 25)  # padded with the border: 49 x 41
+    want = model.upscale(lr, (66, 50))
+    assert torch.equal(upscale_tensor(model, lr, (66, 50), tile=tile), want)
+    assert torch.equal(upscale_tensor(model, lr, (66, 50), max_memory=4 * 1024**3), want)
+
+
+def test_swinir_tile_smaller_than_the_image_is_refused_in_one_line():
+    from liif_sr.inference.tiling import TilingUnsupportedError
+    from liif_sr.inference.upscale import upscale_tensor
+
+    model, lr = _swinir_model(), _lr(1, 33, 25)
+    with pytest.raises(TilingUnsupportedError, match="bounded receptive field") as exc:
+        upscale_tensor(model, lr, (66, 50), tile=16)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(TilingUnsupportedError, match="swinir encoder cannot be tiled: raise --max-memory"):
+        upscale_tensor(model, lr, (66, 50), max_memory=600_000, chunk=64)
+
+
+def test_swinir_cli_tile_and_max_memory(tmp_path, capsys):
+    """``liif-sr upscale`` with SwinIR on a 45x33 image: a large --tile or --max-memory 4G runs untiled."""
+    from liif_sr.checkpoints import save_weights
+    from liif_sr.cli import main
+    from liif_sr.data.images import write_image_atomic
+
+    ckpt = save_weights(_swinir_model(), tmp_path / "swin.safetensors")
+    src = tmp_path / "a.png"
+    write_image_atomic(src, (torch.rand(45, 33, 3) * 255).to(torch.uint8).numpy())
+    outs = {}
+    for name, extra in (("plain", []), ("tile", ["--tile", "256"]), ("mem", ["--max-memory", "4G"])):
+        out = tmp_path / f"{name}.png"
+        code = main(["upscale", str(src), "--scale", "2", "-o", str(out), "-c", str(ckpt), "-q", *extra])
+        assert code == 0, capsys.readouterr().err
+        outs[name] = out.read_bytes()
+    assert outs["tile"] == outs["plain"] == outs["mem"]
+
+
+@pytest.mark.parametrize(("hw", "padded"), [((1, 300), (3, 316)), ((3, 5), (9, 15)), ((8, 9), (24, 25))])
+def test_thin_inputs_get_a_border_of_at_most_their_size(hw, padded):
+    """Issue 18 class 8: a 1 x 60000 strip was encoded as 17 rows (57 s); the border per axis is at most
+    the image's size there, so it is 3 rows; images of 8+ pixels per axis keep the full 8-pixel border."""
+    model = _model("edsr")
+    x, frame = model.inference_input(_lr(1, *hw), border="replicate")
+    assert tuple(x.shape[-2:]) == padded == frame.padded
+    assert (frame.top, frame.left) == (min(8, hw[0]), min(8, hw[1]))
+    lr = _lr(1, *hw)
+    want = model.upscale(lr, (2 * hw[0], 2 * hw[1]))
+    got = upscale_tiled(model, lr, (2 * hw[0], 2 * hw[1]), tile=3)
+    assert (got - want).abs().max().item() <= 1e-5  # tiled = untiled with the thin border too

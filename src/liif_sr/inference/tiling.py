@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from liif_sr.coords import make_cell, make_coord
 from liif_sr.errors import UserError
-from liif_sr.models.liif import LIIF, Border, clip_cell
+from liif_sr.models.liif import LIIF, Border, border_px, clip_cell
 
 
 class TilingUnsupportedError(UserError, ValueError):
@@ -187,7 +187,8 @@ def auto_tile(
         ValueError: the fixed costs alone exceed the budget.
     """
     encoder, head = model.encoder, model.head
-    m = tile_margin(encoder, head.reach)
+    # an encoder that cannot be tiled (SwinIR): the estimate of one untiled run (no margin)
+    m = 0 if encoder.receptive_radius is None else tile_margin(encoder, head.reach)
     per_px = (
         encoder.activation_bytes_per_pixel(dtype_bytes)
         + int(encoder.out_dim) * dtype_bytes
@@ -238,12 +239,13 @@ def upscale_budgeted(
             tile = auto_tile(h, w, max_memory, model, batch=b, chunk=chunk, out_size=size)
         except ValueError as exc:
             raise UserError(f"--max-memory: {exc}") from None
-    if tile <= 0 or tile >= max(h, w) + 2 * _border_px(border):
+    if tile <= 0 or covers(tile, (h, w), border):
         return model.upscale(lr, size, chunk=chunk, cell_clip=cell_clip, border=border)
     return upscale_tiled(model, lr, size, tile, chunk=chunk, cell_clip=cell_clip, border=border)
 
 
-def _border_px(border: str) -> int:
-    from liif_sr.models.liif import BORDER_PX
-
-    return BORDER_PX if border == "replicate" else 0
+def covers(tile: int, size: tuple[int, int], border: str) -> bool:
+    """Whether one ``tile`` spans the whole (border-padded) ``size`` image: then it runs untiled (the same
+    output), also with an encoder that cannot be tiled (SwinIR)."""
+    ky, kx = border_px(size, border)
+    return tile >= max(size[0] + 2 * ky, size[1] + 2 * kx)

@@ -97,7 +97,9 @@ def check_tile(model: LIIF, tile: object) -> tuple[int, str | None]:
     value = as_int(tile, f"tile must be an integer >= 0 (0 = off), got {tile!r}")
     if value < 0:
         raise InvalidArgumentError(f"tile must be >= 0 (0 = off), got {value}")
-    floor = min_tile(model) if value > 0 else 0  # (raises for encoders that cannot be tiled)
+    if model.encoder.receptive_radius is None:  # SwinIR: fine where the tile covers the image (untiled)
+        return value, None
+    floor = min_tile(model) if value > 0 else 0
     if 0 < value < floor:
         return floor, (
             f"tile {value} is below this model's minimum of {floor} LR pixels (2x its encoder margin; "
@@ -182,22 +184,32 @@ def upscale_tensor(
             from liif_sr.inference.tiling import upscale_budgeted
 
             if not tile:
-                tile = _budget_tile(model, lr, size, max_memory, chunk)
+                tile = _budget_tile(model, lr, size, max_memory, chunk, border)
             with run_context(param, grad=False):  # a float16/bfloat16 model: autocast to its dtype
                 out = upscale_budgeted(model, lr, size, tile, None, chunk, cell_clip, border)
             return out.float()
         return model.upscale(lr, size, chunk=chunk, cell_clip=cell_clip, border=border).float()
 
 
-def _budget_tile(model: LIIF, lr: Tensor, size: tuple[int, int], max_memory: int, chunk: int) -> int:
-    """The tile :func:`~liif_sr.inference.tiling.auto_tile` picks for ``max_memory``; refused below :func:`min_tile`."""
-    from liif_sr.inference.tiling import auto_tile
+def _budget_tile(
+    model: LIIF, lr: Tensor, size: tuple[int, int], max_memory: int, chunk: int, border: str = "replicate"
+) -> int:
+    """The tile :func:`~liif_sr.inference.tiling.auto_tile` picks for ``max_memory`` (0: the image fits
+    untiled); refused below :func:`min_tile`, or where an encoder that cannot be tiled does not fit."""
+    from liif_sr.inference.tiling import TilingUnsupportedError, auto_tile
 
     b, _, h, w = lr.shape
     try:
         tile = auto_tile(h, w, max_memory, model, batch=b, chunk=chunk, out_size=size, min_tile=1)
     except ValueError as exc:
         raise UserError(f"--max-memory: {exc}") from None
+    if tile >= max(h, w):
+        return 0
+    if model.encoder.receptive_radius is None:
+        raise TilingUnsupportedError(
+            f"--max-memory {max_memory} B: too small for a {h}x{w} input with this model untiled (room for "
+            f"{tile}-pixel tiles), and its {model.encoder.name} encoder cannot be tiled: raise --max-memory"
+        )
     floor = min_tile(model)
     if tile < min(floor, max(h, w)):
         raise UserError(

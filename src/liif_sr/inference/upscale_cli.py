@@ -258,17 +258,21 @@ def _process(model, pending, args, device, report: Report) -> None:
 
     out_size = pending[0][2]
     lr = torch.stack([to_tensor(img.rgb) for _, img, _ in pending]).to(device)
-    sr = upscale_tensor(
-        model,
-        lr,
-        out_size,
-        args.precision,
-        args.chunk,
-        args.cell_clip,
-        args.tile,
-        args.max_memory,
-        args.border,
-    ).cpu()
+    try:
+        sr = upscale_tensor(
+            model,
+            lr,
+            out_size,
+            args.precision,
+            args.chunk,
+            args.cell_clip,
+            args.tile,
+            args.max_memory,
+            args.border,
+        ).cpu()
+    except UserError as exc:  # e.g. an image too large for --max-memory: these files fail, the rest go on
+        report.failed += [(job.src, str(exc)) for job, _, _ in pending]
+        return
     for (job, img, _), out in zip(pending, sr):
         arr = to_uint8(out)
         if img.was_grayscale:  # grayscale in, grayscale out (channel mean of the RGB prediction)

@@ -36,7 +36,8 @@ from liif_sr.models.run_context import check_device, run_context, wants_grad, wo
 HeadFactory = Callable[..., DecoderHead]
 Border = Literal["none", "replicate"]
 #: LR pixels replicated on every side with ``border="replicate"`` (flat 64x64 colour at x4: max error
-#: 6.8 → 0.6 grey levels; 1x1 pixel at x30: mean error 45 → 0.3 levels; shipped model)
+#: 6.8 → 0.6 grey levels; 1x1 pixel at x30: mean error 45 → 0.3 levels; shipped model); at most the
+#: image's size along an axis (:func:`border_px`)
 BORDER_PX = 8
 
 
@@ -125,11 +126,11 @@ class LIIF(nn.Module):
         check_border(border)
         x = normalise(lr)
         h, w = x.shape[-2:]
-        k = BORDER_PX if border == "replicate" else 0
-        if k:
-            x = F.pad(x, (k, k, k, k), mode="replicate")
+        ky, kx = border_px((int(h), int(w)), border)
+        if ky or kx:
+            x = F.pad(x, (kx, kx, ky, ky), mode="replicate")
         x = self.encoder.pad_input(x)
-        return x, Frame(size=(h, w), padded=(int(x.shape[-2]), int(x.shape[-1])), top=k, left=k)
+        return x, Frame(size=(h, w), padded=(int(x.shape[-2]), int(x.shape[-1])), top=ky, left=kx)
 
     def _param(self) -> Tensor:
         return next(self.parameters())
@@ -213,6 +214,16 @@ class LIIF(nn.Module):
                 out[:, start : start + chunk] = self.head.decode(prepared.head_state, c, ce).float()
         out = (out * 0.5 + 0.5).clamp_(0, 1)
         return out.view(b, out_h, out_w, 3).permute(0, 3, 1, 2).to(lr.dtype).contiguous()
+
+
+def border_px(size: tuple[int, int], border: str) -> tuple[int, int]:
+    """Replicated LR pixels per side ``(rows, columns)`` for an image of ``size`` (h, w): :data:`BORDER_PX`,
+    at most the image's own size along that axis — a 1 x 60000 strip gets one row above and below (3 rows
+    encoded instead of 17: the encoder's cost is per encoded pixel); images of 8 pixels and more per axis get
+    the full border. ``border="none"``: (0, 0)."""
+    if border != "replicate":
+        return 0, 0
+    return min(BORDER_PX, size[0]), min(BORDER_PX, size[1])
 
 
 def normalise(lr: Tensor) -> Tensor:
