@@ -104,6 +104,18 @@ def test_quickstart_report(run_train):
     assert (out / "sample_x4.png").is_file()
 
 
+def test_quickstart_report_names_the_head(run_train, capsys):
+    """Issue 18: the report called an LTE model "LIIF"."""
+    cfg, _ = run_train(*TINY, "model/head=lte", "model.head.hidden_dim=8", "trainer.max_epochs=1")
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if "held-out x4 Y-PSNR" in ln]
+    assert "Y-PSNR: LTE (edsr_baseline-lte) " in line and "LIIF" not in line
+    import json
+
+    assert json.loads((Path(cfg.paths.output_dir) / "quickstart_result.json").read_text())["model"] == (
+        "edsr_baseline-lte"
+    )
+
+
 def test_wrong_encoder_checkpoint_is_named(run_train, tmp_path):
     from liif_sr.errors import CheckpointError
 

@@ -1,4 +1,5 @@
-"""End-of-training report of the quickstart: held-out PSNR of LIIF vs bicubic, a picture, a JSON."""
+"""End-of-training report of the quickstart: held-out PSNR of the model (named by its head: LIIF, LTE, MetaSR)
+vs bicubic, a picture, a JSON."""
 
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ from lightning.pytorch.utilities import rank_zero_only
 from liif_sr.training.callbacks.pictures import comparison_crops, side_by_side
 
 log = logging.getLogger(__name__)
+#: how a head is named in the report (others: their registry name in capitals)
+HEAD_LABELS = {"liif": "LIIF", "lte": "LTE", "metasr": "MetaSR"}
+
+
+def head_label(name: str) -> str:
+    """``lte`` → ``LTE``: the model's head as the report names it (an LTE model is not called "LIIF")."""
+    return HEAD_LABELS.get(name, name.upper())
 
 
 class QuickstartReport(L.Callback):
@@ -55,6 +63,7 @@ class QuickstartReport(L.Callback):
             "scale": self.scale,
             "protocol": "Y channel, shave = scale, per-image mean",
             "images": rows,
+            "model": net.name,  # e.g. edsr_baseline-lte; liif_psnr (kept name) is this model's PSNR
             "liif_psnr": float(np.mean([r["liif"] for r in rows])),
             "bicubic_psnr": float(np.mean([r["bicubic"] for r in rows])),
         }
@@ -68,7 +77,8 @@ class QuickstartReport(L.Callback):
         if picture is not None:
             write_image_atomic(pic_path, picture, overwrite=True)
         msg = (
-            f"held-out x{self.scale:g} Y-PSNR: LIIF {result['liif_psnr']:.2f} dB, bicubic "
+            f"held-out x{self.scale:g} Y-PSNR: {head_label(net.head.name)} ({net.name}) "
+            f"{result['liif_psnr']:.2f} dB, bicubic "
             f"{result['bicubic_psnr']:.2f} dB ({result['gain_db']:+.2f} dB); picture {pic_path}"
         )
         if result["stopped_by_time_budget"]:
