@@ -91,8 +91,10 @@ def min_tile(model: LIIF) -> int:
 def check_tile(model: LIIF, tile: object) -> tuple[int, str | None]:
     """``tile`` (0 = off) raised to :func:`min_tile` if smaller: ``(tile, note or None)``.
 
-    Tiling is exact, so a larger tile changes memory and speed only, never the output; a tile smaller than
-    the encoder's margin would re-encode ``(2 * margin + tile)^2 / tile^2`` times the image.
+    Tiling computes the same function (up to float rounding), so a larger tile changes memory and speed,
+    not the result; a tile smaller than the encoder's margin would re-encode ``(2 * margin + tile)^2 /
+    tile^2`` times the image. An encoder that cannot be tiled (SwinIR) keeps any tile here: one that covers
+    the image runs untiled, a smaller one is refused when the image is seen.
     """
     value = as_int(tile, f"tile must be an integer >= 0 (0 = off), got {tile!r}")
     if value < 0:
@@ -167,7 +169,7 @@ def upscale_tensor(
 ) -> Tensor:
     """``lr`` (B, 3, h, w) in [0, 1] on the model's device → (B, 3, H, W) float32 in [0, 1].
 
-    ``tile`` > 0, or a ``max_memory`` budget in bytes: exact tiled upscaling (:mod:`liif_sr.inference.tiling`).
+    ``tile`` > 0, or a ``max_memory`` budget in bytes: tiled upscaling (:mod:`liif_sr.inference.tiling`).
     Arguments are checked first (:func:`check_upscale_args`); a tile below :func:`min_tile` is raised to
     it with a warning; a memory budget that allows only such tiles is refused. ``cell_clip="auto"``: the
     head's paper protocol; ``border``: as in :meth:`LIIF.upscale`.

@@ -76,7 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="encode the input in NxN LR tiles (exact; bounds memory for large inputs; 0 = off)",
+        help="encode the input in NxN LR tiles (bounds memory for large inputs; the same output up to float "
+        "rounding: rarely one 8-bit level apart; 0 = off)",
     )
     p.add_argument(
         "--max-memory",
