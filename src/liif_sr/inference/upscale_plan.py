@@ -13,6 +13,7 @@ Rules (issue 18, class 1):
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,10 +117,17 @@ def _canonical(suffix: str) -> str:
 def _check_not_inputs(jobs: list[Job], sources: list[Path]) -> None:
     """Refuse any output that is one of the inputs (same path after resolving, or the same file)."""
     real_inputs = {_real(s): s for s in sources}
+    files: dict[tuple[int, int], Path] = {}  # (device, inode) of every input: hard links are the same file
+    for s in sources:
+        with contextlib.suppress(OSError):
+            st = s.stat()
+            files.setdefault((st.st_dev, st.st_ino), s)
     for job in jobs:
         src = real_inputs.get(_real(job.dst))
-        if src is None and job.dst.exists():
-            src = next((s for s in sources if s.exists() and os.path.samefile(s, job.dst)), None)
+        if src is None:
+            with contextlib.suppress(OSError):
+                st = job.dst.stat()
+                src = files.get((st.st_dev, st.st_ino))
         if src is not None:
             raise UserError(
                 f"--output {job.dst} is the input {src}: an input is never overwritten; "
