@@ -147,3 +147,11 @@ def test_set5_reproduces_lr_bicubic_files(shared_data, tmp_path):
             np.testing.assert_array_equal(_read(out / f"X{s}" / ref.name), expected, err_msg=str(ref))
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]
     assert os.listdir(root / "HR")  # input untouched
+
+
+def test_dangling_symlinks_are_counted(hr_dir, tmp_path, caplog):
+    """Issue 18 class 5: a dangling symlink in an image folder was neither counted nor mentioned."""
+    (hr_dir / "gone.png").symlink_to(tmp_path / "missing.png")
+    written, _ = make_lr(hr_dir, [2], tmp_path / "lr", progress=False)
+    assert written == 4
+    assert "skipped 1 dangling symlink(s) (target missing): gone.png" in caplog.text

@@ -1,16 +1,20 @@
-"""Image files in folders: :func:`scan_images` (what a folder holds), :func:`check_images` (decode each file,
-split good from bad) and :func:`report_bad_files`.
+"""Image files in folders: :func:`scan_images` (what a folder holds; dangling symlinks are counted in a
+warning), :func:`check_images` (decode each file, split good from bad), :func:`report_bad_files` and
+:func:`image_size` (from the header).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from liif_sr.errors import ImageReadError, UserError
+
+logger = logging.getLogger("liif_sr.data.images")
 
 
 def scan_images(folder: str | os.PathLike[str], recursive: bool = False) -> list[Path]:
@@ -24,13 +28,20 @@ def scan_images(folder: str | os.PathLike[str], recursive: bool = False) -> list
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
         raise UserError(f"image folder {what}: {folder}")
-    found = [
+    named = [
         p
         for p in (folder.rglob("*") if recursive else folder.iterdir())
         if p.suffix.lower() in IMAGE_EXTENSIONS
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        and p.is_file()
     ]
+    found = [p for p in named if p.is_file()]
+    dangling = [p.relative_to(folder).as_posix() for p in named if p.is_symlink() and not p.exists()]
+    if dangling:
+        more = f" and {len(dangling) - 5} more" if len(dangling) > 5 else ""
+        logger.warning(
+            "%s: skipped %d dangling symlink(s) (target missing): %s%s",
+            folder, len(dangling), ", ".join(sorted(dangling)[:5]), more,
+        )  # fmt: skip
     if not found:
         raise UserError(f"no images found in {folder} (looked for {', '.join(IMAGE_EXTENSIONS)})")
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())

@@ -82,7 +82,7 @@ def expand_multirun(path: str | Path) -> list[tuple[str, str]]:
         raise UserError(f"{folder}: a multirun folder, but {what} no weights (model.safetensors or "
                         "checkpoints/last.ckpt): nothing to evaluate")  # fmt: skip
     if missing:
-        log.warning("%s: jobs without weights, skipped: %s", folder, ", ".join(missing))
+        log.warning("%s: jobs without weights (marked rows, not evaluated): %s", folder, ", ".join(missing))
     names = []
     for job in with_weights:
         summary = run_summary(job) or {}

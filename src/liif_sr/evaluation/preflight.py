@@ -13,6 +13,7 @@ creates the run folder ``logs/eval/runs/<time>/`` (issue 18, classes 2 and 4).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from importlib import resources
 
@@ -94,7 +95,12 @@ def check_eval_start(cfg: DictConfig) -> None:
     load_specs(cfg, warn=False)
     checkpoint = cfg.get("checkpoint")
     checkpoint = OmegaConf.to_container(checkpoint) if OmegaConf.is_config(checkpoint) else checkpoint
-    names = checkpoint_names(checkpoint)
+    quiet = logging.getLogger("liif_sr.evaluate")
+    quiet.disabled, was = True, quiet.disabled  # the run logs its warnings (e.g. jobs without weights) itself
+    try:
+        names = checkpoint_names(checkpoint)
+    finally:
+        quiet.disabled = was
     for path in names.values():
         load_model(path, device="cpu", head_mode=cfg.get("head_mode", "fast"))
     if not names and not cfg.get("bicubic", True):

@@ -159,6 +159,8 @@ class LIIF(nn.Module):
         check_query(coord, cell, prepared.batch)
         param = self._param()
         check_device("coord", coord, param)
+        if cell is not None:
+            check_device("cell", cell, param)
         work = working_dtype(param)
         with run_context(param, prepared.grad or wants_grad(coord, cell)):
             coord, cell = prepared.frame.map(coord.to(work), None if cell is None else cell.to(work))
