@@ -87,6 +87,8 @@ REFUSED = [
     ("checkpoint=[/nonexistent/a.pth,/nonexistent/b.pth]", "/nonexistent/a.pth"),
     ("checkpoint=no-such-shipped-model", "no-such-shipped-model"),
     ("bicubic=false", "nothing to evaluate"),
+    ("bogus_key=1", "cannot apply the overrides: Could not override 'bogus_key'.; To append"),
+    ("first_k=[1", "cannot apply the overrides: "),
 ]
 if not torch.cuda.is_available():
     REFUSED.append(("device=cuda", "device=cuda: no CUDA device is available"))

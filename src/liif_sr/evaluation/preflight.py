@@ -6,7 +6,8 @@ creates the run folder ``logs/eval/runs/<time>/`` (issue 18, classes 2 and 4).
 * :func:`check_eval_start`: :func:`check_options` plus what the run refers to: the device exists, the
   benchmark sets are on disk (or ``skip_missing``), each checkpoint loads (on the CPU, ``head_mode`` applied);
 * :func:`check_group_choices`: a config-group choice that does not exist (``benchmark=[bogus]``,
-  ``logger=nope``) is one line instead of Hydra's multi-line error with exit 1;
+  ``logger=nope``) is one line instead of Hydra's multi-line error with exit 1; :func:`check_composes` does
+  the same for any other override Hydra cannot apply (``bogus_key=1``);
 * :func:`preflight`: the console entry's check, composing the config from the command line with Hydra's
   compose API as ``liif-sr-train`` does (:func:`liif_sr.training.preflight.preflight_argv`).
 """
@@ -139,9 +140,29 @@ def check_group_choices(argv: Sequence[str]) -> None:
                 )
 
 
+def check_composes(argv: Sequence[str]) -> None:
+    """Compose ``eval.yaml`` with a plain command line (overrides only, no flags) as Hydra will; an override
+    Hydra cannot apply (``bogus_key=1``, a syntax error) is one line instead of Hydra's multi-line report."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    if any(a.startswith("-") or "=" not in a for a in argv) or GlobalHydra.instance().is_initialized():
+        return  # flags (-m, --cfg, -cn, ...): left to Hydra and to preflight_argv
+    try:
+        with initialize_config_module("liif_sr.conf", version_base="1.3"):
+            compose("eval", overrides=list(argv))
+    except Exception as exc:  # noqa: BLE001 - any composition error is the user's override
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        lines = [ln for ln in lines if not ln.startswith("Set the environment variable")][:3]
+        raise UserError(f"cannot apply the overrides: {'; '.join(lines)}") from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
 def preflight(argv: Sequence[str]) -> None:
     """The check ``liif-sr-eval`` runs before Hydra creates the run folder (user errors: one line)."""
     from liif_sr.training.preflight import preflight_argv
 
     check_group_choices(argv)
+    check_composes(argv)
     preflight_argv("eval", argv, check=check_eval_start)
