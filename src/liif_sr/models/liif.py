@@ -207,13 +207,14 @@ class LIIF(nn.Module):
         if cell_clip is not None:
             cell = clip_cell(cell, (h, w), cell_clip)
         coord, cell = prepared.frame.map(coord, cell)  # once for the whole grid, not per chunk
-        coord, cell = coord.to(working_dtype(param)), cell.to(working_dtype(param))
-        out = torch.empty(b, out_h * out_w, 3, device=lr.device, dtype=torch.float32)
+        work = working_dtype(param)
+        coord, cell = coord.to(work), cell.to(work)
+        out = torch.empty(b, out_h * out_w, 3, device=lr.device, dtype=work)  # half predictions land here
         with run_context(param, grad=False):
             for start in range(0, coord.shape[0], chunk):
                 c = coord[start : start + chunk].unsqueeze(0).expand(b, -1, -1)
                 ce = cell[start : start + chunk].unsqueeze(0).expand(b, -1, -1)
-                out[:, start : start + chunk] = self.head.decode(prepared.head_state, c, ce).float()
+                out[:, start : start + chunk] = self.head.decode(prepared.head_state, c, ce)
         out = (out * 0.5 + 0.5).clamp_(0, 1)
         return out.view(b, out_h, out_w, 3).permute(0, 3, 1, 2).to(lr.dtype).contiguous()
 
