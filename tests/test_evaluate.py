@@ -17,7 +17,8 @@ import torch
 
 from liif_sr.errors import DatasetMissingError, UserError
 from liif_sr.evaluation.benchmarks import BenchmarkSpec, iter_pairs, lr_source, normalize_scale
-from liif_sr.evaluation.report import BICUBIC, Column, EvalResults, format_markdown, log_results
+from liif_sr.evaluation.eval_logging import log_results
+from liif_sr.evaluation.report import BICUBIC, Column, EvalResults, format_markdown
 
 # published bicubic rows (EDSR/RCAN tables; LIIF's reference), Y PSNR with shave = scale
 PUBLISHED_BICUBIC = {

@@ -31,12 +31,13 @@ from torch import Tensor
 
 from liif_sr.errors import DatasetMissingError, UserError
 from liif_sr.evaluation.benchmarks import BenchmarkSpec, iter_pairs, lr_source, normalize_scale
+from liif_sr.evaluation.eval_logging import log_results
+from liif_sr.evaluation.multirun_links import failed_rows, link_evaluation, prepare_eval_wandb
 from liif_sr.evaluation.report import (
     BICUBIC,
     Column,
     EvalResults,
     format_markdown,
-    log_results,
     write_reports,
 )
 from liif_sr.metrics.sr import protocol_shave
@@ -249,8 +250,10 @@ def evaluate(cfg: DictConfig, output_dir: str | Path | None = None) -> EvalResul
     specs = load_specs(cfg)
     plan = plan_columns(cfg, specs)
     predictors = build_predictors(cfg, device)
+    prepare_eval_wandb(cfg)  # name and group of the evaluation's W&B run (a multirun's: the sweep's group)
     loggers = instantiate_group(cfg.get("logger"))
     results = EvalResults(models=list(predictors), columns=[col for _, col, _ in plan])
+    results.failed = failed_rows(cfg.checkpoint)
     results.model_notes = {k: p.note for k, p in predictors.items() if getattr(p, "note", None)}
     results.model_info = {k: p.info for k, p in predictors.items() if getattr(p, "info", None)}
     bar = tqdm(
@@ -272,6 +275,7 @@ def evaluate(cfg: DictConfig, output_dir: str | Path | None = None) -> EvalResul
                 bar.update()
     results.meta = _metadata(cfg, device, time.perf_counter() - start)
     paths = write_reports(results, out_dir, plot=cfg.plot)
+    link_evaluation(cfg.checkpoint, paths["md"])  # <multirun>/evaluations.txt (+ eval_latest link)
     print(format_markdown(results))
     log.info("results written to %s", ", ".join(str(p) for p in paths.values()))
     log_results(results, loggers, paths.get("png"))
