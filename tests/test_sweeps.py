@@ -75,7 +75,11 @@ def _check_only_sweep_written(tmp_path: Path) -> None:
 
 def test_multirun_two_encoders(tmp_path):
     proc = _run(
-        tmp_path, "-m", "model/encoder=edsr_baseline_small,rdn_small", "callbacks.step_time.warmup_steps=0", *SWEEP_TINY
+        tmp_path,
+        "-m",
+        "model/encoder=edsr_baseline_small,rdn_small",
+        "callbacks.step_time.warmup_steps=0",
+        *SWEEP_TINY,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     _check_only_sweep_written(tmp_path)

@@ -289,4 +289,3 @@ def write_reports(results: EvalResults, out_dir: Path, plot: bool = True) -> dic
         if png is not None:
             paths["png"] = png
     return paths
-
