@@ -125,6 +125,9 @@ def hydra_entry(
             if full_error():
                 raise
             raise user_error(exc) from None
+        except SystemExit:  # e.g. Optuna's "No trials are completed yet" when every trial failed
+            exit_for_failures(prog, stopped=True)
+            raise
         exit_for_failures(prog)  # a multirun with failed jobs: one line, exit code = their number
 
     main.__doc__ = f"Console entry ``{prog}``: Hydra overrides; user errors print one line."

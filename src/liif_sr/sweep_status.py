@@ -58,10 +58,19 @@ class SweepStatus(Callback):
         _last = status
 
 
-def exit_for_failures(prog: str) -> None:
-    """After a multirun: one line naming the failed jobs and ``SystemExit(<number failed>)``; else nothing."""
+def exit_for_failures(prog: str, stopped: bool = False) -> None:
+    """After a multirun: one line naming the failed jobs and ``SystemExit(<number failed>)``; else nothing.
+
+    ``stopped``: the sweep ended in an error (e.g. the Optuna sweeper's "No trials are completed yet" when
+    every trial failed): the failures recorded in this process are reported instead."""
+    from liif_sr.training.job_failure import FAILURES
+
     global _last
     status, _last = _last, None
+    if stopped and status is None and FAILURES:
+        print(f"{prog}: error: the sweep stopped after {len(FAILURES)} failed jobs; first: {FAILURES[0]}",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(min(len(FAILURES), MAX_EXIT))
     if not status or not status["failed"]:
         return
     first = status["failures"][0]

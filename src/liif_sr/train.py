@@ -135,7 +135,7 @@ def _export(model: Any, out_dir: Path) -> None:
     write()
 
 
-def _task(cfg: DictConfig) -> float | None:
+def _task(cfg: DictConfig) -> Any:
     from liif_sr.training.job_failure import in_multirun, is_job_failure, record_failure
 
     try:

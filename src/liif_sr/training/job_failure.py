@@ -8,7 +8,9 @@ a user error, a crash such as out-of-memory) is recorded by :func:`record_failur
 * W&B (when the job has a run): summary ``status=failed`` / ``failure``, and the run finished with the
   exit code (shown as failed);
 
-and the job returns NaN: Hydra's sweepers go on (Optuna records a NaN trial as ``FAIL``). At the end,
+and the job returns a :class:`FailedJob` (not a number): Hydra's sweepers go on; the Optuna sweeper tells
+the trial as ``FAIL`` ("Failed experiment: Return value must be float-castable. Got 'job failed: <reason>'")
+and continues the study whatever ``hydra.sweeper.max_failure_rate`` (the job itself did not crash). At the end,
 :mod:`liif_sr.sweep_status` counts the failed jobs: ``<sweep>/sweep_status.json`` and the exit code.
 A single run (no ``-m``) still stops with its one-line error and exit code, and so does a sweep whose launch
 cannot work for any job (:class:`~liif_sr.training.launch.LaunchError`, e.g. subprocess DDP in a local
@@ -18,7 +20,6 @@ multirun).
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -59,8 +60,26 @@ def failure_reason(exc: BaseException) -> tuple[str, int]:
     return " ".join(f"{type(exc).__name__}: {exc}".split()), 1
 
 
-def record_failure(cfg: DictConfig, exc: BaseException) -> float:
-    """Record ``exc`` as this job's failure (summary.json, log, W&B); returns NaN (the sweeper's value)."""
+class FailedJob:
+    """The return value of a failed sweep job: not a number (``float()`` raises), so a sweeper that
+    optimises the value records a failed trial; picklable (submitit returns it from another process)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __float__(self) -> float:
+        raise ValueError(f"job failed: {self.reason}")
+
+    def __repr__(self) -> str:
+        return f"job failed: {self.reason}"
+
+
+#: the failures of the jobs that ran in this process (a sweep that ends in an error still reports them)
+FAILURES: list[str] = []
+
+
+def record_failure(cfg: DictConfig, exc: BaseException) -> FailedJob:
+    """Record ``exc`` as this job's failure (summary.json, log, W&B); returns the sweeper's value."""
     from liif_sr.training.run_name import run_identity
     from liif_sr.training.summary_file import update_summary
 
@@ -77,7 +96,8 @@ def record_failure(cfg: DictConfig, exc: BaseException) -> float:
     if run is not None:
         run.summary.update({"status": FAILED, "failure": reason})
         wandb.finish(exit_code=code)
-    return math.nan
+    FAILURES.append(f"{identity.name}: {reason}")
+    return FailedJob(reason)
 
 
 def mark_completed(out_dir: str | Path, extra: dict[str, Any] | None = None) -> None:

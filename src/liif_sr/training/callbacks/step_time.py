@@ -106,10 +106,29 @@ class StepTime(L.Callback):
         summary["timing_note"] = note
         summary["global_step"] = int(trainer.global_step)
         summary["device"] = str(pl_module.device)
-        for key, value in sorted(trainer.callback_metrics.items()):
-            if key.startswith("val/") and getattr(value, "numel", lambda: 1)() == 1:
-                summary[key] = round(float(value), 4)
-        for cb in trainer.callbacks:  # best / last validation metrics (val_best callback)
-            if hasattr(cb, "summary_fields"):
-                summary.update(cb.summary_fields())
+        summary.update(_validation_fields(trainer))
         mark_completed(Path(self.out_dir), summary)
+
+    @rank_zero_only
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A validation after the fit (``trainer.validate``: a sweep job stopped before its first one)
+        updates the validation metrics of ``summary.json``."""
+        from lightning.pytorch.trainer.states import TrainerFn
+
+        if self.out_dir and trainer.state.fn == TrainerFn.VALIDATING:
+            from liif_sr.training.summary_file import read_summary, update_summary
+
+            if read_summary(self.out_dir):
+                update_summary(self.out_dir, _validation_fields(trainer))
+
+
+def _validation_fields(trainer: L.Trainer) -> dict[str, Any]:
+    """The scalar ``val/*`` metrics and the best / last ones (the ``val_best`` callback)."""
+    fields: dict[str, Any] = {}
+    for key, value in sorted(trainer.callback_metrics.items()):
+        if key.startswith("val/") and getattr(value, "numel", lambda: 1)() == 1:
+            fields[key] = round(float(value), 4)
+    for cb in trainer.callbacks:
+        if hasattr(cb, "summary_fields"):
+            fields.update(cb.summary_fields())
+    return fields
