@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 from test_train import TINY
 
@@ -44,7 +43,6 @@ def test_early_stopping_best_checkpoint_clipping_profiler(run_train):
 
 
 def test_ema_weights_are_exported(run_train):
-    pytest.importorskip("lightning.pytorch.callbacks", reason="lightning").EMAWeightAveraging
     cfg, (metrics, objs) = run_train(
         *RUN, "trainer.max_epochs=3", "callbacks=[default,ema]", "callbacks.ema.decay=0.5"
     )
