@@ -374,7 +374,7 @@ def _fake_multirun(root: Path) -> Path:
         save_weights(build_model(config), sweep / job / "model.safetensors")
     for job, ms in (("0", 12.5), ("3", 14.0)):
         summary = {"name": "edsr_tiny-liif", "encoder": "edsr_tiny", "head": "liif", "ms_per_step": ms,
-                   "global_step": 20}  # fmt: skip
+                   "steps_timed": 15, "global_step": 20}  # fmt: skip
         (sweep / job / "summary.json").write_text(json.dumps(summary))
     (sweep / "2").mkdir()
     (sweep / "2" / "train.log").write_text("killed\n")
@@ -398,9 +398,9 @@ def test_multirun_folder_one_row_per_job(run_eval, mini_set, tmp_path, caplog):
     )  # fmt: skip
     assert results.models == ["bicubic", *names]
     md = (out / "results.md").read_text()
-    assert "| Model | params | ms/step | train steps |" in md
-    assert "| edsr_tiny-liif (job 0) | " in md and " | 12.5 | 20 |" in md
-    assert "| edsr_baseline-lte (job 1) | " in md and " | – | – |" in md  # no summary.json: params only
+    assert "| Model | params | ms/step | steps timed | train steps |" in md
+    assert "| edsr_tiny-liif (job 0) | " in md and " | 12.5 | 15 | 20 |" in md
+    assert "| edsr_baseline-lte (job 1) | " in md and " | – | – | – |" in md  # no summary.json: params only
     assert (out / "psnr_vs_scale.png").is_file()
     doc = json.loads((out / "results.json").read_text())
     assert doc["model_info"]["edsr_tiny-liif (job 3)"]["ms_per_step"] == 14.0

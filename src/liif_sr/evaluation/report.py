@@ -190,20 +190,23 @@ def _info_table(results: EvalResults) -> list[str]:
     def cell(value: Any, fmt: str) -> str:
         return "–" if value is None else format(value, fmt)
 
-    lines = ["", "| Model | params | ms/step | train steps |", "|---|---:|---:|---:|"]
+    lines = ["", "| Model | params | ms/step | steps timed | train steps |", "|---|---:|---:|---:|---:|"]
     for model in results.models:
         if model in info:
             i = info[model]
             row = [
                 cell(i.get("params"), ","),
                 cell(i.get("ms_per_step"), ".1f"),
+                cell(i.get("steps_timed"), "d"),
                 cell(i.get("train_steps"), "d"),
             ]
             lines.append(f"| {model} | " + " | ".join(row) + " |")
     lines += [
         "",
         "params: the network's parameters; ms/step: median wall time of one training step after warm-up, "
-        "measured during that run (summary.json, `train/ms_per_step`); train steps: optimizer steps trained.",
+        "measured during that run (summary.json, `train/ms_per_step`; – when no step followed the warm-up); "
+        "steps timed: the steps that median is over (under 20: not a reliable speed); train steps: optimizer "
+        "steps trained.",
     ]
     return lines
 

@@ -122,6 +122,7 @@ def build_predictors(cfg: DictConfig, device: torch.device) -> dict[str, Predict
         predict.info = {  # type: ignore[attr-defined]
             "params": sum(p.numel() for p in model.parameters()),
             "ms_per_step": summary.get("ms_per_step"),
+            "steps_timed": summary.get("steps_timed"),
             "train_steps": summary.get("global_step"),
             "summary": bool(summary),
         }
