@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_sweeps import SCRIPT, SWEEP_TINY, needs_optuna
+from test_sweeps import SCRIPT, SWEEP_TINY, needs_optuna, needs_submitit
 from wandb_records import read_job
 
 from liif_sr.evaluation.multirun import failed_jobs
@@ -170,3 +170,26 @@ def test_optuna_trial_stopped_by_max_time_completes_the_study(tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     result = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
     assert 5 < result["best_value"] < 50
+
+
+@needs_submitit
+def test_slurm_dry_run_prints_the_jobs_and_sbatch_options(tmp_path):
+    args = ["-m", "hydra/launcher=slurm", "experiment=rdn_liif", "trainer=ddp", "trainer.devices=4",
+            "trainer.num_nodes=2", "hydra.launcher.partition=gpu", "model.optimizer.lr=1e-4,5e-4", "dry_run=true"]  # fmt: skip
+    proc = _sweep(tmp_path, *args, wandb=False, timeout=120)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    out = proc.stdout
+    assert out.startswith(f"dry run: 2 job(s), launcher slurm, into {tmp_path}/sweep; nothing run")
+    assert "  run name: rdn-liif lr=0.0001\n" in out and "  run name: rdn-liif lr=0.0005\n" in out
+    sbatch = "--nodes=2 --ntasks-per-node=4 --gpus-per-node=4 --cpus-per-task=10 --time=4320 --partition=gpu"
+    assert out.count(f"  sbatch {sbatch} ") == 2 and "--signal=USR2@120" in out
+    assert "strategy=ddp accelerator=gpu devices=4 num_nodes=2" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wandb_home"] or not any(tmp_path.iterdir())
+
+
+def test_dry_run_refuses_what_the_launch_would_refuse(tmp_path):
+    args = ["-m", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "seed=1,2", "dry_run=true"]
+    proc = _sweep(tmp_path, *args, wandb=False, timeout=120)
+    assert proc.returncode == 2, (proc.stdout + proc.stderr)[-4000:]
+    assert _last_line(proc).startswith("liif-sr-train: error: trainer.strategy=ddp with several devices")
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "logs").exists()

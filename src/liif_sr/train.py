@@ -154,8 +154,12 @@ def _task(cfg: DictConfig) -> Any:
 
 def _preflight(argv: Sequence[str]) -> None:
     """Refuse a start that cannot work before Hydra creates or rewrites a run folder (values, resume, model)."""
+    from liif_sr.training.launch_plan import dry_run_requested, print_plan
     from liif_sr.training.preflight import preflight_argv
 
+    if dry_run_requested(argv):  # compose and check every job, print the plan (sbatch options); run nothing
+        print_plan(argv)
+        raise SystemExit(0)
     preflight_argv("train", argv)
 
 
