@@ -47,11 +47,12 @@ class ValBest(L.Callback):
         if trainer.is_global_zero:
             for lg in trainer.loggers:
                 if type(lg).__name__ == "WandbLogger":
-                    lg.experiment.summary.update(self.summary_fields())
+                    lg.experiment.summary.update(self.summary_fields(digits=None))
 
-    def summary_fields(self) -> dict[str, Any]:
-        """``{<monitor>_best, <monitor>_best_step}`` and the last value as ``<monitor>_last``."""
-        rnd = lambda v: None if v is None else round(v, 4)  # noqa: E731
+    def summary_fields(self, digits: int | None = 4) -> dict[str, Any]:
+        """``{<monitor>_best, <monitor>_best_step}`` and the last value as ``<monitor>_last`` (rounded to
+        ``digits`` as ``summary.json``'s other metrics; None: as logged, for the W&B summary)."""
+        rnd = lambda v: v if v is None or digits is None else round(v, digits)  # noqa: E731
         return {
             f"{self.monitor}_best": rnd(self.best),
             f"{self.monitor}_best_step": self.best_step,
