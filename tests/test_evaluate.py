@@ -404,6 +404,14 @@ def test_multirun_folder_one_row_per_job(run_eval, mini_set, tmp_path, caplog):
     assert (out / "psnr_vs_scale.png").is_file()
     doc = json.loads((out / "results.json").read_text())
     assert doc["model_info"]["edsr_tiny-liif (job 3)"]["ms_per_step"] == 14.0
+    # found from the multirun folder; each job's summary.json holds its own benchmark numbers
+    assert (sweep / "evaluations.txt").read_text().split()[1] == str((out / "results.md").resolve())
+    assert (sweep / "eval_latest").resolve() == out.resolve()
+    job0 = json.loads((sweep / "0" / "summary.json").read_text())
+    assert job0["eval/Mini/x2/psnr"] == pytest.approx(
+        results.mean("edsr_tiny-liif (job 0)", "Mini", 2), abs=1e-4
+    )
+    assert job0["ms_per_step"] == 12.5  # the training's numbers are kept
     assert {r["model"] for r in doc["results"]} == set(results.models)
 
     for job in ("0", "1", "3"):

@@ -4,6 +4,9 @@
 * :func:`link_evaluation`: ``<multirun>/evaluations.txt`` gets one line per evaluation (time, the
   ``results.md`` path) and ``<multirun>/eval_latest`` links to the newest evaluation folder, so the table is
   found from the sweep folder;
+* :func:`attach_to_jobs`: each evaluated job's ``summary.json`` gets its own numbers
+  (``eval/<set>/x<s>/psnr``, ``eval/<set>/x<s>/ssim``, ``eval/results``: the results.md path), so a job's
+  training and benchmark numbers sit in one file, joined by the job folder;
 * :func:`prepare_eval_wandb`: ``logger=wandb`` runs of ``liif-sr-eval`` are named ``eval <checkpoint>`` and,
   for a multirun folder, grouped with its training runs (the sweep folder's name, as the training jobs).
 """
@@ -83,3 +86,38 @@ def prepare_eval_wandb(cfg: DictConfig) -> None:
             wb.name = f"eval {target}"
         if wb.get("group") is None and folders:
             wb.group = folders[0].name
+
+
+def attach_to_jobs(job_rows: dict[str, str], summary_rows: list[dict[str, Any]], results_md: Path) -> None:
+    """Write each job row's means into its job folder's ``summary.json`` (``job_rows``: row name → job
+    folder, the rows that came from multirun folders; ``summary_rows``: ``EvalResults.summary()``)."""
+    from liif_sr.training.summary_file import update_summary
+
+    for name, job in job_rows.items():
+        fields: dict[str, Any] = {"eval/results": str(results_md.resolve())}
+        for r in summary_rows:
+            if r["model"] == name:
+                for key in ("psnr", "ssim"):
+                    if r[key] is not None:
+                        fields[f"eval/{r['set']}/x{r['scale']:g}/{key}"] = round(float(r[key]), 4)
+        try:
+            update_summary(job, fields)
+        except OSError as exc:
+            log.warning("%s: could not add the evaluation to its summary.json (%s)", job, exc)
+
+
+def job_rows(checkpoint: Any) -> dict[str, str]:
+    """Row name → job folder of the rows that come from the evaluated multirun folders."""
+    from liif_sr.evaluation.multirun import expand_multirun
+
+    rows: dict[str, str] = {}
+    for folder in multirun_folders(checkpoint):
+        rows.update(dict(expand_multirun(folder)))
+    return rows
+
+
+def record_in_multiruns(checkpoint: Any, results: Any, results_md: Path) -> None:
+    """After an evaluation: :func:`link_evaluation` and :func:`attach_to_jobs` for its multirun rows."""
+    link_evaluation(checkpoint, results_md)
+    jobs = {k: v for k, v in job_rows(checkpoint).items() if k in results.models}
+    attach_to_jobs(jobs, results.summary(), results_md)

@@ -32,7 +32,7 @@ from torch import Tensor
 from liif_sr.errors import DatasetMissingError, UserError
 from liif_sr.evaluation.benchmarks import BenchmarkSpec, iter_pairs, lr_source, normalize_scale
 from liif_sr.evaluation.eval_logging import log_results
-from liif_sr.evaluation.multirun_links import failed_rows, link_evaluation, prepare_eval_wandb
+from liif_sr.evaluation.multirun_links import failed_rows, prepare_eval_wandb, record_in_multiruns
 from liif_sr.evaluation.report import (
     BICUBIC,
     Column,
@@ -276,7 +276,7 @@ def evaluate(cfg: DictConfig, output_dir: str | Path | None = None) -> EvalResul
                 bar.update()
     results.meta = _metadata(cfg, device, time.perf_counter() - start)
     paths = write_reports(results, out_dir, plot=cfg.plot)
-    link_evaluation(cfg.checkpoint, paths["md"])  # <multirun>/evaluations.txt (+ eval_latest link)
+    record_in_multiruns(cfg.checkpoint, results, paths["md"])  # evaluations.txt, eval_latest, summary.json
     print(format_markdown(results))
     log.info("results written to %s", ", ".join(str(p) for p in paths.values()))
     log_results(results, loggers, paths.get("png"))
