@@ -193,3 +193,52 @@ def test_dry_run_refuses_what_the_launch_would_refuse(tmp_path):
     assert proc.returncode == 2, (proc.stdout + proc.stderr)[-4000:]
     assert _last_line(proc).startswith("liif-sr-train: error: trainer.strategy=ddp with several devices")
     assert not (tmp_path / "sweep").exists() and not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason", "code"),
+    [
+        (
+            RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+            "RuntimeError: CUDA out of memory.",
+            1,
+        ),
+        (ValueError("bad\nvalue"), "ValueError: bad value", 1),  # one line
+    ],
+)
+def test_a_crashing_job_is_recorded_in_a_sweep_and_raised_alone(
+    compose_train, monkeypatch, exc, reason, code
+):
+    """Any exception of a sweep job (not only the NaN guard) is recorded and the sweep goes on."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict, read_write
+
+    import liif_sr.train as train_module
+    from liif_sr.training.job_failure import FailedJob
+    from liif_sr.training.launch import LaunchError
+
+    def crash(cfg):
+        raise exc
+
+    monkeypatch.setattr(train_module, "train", crash)
+    cfg = compose_train("model.optimizer.lr=5e-4")
+    with pytest.raises(type(exc)):  # a single run: raised (the entry prints it, exit code != 0)
+        train_module._task(cfg)
+    with read_write(cfg.hydra), open_dict(cfg.hydra):
+        cfg.hydra.mode = RunMode.MULTIRUN
+    HydraConfig().set_config(cfg)
+    value = train_module._task(cfg)
+    assert isinstance(value, FailedJob)
+    with pytest.raises(ValueError, match="job failed: "):
+        float(value)
+    summary = _summary(Path(cfg.paths.output_dir))
+    assert (
+        summary["status"] == "failed"
+        and summary["exit_code"] == code
+        and summary["reason"].startswith(reason)
+    )
+    # a launch that cannot work for any job stops the sweep instead
+    monkeypatch.setattr(train_module, "train", lambda cfg: (_ for _ in ()).throw(LaunchError("no local DDP")))
+    with pytest.raises(LaunchError):
+        train_module._task(cfg)
