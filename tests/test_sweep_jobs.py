@@ -82,6 +82,7 @@ def test_sweep_survives_a_diverging_job(tmp_path):
     assert row == "edsr_baseline_small-liif lr=1e+07 [failed]" and reason.startswith("job 0: non-finite loss")
 
 
+@pytest.mark.slow
 def test_sweep_exit_code_counts_the_failed_jobs(tmp_path):
     proc = _sweep(tmp_path, "-m", "model.optimizer.lr=1e-4,1e8,1e6", *TWO_STEPS, wandb=False)
     assert proc.returncode == 2, (proc.stdout + proc.stderr)[-4000:]
@@ -94,6 +95,7 @@ def test_sweep_exit_code_counts_the_failed_jobs(tmp_path):
     assert (sweep / "0" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_single_run_still_stops_with_its_exit_code(tmp_path):
     cmd = [str(SCRIPT), "model.optimizer.lr=1e7", *TWO_STEPS, f"paths.log_dir={tmp_path}/logs"]
     if not SCRIPT.exists():
