@@ -17,7 +17,8 @@ import torch
 
 from liif_sr.errors import DatasetMissingError, UserError
 from liif_sr.evaluation.benchmarks import BenchmarkSpec, iter_pairs, lr_source, normalize_scale
-from liif_sr.evaluation.report import BICUBIC, Column, EvalResults, format_markdown, log_results
+from liif_sr.evaluation.eval_logging import log_results
+from liif_sr.evaluation.report import BICUBIC, Column, EvalResults, format_markdown
 
 # published bicubic rows (EDSR/RCAN tables; LIIF's reference), Y PSNR with shave = scale
 PUBLISHED_BICUBIC = {
@@ -373,7 +374,7 @@ def _fake_multirun(root: Path) -> Path:
         save_weights(build_model(config), sweep / job / "model.safetensors")
     for job, ms in (("0", 12.5), ("3", 14.0)):
         summary = {"name": "edsr_tiny-liif", "encoder": "edsr_tiny", "head": "liif", "ms_per_step": ms,
-                   "global_step": 20}  # fmt: skip
+                   "steps_timed": 15, "global_step": 20}  # fmt: skip
         (sweep / job / "summary.json").write_text(json.dumps(summary))
     (sweep / "2").mkdir()
     (sweep / "2" / "train.log").write_text("killed\n")
@@ -398,12 +399,20 @@ def test_multirun_folder_one_row_per_job(run_eval, mini_set, tmp_path, caplog):
     assert results.models == ["bicubic", *names, "job 2: no weights"]  # issue 18: marked, not dropped
     assert "| job 2: no weights | – |" in (out / "results.md").read_text()
     md = (out / "results.md").read_text()
-    assert "| Model | params | ms/step | train steps |" in md
-    assert "| edsr_tiny-liif (job 0) | " in md and " | 12.5 | 20 |" in md
-    assert "| edsr_baseline-lte (job 1) | " in md and " | – | – |" in md  # no summary.json: params only
+    assert "| Model | params | ms/step | steps timed | train steps |" in md
+    assert "| edsr_tiny-liif (job 0) | " in md and " | 12.5 | 15 | 20 |" in md
+    assert "| edsr_baseline-lte (job 1) | " in md and " | – | – | – |" in md  # no summary.json: params only
     assert (out / "psnr_vs_scale.png").is_file()
     doc = json.loads((out / "results.json").read_text())
     assert doc["model_info"]["edsr_tiny-liif (job 3)"]["ms_per_step"] == 14.0
+    # found from the multirun folder; each job's summary.json holds its own benchmark numbers
+    assert (sweep / "evaluations.txt").read_text().split()[1] == str((out / "results.md").resolve())
+    assert (sweep / "eval_latest").resolve() == out.resolve()
+    job0 = json.loads((sweep / "0" / "summary.json").read_text())
+    assert job0["eval/Mini/x2/psnr"] == pytest.approx(
+        results.mean("edsr_tiny-liif (job 0)", "Mini", 2), abs=1e-4
+    )
+    assert job0["ms_per_step"] == 12.5  # the training's numbers are kept
     assert {r["model"] for r in doc["results"]} == set(results.models) - {"job 2: no weights"}
 
     for job in ("0", "1", "3"):
@@ -411,3 +420,101 @@ def test_multirun_folder_one_row_per_job(run_eval, mini_set, tmp_path, caplog):
     shutil.rmtree(sweep / "10" / "checkpoints")
     with pytest.raises(UserError, match="no weights"):
         checkpoint_names(str(sweep))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# issue 17.5: the table says what it is; the evaluation is found from the multirun folder
+# ---------------------------------------------------------------------------------------------------------
+def _one_column_results(ssim: float | None) -> EvalResults:
+    col = Column("Set5", 4, "given", "benchmark", 4, 1)
+    res = EvalResults(models=[BICUBIC, "edsr_baseline_small-liif lr=0.0001"], columns=[col])
+    for model, value in zip(res.models, (28.0, 30.0)):
+        res.add(model, col, "baby", value, ssim)
+    return res
+
+
+def test_markdown_footnote_first_k_and_failed_rows():
+    res = _one_column_results(ssim=None)
+    res.meta = {"first_k": 2}
+    res.failed = {"edsr_baseline_small-liif lr=1e+07 [failed]": "job 0: non-finite loss at step 1 (epoch 0)"}
+    md = format_markdown(res)
+    assert "| edsr_baseline_small-liif lr=0.0001 | **30.00** |" in md
+    assert "| edsr_baseline_small-liif lr=1e+07 [failed] | failed |" in md
+    assert (
+        "Failed jobs (not evaluated): edsr_baseline_small-liif lr=1e+07 [failed]: job 0: non-finite loss"
+        in md
+    )
+    assert "PSNR (dB), mean over images" in md and "SSIM" not in md  # ssim=false: the footnote says PSNR
+    assert "Only the first 2 images of every set (first_k=2)" in md
+    md = format_markdown(_one_column_results(ssim=0.9))
+    assert "PSNR (dB) / SSIM, mean over images" in md and "first_k" not in md and "Failed" not in md
+
+
+def test_plot_legend_is_outside_the_panels(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from liif_sr.evaluation.report import plot_psnr_vs_scale
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    cols = [Column(s, k, "given", "benchmark", k, 1) for s in ("Set5", "Set14") for k in (2, 3, 4)]
+    res = EvalResults(models=[BICUBIC, *[f"model {i}" for i in range(5)]], columns=cols)
+    for i, model in enumerate(res.models):
+        for col in cols:
+            res.add(model, col, "x", 30.0 - col.scale + 0.1 * i, None)
+    assert plot_psnr_vs_scale(res, tmp_path / "p.png").is_file()
+    (fig,) = figures
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    (legend,) = fig.legends
+    box = legend.get_window_extent(renderer)
+    assert len(legend.get_texts()) == 6
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent(renderer)), "the legend covers a panel"
+
+
+def test_eval_metric_keys_join_the_training_runs():
+    from liif_sr.evaluation.eval_logging import metric_key
+
+    assert metric_key("edsr_baseline_small-liif lr=0.0005") == "edsr_baseline_small-liif_lr-0.0005"
+    assert metric_key("rdn_small-liif (job 3)") == "rdn_small-liif_job3"
+    assert metric_key("a-b lr=1e+07 [failed]") == "a-b_lr-1e+07_failed"
+    assert metric_key("bicubic") == "bicubic"
+
+
+def test_evaluation_is_linked_from_the_multirun_folder(tmp_path):
+    from omegaconf import OmegaConf
+
+    from liif_sr.evaluation.multirun_links import LATEST_LINK, link_evaluation, prepare_eval_wandb
+
+    sweep = _fake_multirun(tmp_path)
+    for n in (1, 2):
+        out = tmp_path / f"eval{n}"
+        out.mkdir()
+        (out / "results.md").write_text("| Model |\n")
+        link_evaluation(str(sweep), out / "results.md")
+    lines = (sweep / "evaluations.txt").read_text().splitlines()
+    assert [line.split()[1] for line in lines] == [str(tmp_path / f"eval{n}" / "results.md") for n in (1, 2)]
+    assert (sweep / LATEST_LINK).resolve() == (tmp_path / "eval2").resolve()
+    link_evaluation(
+        str(tmp_path / "eval1" / "results.md"), tmp_path / "eval2" / "results.md"
+    )  # not a multirun
+
+    cfg = OmegaConf.create(
+        {"checkpoint": str(sweep), "logger": {"wandb": {"_target_": "x", "name": None, "group": None}}}
+    )
+    prepare_eval_wandb(cfg)
+    assert cfg.logger.wandb.name == f"eval {sweep.name}" and cfg.logger.wandb.group == sweep.name
+
+
+def test_failed_jobs_are_marked_rows(tmp_path):
+    from liif_sr.evaluation.multirun import failed_jobs
+    from liif_sr.evaluation.runner import checkpoint_names
+
+    sweep = _fake_multirun(tmp_path)
+    failure = {"name": "edsr_tiny-liif lr=1e+07", "status": "failed", "reason": "non-finite loss at step 3"}
+    (sweep / "2" / "summary.json").write_text(json.dumps(failure))  # the killed job: failed, no weights
+    (sweep / "1" / "summary.json").write_text(json.dumps({**failure, "reason": "CUDA out of memory"}))
+    names = checkpoint_names(str(sweep))
+    assert "edsr_tiny-liif lr=1e+07 [failed]" in names  # weights of its last good checkpoint, marked
+    assert failed_jobs(sweep) == {"edsr_tiny-liif lr=1e+07 [failed]": "job 2: non-finite loss at step 3"}

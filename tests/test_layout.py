@@ -26,6 +26,7 @@ GROUP_PACKAGE = {
     "model/head": "liif_sr.models.heads.",
     "model": "liif_sr.training.module.",  # the LightningModule config (its sub-groups hold the network)
     "experiment": "liif_sr.training.callbacks.",
+    "hydra": "liif_sr.sweep_status.",  # Hydra callbacks: the Hydra plumbing shared by both entries
 }
 
 

@@ -102,7 +102,12 @@ def test_lr_schedule_restored_without_double_decay(straight_and_resumed):
 
 def test_checkpoints_are_weights_only_real_files_with_rng(straight_and_resumed):
     ckpts = straight_and_resumed[0] / "split" / "checkpoints"
-    assert sorted(p.name for p in ckpts.iterdir()) == ["epoch_0001.ckpt", "epoch_0003.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in ckpts.iterdir()) == [
+        "best.ckpt",
+        "epoch_0001.ckpt",
+        "epoch_0003.ckpt",
+        "last.ckpt",
+    ]
     last = ckpts / "last.ckpt"
     assert last.is_file() and not last.is_symlink()
     ckpt = torch.load(last, weights_only=True)

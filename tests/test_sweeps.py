@@ -74,7 +74,13 @@ def _check_only_sweep_written(tmp_path: Path) -> None:
 
 
 def test_multirun_two_encoders(tmp_path):
-    proc = _run(tmp_path, "-m", "model/encoder=edsr_baseline_small,rdn_small", *SWEEP_TINY)
+    proc = _run(
+        tmp_path,
+        "-m",
+        "model/encoder=edsr_baseline_small,rdn_small",
+        "callbacks.step_time.warmup_steps=0",
+        *SWEEP_TINY,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     _check_only_sweep_written(tmp_path)
     sweep = tmp_path / "sweep"
@@ -160,8 +166,11 @@ def test_multirun_with_ddp_spawn(tmp_path):
     _check_only_sweep_written(tmp_path)
     sweep = tmp_path / "sweep"
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
-    for num in ("0", "1"):
+    for num, lr in (("0", "0.0001"), ("1", "0.0005")):
         assert 5 < _val_psnr(sweep / num) < 50
+        # the run's name comes from the Hydra job, not from the spawned rank (which has no Hydra config)
+        summary = json.loads((sweep / num / "summary.json").read_text())
+        assert summary["name"] == f"edsr_baseline_small-liif lr={lr}" and summary["status"] == "completed"
 
 
 def test_slurm_launcher_config(compose_train, monkeypatch):

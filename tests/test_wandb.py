@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from test_train import TINY
+from wandb_records import read_job
 
 from liif_sr.training.loggers.wandb_run import ID_FILE, prepare_wandb, read_run_id
 
@@ -81,7 +82,7 @@ def _tensorboard_images(run_dir: Path) -> dict[str, list]:
 
 def test_wandb_offline_run_and_resume(run_train, wandb_offline):
     pytest.importorskip("tensorboard")
-    out, metrics = _train(run_train, "trainer.max_epochs=1")
+    out, metrics = _train(run_train, "trainer.max_epochs=1", "callbacks.step_time.warmup_steps=0")
     run_id = read_run_id(out)
     assert run_id and len(run_id) == 8
     (first,) = _offline_runs(out)
@@ -92,12 +93,20 @@ def test_wandb_offline_run_and_resume(run_train, wandb_offline):
     assert b"edsr_baseline_small-liif" in history  # run name = <encoder>-<head> of the Hydra choices
     config, wandb_summary = _config_and_summary(first / f"run-{run_id}.wandb")
     assert (config["model/encoder"], config["model/head"]) == ("edsr_baseline_small", "liif")
-    assert wandb_summary["train/ms_per_step"] > 0
+    assert wandb_summary["train/ms_per_step"] > 0 and wandb_summary["train/steps_timed"] == 1
+    # best and last val/psnr in the summary; pictures on val/psnr's step; the caption names the head
+    records = read_job(out)
+    assert records.summary["val/psnr_best"] == records.summary["val/psnr_last"] == records.summary["val/psnr"]
+    assert records.steps_of("val/psnr") == records.steps_of("val/samples/count") == [0]
+    assert records.summary["val/samples/captions"][0].endswith("LR | bicubic | LIIF | HR")
+    assert len(records.steps_of("train/ms_per_step")) <= 1  # once per logging step, never twice
     summary = json.loads((out / "summary.json").read_text())  # the same, for readers without W&B
     assert summary["name"] == "edsr_baseline_small-liif"
     assert (summary["encoder"], summary["head"]) == ("edsr_baseline_small", "liif")
     assert summary["params"] == config["model/params"] > 0
     assert summary["ms_per_step"] == pytest.approx(wandb_summary["train/ms_per_step"], abs=1e-3)
+    assert summary["steps_timed"] == 1 and "only 1 steps timed" in summary["timing_note"]
+    assert summary["status"] == "completed" and summary["val/psnr_best"] == summary["val/psnr_last"]
     assert summary["val/psnr"] == pytest.approx(metrics["val/psnr"], abs=1e-3)
     images = list((first / "files" / "media" / "images").rglob("samples_*.png"))
     assert images, "no LR | bicubic | LIIF | HR picture was logged"

@@ -1,13 +1,16 @@
 """The Hydra plumbing shared by ``liif-sr-train`` and ``liif-sr-eval`` (and nothing else).
 
 * :func:`register_resolvers`: ``${liif_sr.or:a,b}`` (``a`` unless null/empty, else ``b``; used by
-  ``conf/hydra/default.yaml`` for ``resume=<run dir>`` → ``hydra.run.dir``), registered on import;
+  ``conf/hydra/default.yaml`` for ``resume=<run dir>`` → ``hydra.run.dir``) and ``${liif_sr.single_run:v}``
+  (``v``, or null in a multirun job: the quickstart's ``max_time``), registered on import;
 * :func:`instantiate_group`: the entries with a ``_target_`` of a config group (loggers, callbacks);
 * :func:`finish_wandb`: close the W&B run of a job (each job of a multirun gets its own run);
 * :func:`hydra_entry`: the console entry of a task: user errors (:class:`~liif_sr.errors.UserError`)
   print one line ``<prog>: error: <message>`` and exit with their code (2; 3 for a diverged training),
   like ``liif-sr``, also when Hydra's ``instantiate`` wrapped them (:func:`user_cause`, e.g. an unregistered
-  model class); ``HYDRA_FULL_ERROR=1`` re-raises them for the full traceback.
+  model class); ``HYDRA_FULL_ERROR=1`` re-raises them for the full traceback; after a multirun whose
+  jobs recorded failures (:mod:`liif_sr.training.job_failure`), one line and the number of failed jobs as
+  exit code (:mod:`liif_sr.sweep_status`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from liif_sr.errors import UserError, report_user_error
+from liif_sr.sweep_status import exit_for_failures
 
 FULL_ERROR_ENV = "HYDRA_FULL_ERROR"
 
@@ -29,6 +33,19 @@ def register_resolvers() -> None:
     """Register liif-sr's OmegaConf resolvers once (idempotent)."""
     if not OmegaConf.has_resolver("liif_sr.or"):
         OmegaConf.register_new_resolver("liif_sr.or", lambda a, b: b if a in (None, "") else a)
+    if not OmegaConf.has_resolver("liif_sr.single_run"):
+        OmegaConf.register_new_resolver("liif_sr.single_run", single_run_value)
+
+
+def single_run_value(value: Any) -> Any:
+    """``${liif_sr.single_run:v}``: ``v`` in a single run, null in a job of a multirun (``-m``, Optuna):
+    the quickstart's time bound is for a first run on a slow machine, a sweep's budget is the user's."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return None
+    return value
 
 
 register_resolvers()
@@ -108,6 +125,10 @@ def hydra_entry(
             if full_error():
                 raise
             raise user_error(exc) from None
+        except SystemExit:  # e.g. Optuna's "No trials are completed yet" when every trial failed
+            exit_for_failures(prog, stopped=True)
+            raise
+        exit_for_failures(prog)  # a multirun with failed jobs: one line, exit code = their number
 
     main.__doc__ = f"Console entry ``{prog}``: Hydra overrides; user errors print one line."
     return main

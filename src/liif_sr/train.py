@@ -43,12 +43,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
     from liif_sr.checkpoints import check_matches
     from liif_sr.models.registry import encoder_name
-    from liif_sr.training.callbacks.step_time import run_identity
     from liif_sr.training.checkpoint_io import trainer_plugins
     from liif_sr.training.launch import check_launch
     from liif_sr.training.loggers.wandb_run import prepare_wandb
     from liif_sr.training.preflight import check_config
     from liif_sr.training.resume import resolve_ckpt_path
+    from liif_sr.training.run_name import run_identity
 
     check_config(cfg)  # liif-sr-train checks more before Hydra writes anything (_preflight); API users: here
     check_launch(cfg)
@@ -63,7 +63,13 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     elif cfg.get("init_weights"):
         init_weights(model.net, cfg.init_weights)
     callbacks = instantiate_group(cfg.get("callbacks"))
-    prepare_wandb(cfg, ckpt_path)  # W&B run id in <run dir>/wandb_id.txt: a continued run continues it
+    # the run's name, computed once here (the Hydra job): spawned DDP ranks get it with their callbacks
+    identity = run_identity(model.net)
+    for cb in callbacks:
+        if hasattr(cb, "identity"):
+            cb.identity = identity
+    # W&B run id in <run dir>/wandb_id.txt (a continued run continues it), the sweep's group, the run's name
+    prepare_wandb(cfg, ckpt_path, name=identity.name)
     loggers = instantiate_group(cfg.get("logger"))
     # AtomicCheckpointIO: checkpoints are written to a temp file and renamed (a kill never leaves half a file)
     plugins = trainer_plugins(cfg.trainer)
@@ -74,20 +80,46 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         if k != "hydra"
     }
     n_params = sum(p.numel() for p in model.net.parameters())
-    identity = run_identity(model.net)  # the Hydra choices model/encoder, model/head (the W&B run name)
-    hparams.update({"model/encoder": identity["encoder"], "model/head": identity["head"]})
+    hparams.update(
+        {"model/encoder": identity.encoder, "model/head": identity.head, "run/name": identity.name}
+    )
+    hparams.update({f"sweep/{k}": v for k, v in identity.swept.items()})
     hparams["model/params"] = n_params
     for lg in loggers:
         lg.log_hyperparams(hparams)
     log.info("model: %s, %.3fM parameters", encoder_name(model.net.encoder), n_params / 1e6)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    metrics = {
-        k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1
-    }
+    metrics = _scalars(trainer.callback_metrics)
+    if _needs_final_validation(cfg, trainer, metrics):
+        # e.g. max_time stopped the fit before its first validation: the sweeper still gets its value
+        log.info("no validation ran before training stopped (step %d): validating once", trainer.global_step)
+        trainer.validate(model, datamodule=datamodule, verbose=False)
+        metrics = _scalars(trainer.callback_metrics)
     if cfg.get("export_weights") and not trainer.interrupted:
         _export(model, Path(cfg.paths.output_dir))
     rank_zero_only(log.info)("metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
     return metrics, {"trainer": trainer, "model": model, "datamodule": datamodule}
+
+
+def _scalars(values: Any) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items() if getattr(v, "numel", lambda: 1)() == 1}
+
+
+def _needs_final_validation(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> bool:
+    """The fit trained but never validated (``max_time``/``max_steps`` before the first validation) while a
+    sweeper waits for a ``val/`` metric: one validation gives it a value (else Optuna has no completed trial)."""
+    from liif_sr.training.job_failure import in_multirun
+
+    name = cfg.get("optimized_metric")
+    return bool(
+        name
+        and str(name).startswith("val/")
+        and name not in metrics
+        and in_multirun()
+        and not trainer.interrupted
+        and trainer.global_step > 0
+        and trainer.limit_val_batches != 0
+    )
 
 
 def _export(model: Any, out_dir: Path) -> None:
@@ -103,8 +135,15 @@ def _export(model: Any, out_dir: Path) -> None:
     write()
 
 
-def _task(cfg: DictConfig) -> float | None:
-    metrics, objects = train(cfg)
+def _task(cfg: DictConfig) -> Any:
+    from liif_sr.training.job_failure import in_multirun, is_job_failure, record_failure
+
+    try:
+        metrics, objects = train(cfg)
+    except Exception as exc:  # one bad job of a sweep is recorded and the sweep goes on (job_failure.py)
+        if not (in_multirun() and is_job_failure(exc)):
+            raise
+        return record_failure(cfg, exc)
     if objects["trainer"].interrupted:
         raise SystemExit(130)
     name = cfg.get("optimized_metric")
@@ -115,8 +154,12 @@ def _task(cfg: DictConfig) -> float | None:
 
 def _preflight(argv: Sequence[str]) -> None:
     """Refuse a start that cannot work before Hydra creates or rewrites a run folder (values, resume, model)."""
+    from liif_sr.training.launch_plan import dry_run_requested, print_plan
     from liif_sr.training.preflight import preflight_argv
 
+    if dry_run_requested(argv):  # compose and check every job, print the plan (sbatch options); run nothing
+        print_plan(argv)
+        raise SystemExit(0)
     preflight_argv("train", argv)
 
 

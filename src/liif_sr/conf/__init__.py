@@ -1,1 +1,6 @@
-"""Hydra configs of liif-sr (shipped with the package so a wheel install finds them)."""
+"""Hydra configs of liif-sr (shipped in the wheel). Importing it (Hydra does, to find the configs) registers
+the ``${liif_sr.*}`` resolvers they use, also for ``hydra.compose`` outside the console entries."""
+
+from liif_sr.hydra_app import register_resolvers
+
+register_resolvers()

@@ -3,11 +3,13 @@
 A Hydra multirun folder (``liif-sr-train -m model/encoder=a,b model/head=x,y``) holds ``multirun.yaml`` and
 one numbered folder per job, each a run folder (``model.safetensors``, else ``checkpoints/last.ckpt``).
 :func:`expand_multirun` turns it into ``(row name, job folder)`` pairs in job order: the name is the job's
-``<encoder>-<head>`` — the one in its ``summary.json`` (the Hydra choices, also its W&B run name, e.g.
-``edsr_baseline_small-lte``), else its weights' registry names (``edsr_baseline-lte``); two jobs with the
-same pair get their job number appended (``rdn_small-liif (job 3)``). Jobs without weights are not evaluated:
-the table shows each as a marked row ``job N: no weights`` (:func:`jobs_without_weights`); a folder where no
-job has weights is refused.
+run name (:func:`job_name`: ``<encoder>-<head>`` of its configs and the values its sweep varies, e.g.
+``edsr_baseline_small-liif lr=0.0005``, also its W&B run name), else its weights' registry names
+(``edsr_baseline-lte``); two jobs with the same name get their job number appended
+(``rdn_small-liif (job 3)``). A job that recorded a failure (``summary.json`` ``status: failed``) is a row
+marked ``[failed]`` (:func:`failed_jobs`: with the reason, also when it left no weights). Other jobs without
+weights (killed) are marked rows ``job N: no weights`` (:func:`jobs_without_weights`); a folder where no job
+has weights is refused.
 
 :func:`run_summary` reads a run's ``summary.json`` (written by the ``step_time`` training callback): the
 evaluation table gets a side table with parameters and measured ms/step from it.
@@ -76,27 +78,58 @@ def expand_multirun(path: str | Path) -> list[tuple[str, str]]:
     folder = Path(path)
     jobs = _job_folders(folder)
     with_weights = [job for job in jobs if _has_weights(job)]
-    missing = [job.name for job in jobs if job not in with_weights]
+    missing = [job.name for job in jobs if job not in with_weights and not job_failure(job)]
+    if not with_weights and not missing and jobs:
+        return []  # every job failed: the failed rows say why (failed_jobs)
     if not with_weights:
         what = f"jobs {', '.join(missing)} have" if missing else "it has no numbered job folders and"
         raise UserError(f"{folder}: a multirun folder, but {what} no weights (model.safetensors or "
                         "checkpoints/last.ckpt): nothing to evaluate")  # fmt: skip
     if missing:
         log.warning("%s: jobs without weights (marked rows, not evaluated): %s", folder, ", ".join(missing))
-    names = []
-    for job in with_weights:
-        summary = run_summary(job) or {}
-        names.append(str(summary.get("name") or _weights_name(job)))
+    names = [job_name(job) for job in with_weights]
     rows = []
     for job, name in zip(with_weights, names):
-        rows.append((name if names.count(name) == 1 else f"{name} (job {job.name})", str(job)))
+        name = name if names.count(name) == 1 else f"{name} (job {job.name})"
+        if job_failure(job):  # weights of a job that failed later (its last good checkpoint): marked
+            name += " [failed]"
+        rows.append((name, str(job)))
     return rows
 
 
 def jobs_without_weights(path: str | Path) -> list[str]:
-    """The job folder names of a multirun folder that hold no weights (killed or failed jobs), in job order:
-    the evaluation table lists them as marked rows instead of dropping them."""
+    """The job folder names of a multirun folder that hold no weights and recorded no failure (killed jobs),
+    in job order: the evaluation table lists them as marked rows instead of dropping them (failed jobs are
+    :func:`failed_jobs` rows)."""
     folder = Path(path)
     if not is_multirun_folder(folder):
         return []
-    return [job.name for job in _job_folders(folder) if not _has_weights(job)]
+    return [job.name for job in _job_folders(folder) if not _has_weights(job) and not job_failure(job)]
+
+
+def job_name(job: Path) -> str:
+    """A job's row name: its run name (``<encoder>-<head>`` and the swept values, e.g.
+    ``edsr_baseline_small-liif lr=0.0005``, :mod:`liif_sr.training.run_name`), from its ``.hydra`` folder,
+    else its ``summary.json``, else its weights' registry names."""
+    from liif_sr.training.run_name import folder_identity
+
+    identity = folder_identity(job)
+    if identity is not None and identity.name:
+        return identity.name
+    summary = run_summary(job) or {}
+    return str(summary.get("name") or _weights_name(job))
+
+
+def job_failure(job: Path) -> str | None:
+    """The recorded failure of a sweep job (``summary.json`` ``status: failed``), or None."""
+    summary = run_summary(job) or {}
+    return str(summary.get("reason") or "failed") if summary.get("status") == "failed" else None
+
+
+def failed_jobs(path: str | Path) -> dict[str, str]:
+    """``{row name: reason}`` of the failed jobs of a multirun folder that left no weights (marked rows)."""
+    return {
+        f"{job_name(job)} [failed]": f"job {job.name}: {job_failure(job)}"
+        for job in _job_folders(Path(path))
+        if job_failure(job) and not _has_weights(job)
+    }

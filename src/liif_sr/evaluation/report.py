@@ -7,7 +7,7 @@ is the **mean of the per-image values** (the SR-table convention). Writers:
 * ``results.csv``: one row per (model, set, scale) with the means;
 * ``results.json``: run metadata, the means and every per-image number;
 * ``psnr_vs_scale.png``: one panel per set, one curve per model (bicubic dashed), matplotlib Agg;
-* :func:`log_results`: the same numbers to Lightning loggers (W&B table + plot image when W&B is active).
+* the same numbers to Lightning loggers: :func:`liif_sr.evaluation.eval_logging.log_results`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ __all__ = [
     "Column",
     "EvalResults",
     "format_markdown",
-    "log_results",
     "plot_psnr_vs_scale",
     "write_reports",
 ]
@@ -77,6 +76,8 @@ class EvalResults:
     #: model row → ``{"params", "ms_per_step", "train_steps", "summary"}``; the side table "Model | params |
     #: ms/step" is printed when a row's training run left a ``summary.json``
     model_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: row name → why the sweep job failed (no numbers; marked rows at the end of the table)
+    failed: dict[str, str] = field(default_factory=dict)
 
     def add(self, model: str, column: Column, image: str, psnr: float, ssim: float | None) -> None:
         """Record one image's PSNR (dB) and SSIM (None when not computed)."""
@@ -153,15 +154,28 @@ def format_markdown(results: EvalResults) -> str:
                 text = f"**{text}**"
             row.append(text + (f" / {r['ssim']:.4f}" if r["ssim"] is not None else ""))
         lines.append(f"| {model} | " + " | ".join(row) + " |")
+    failed_cells = " | ".join(["failed"] * len(results.columns))
+    lines += [f"| {model} | {failed_cells} |" for model in results.failed]
+    with_ssim = any(r["ssim"] is not None for r in cells.values())
     notes = [
         "",
-        "PSNR (dB) / SSIM, mean over images. Benchmark sets: Y channel (MATLAB rgb2ycbcr), shave = scale; "
-        "DIV2K: RGB, shave = scale + 6. SSIM: MATLAB convention on Y with the same shave. "
-        "Unmarked columns use the given LR files.",
+        ("PSNR (dB) / SSIM" if with_ssim else "PSNR (dB)")
+        + ", mean over images. Benchmark sets: Y channel (MATLAB rgb2ycbcr), shave = scale; "
+        + "DIV2K: RGB, shave = scale + 6. "
+        + ("SSIM: MATLAB convention on Y with the same shave. " if with_ssim else "")
+        + "Unmarked columns use the given LR files.",
     ]
     notes += [
         f"{mark} {_MARK_TEXT[k]}" for k, mark in _MARKS.items() if any(c.lr == k for c in results.columns)
     ]
+    first_k = results.meta.get("first_k")
+    if first_k:
+        notes.append(f"Only the first {first_k} images of every set (first_k={first_k}): not comparable with "
+                     "published tables.")  # fmt: skip
+    if results.failed:
+        notes.append(
+            "Failed jobs (not evaluated): " + "; ".join(f"{m}: {r}" for m, r in results.failed.items())
+        )
     if results.model_notes:
         notes.append("Rows: " + "; ".join(f"{m} = {n}" for m, n in results.model_notes.items()) + ".")
     return "\n".join(lines + notes + _info_table(results)) + "\n"
@@ -176,20 +190,23 @@ def _info_table(results: EvalResults) -> list[str]:
     def cell(value: Any, fmt: str) -> str:
         return "–" if value is None else format(value, fmt)
 
-    lines = ["", "| Model | params | ms/step | train steps |", "|---|---:|---:|---:|"]
+    lines = ["", "| Model | params | ms/step | steps timed | train steps |", "|---|---:|---:|---:|---:|"]
     for model in results.models:
         if model in info:
             i = info[model]
             row = [
                 cell(i.get("params"), ","),
                 cell(i.get("ms_per_step"), ".1f"),
+                cell(i.get("steps_timed"), "d"),
                 cell(i.get("train_steps"), "d"),
             ]
             lines.append(f"| {model} | " + " | ".join(row) + " |")
     lines += [
         "",
         "params: the network's parameters; ms/step: median wall time of one training step after warm-up, "
-        "measured during that run (summary.json, `train/ms_per_step`); train steps: optimizer steps trained.",
+        "measured during that run (summary.json, `train/ms_per_step`; – when no step followed the warm-up); "
+        "steps timed: the steps that median is over (under 20: not a reliable speed); train steps: optimizer "
+        "steps trained.",
     ]
     return lines
 
@@ -230,7 +247,10 @@ def plot_psnr_vs_scale(results: EvalResults, path: Path) -> Path | None:
     if not sets:
         return None
     rows = results.summary()
-    fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 3.6), squeeze=False)
+    n_rows = len(results.models)
+    fig, axes = plt.subplots(
+        1, len(sets), figsize=(4.2 * len(sets), 3.6 + 0.25 * n_rows), squeeze=False, layout="constrained"
+    )
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, set_name in zip(axes[0], sets):
         for i, model in enumerate(results.models):
@@ -251,8 +271,9 @@ def plot_psnr_vs_scale(results: EvalResults, path: Path) -> Path | None:
         ax.set_xlabel("scale")
         ax.set_ylabel("PSNR (dB)")
         ax.grid(True, alpha=0.3)
-    axes[0][0].legend(fontsize="small")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:  # below the panels: never over a curve
+        fig.legend(handles, labels, loc="outside lower center", fontsize="small", ncol=min(3, len(labels)))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -271,33 +292,3 @@ def write_reports(results: EvalResults, out_dir: Path, plot: bool = True) -> dic
         if png is not None:
             paths["png"] = png
     return paths
-
-
-def log_results(results: EvalResults, loggers: Sequence[Any], plot_path: Path | None = None) -> None:
-    """Send the means to Lightning loggers: scalars ``eval/<set>/x<s>/<model>/{psnr,ssim}`` everywhere,
-    plus a table and the plot image on W&B (``log_table``/``log_image``) and the plot on TensorBoard."""
-    if not loggers:
-        return
-    rows = results.summary()
-    metrics = {}
-    for r in rows:
-        for key in ("psnr", "ssim"):
-            if r[key] is not None:
-                metrics[f"eval/{r['set']}/x{r['scale']}/{r['model']}/{key}"] = float(r[key])
-    columns = ["model", "set", "scale", "lr", "protocol", "psnr", "ssim", "images"]
-    for lg in loggers:
-        lg.log_metrics(metrics)
-        if hasattr(lg, "log_table"):  # lightning WandbLogger → wandb.Table
-            lg.log_table(key="eval/results", columns=columns, data=[[r[c] for c in columns] for r in rows])
-            if plot_path is not None and hasattr(lg, "log_image"):
-                lg.log_image(key="eval/psnr_vs_scale", images=[str(plot_path)])
-        elif plot_path is not None and hasattr(getattr(lg, "experiment", None), "add_image"):  # TensorBoard
-            import numpy as np
-            from PIL import Image
-
-            with Image.open(plot_path) as im:
-                lg.experiment.add_image(
-                    "eval/psnr_vs_scale", np.asarray(im.convert("RGB")), dataformats="HWC"
-                )
-        lg.save()
-        lg.finalize("success")

@@ -31,13 +31,14 @@ from torch import Tensor
 
 from liif_sr.errors import DatasetMissingError, UserError
 from liif_sr.evaluation.benchmarks import BenchmarkSpec, iter_pairs, lr_source, normalize_scale
+from liif_sr.evaluation.eval_logging import log_results
+from liif_sr.evaluation.multirun_links import failed_rows, prepare_eval_wandb, record_in_multiruns
 from liif_sr.evaluation.preflight import check_options  # noqa: F401  (re-exported: the API's check)
 from liif_sr.evaluation.report import (
     BICUBIC,
     Column,
     EvalResults,
     format_markdown,
-    log_results,
     write_reports,
 )
 from liif_sr.metrics.sr import protocol_shave
@@ -122,6 +123,7 @@ def build_predictors(cfg: DictConfig, device: torch.device) -> dict[str, Predict
         predict.info = {  # type: ignore[attr-defined]
             "params": sum(p.numel() for p in model.parameters()),
             "ms_per_step": summary.get("ms_per_step"),
+            "steps_timed": summary.get("steps_timed"),
             "train_steps": summary.get("global_step"),
             "summary": bool(summary),
         }
@@ -227,8 +229,10 @@ def evaluate(cfg: DictConfig, output_dir: str | Path | None = None) -> EvalResul
     specs = load_specs(cfg)
     plan = plan_columns(cfg, specs)
     predictors = build_predictors(cfg, device)
+    prepare_eval_wandb(cfg)  # name and group of the evaluation's W&B run (a multirun's: the sweep's group)
     loggers = instantiate_group(cfg.get("logger"))
     results = EvalResults(models=list(predictors), columns=[col for _, col, _ in plan])
+    results.failed = failed_rows(cfg.checkpoint)
     results.model_notes = {k: p.note for k, p in predictors.items() if getattr(p, "note", None)}
     results.model_info = {k: p.info for k, p in predictors.items() if getattr(p, "info", None)}
     _add_missing_jobs(cfg, results)
@@ -251,6 +255,7 @@ def evaluate(cfg: DictConfig, output_dir: str | Path | None = None) -> EvalResul
                 bar.update()
     results.meta = _metadata(cfg, device, time.perf_counter() - start)
     paths = write_reports(results, out_dir, plot=cfg.plot)
+    record_in_multiruns(cfg.checkpoint, results, paths["md"])  # evaluations.txt, eval_latest, summary.json
     print(format_markdown(results))
     log.info("results written to %s", ", ".join(str(p) for p in paths.values()))
     log_results(results, loggers, paths.get("png"))

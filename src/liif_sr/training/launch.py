@@ -7,6 +7,10 @@ from omegaconf import DictConfig
 from liif_sr.errors import UserError
 
 
+class LaunchError(UserError):
+    """A launch that cannot work for any job: refuses the whole sweep (not recorded as one failed job)."""
+
+
 def check_launch(cfg: DictConfig) -> None:
     """Refuse Hydra multirun + subprocess DDP on the local launcher (every rank would re-run the sweep)."""
     from hydra.core.hydra_config import HydraConfig
@@ -32,7 +36,7 @@ def check_launch(cfg: DictConfig) -> None:
         and "spawn" not in strategy
         and local
     ):
-        raise UserError(
+        raise LaunchError(
             f"trainer.strategy={strategy} with several devices cannot run inside a local Hydra multirun "
             "(-m): Lightning re-launches the whole sweep on every rank. Use trainer=ddp_spawn for local "
             "sweeps, or hydra/launcher=slurm (one task per GPU)."

@@ -1,4 +1,4 @@
-"""Sample images for experiment trackers: LR | bicubic | LIIF | HR crops of a few validation images."""
+"""Sample images for experiment trackers: LR | bicubic | SR (the head: LIIF, LTE, MetaSR) | HR crops of a few validation images."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import Logger
 
+from liif_sr.training.callbacks.log_step import log_step
 from liif_sr.training.callbacks.pictures import comparison_crops, side_by_side
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,13 @@ def log_images(logger: Logger, key: str, images: list[np.ndarray], captions: lis
     elif isinstance(logger, TensorBoardLogger):
         for i, (img, caption) in enumerate(zip(images, captions)):
             logger.experiment.add_image(f"{key}/{i}_{caption}", img, step, dataformats="HWC")
+
+
+def head_label(pl_module: L.LightningModule) -> str:
+    """The SR tile's label in captions: the model's head (``LIIF``, ``LTE``, ``MetaSR``)."""
+    head = getattr(getattr(pl_module, "net", None), "head", None)
+    name = str(getattr(head, "name", "") or "SR")
+    return {"liif": "LIIF", "lte": "LTE", "metasr": "MetaSR"}.get(name.lower(), name)
 
 
 class ValidationImages(L.Callback):
@@ -93,12 +101,12 @@ class ValidationImages(L.Callback):
         crops = comparison_crops(lr[0].cpu(), bic[0], sr[0].cpu(), hr[0].cpu(), scale, self.crop)
         self._pictures.append(side_by_side(crops, self.size))
         name = batch.get("name", ["?"])[0]
-        self._captions.append(f"{name} x{scale:g}: LR | bicubic | LIIF | HR")
+        self._captions.append(f"{name} x{scale:g}: LR | bicubic | {head_label(pl_module)} | HR")
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._pictures or not self._active(trainer):
             return
         for lg in trainer.loggers:
             if supports_images(lg):
-                log_images(lg, "val/samples", self._pictures, self._captions, trainer.global_step)
+                log_images(lg, "val/samples", self._pictures, self._captions, log_step(trainer))
         self._pictures, self._captions = [], []

@@ -70,25 +70,18 @@ def _sweep_group() -> str | None:
     return Path(str(hc.sweep.dir)).name or None
 
 
-def _run_name() -> str | None:
-    """``<encoder>-<head>`` of the Hydra choices ``model/encoder`` and ``model/head`` of this run
-    (``edsr_baseline_small-lte``, ``rdn-liif``, ...), or None outside a Hydra job.
+def _job_name() -> str | None:
+    from liif_sr.training.run_name import run_identity
 
-    Deliberately the *config* names, not :func:`liif_sr.models.registry.encoder_name` (the class's registry
-    name stored in checkpoints): the run name tells ``rdn`` from ``rdn_small``."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return None
-    choices = HydraConfig.get().runtime.choices
-    encoder, head = choices.get("model/encoder"), choices.get("model/head")
-    return f"{encoder}-{head}" if encoder and head else None
+    return run_identity().name
 
 
-def prepare_wandb(cfg: DictConfig, ckpt_path: str | None = None) -> str | None:
-    """Fix the W&B run id (and a sweep's group, the run name ``<encoder>-<head>``) in ``cfg.logger.wandb`` before it is created.
+def prepare_wandb(cfg: DictConfig, ckpt_path: str | None = None, name: str | None = None) -> str | None:
+    """Fix the W&B run id (and a sweep's group, the run name) in ``cfg.logger.wandb`` before it is created.
 
-    Does nothing without a ``logger.wandb`` entry. Returns the run id used.
+    ``name``: the run's name (:func:`liif_sr.training.run_name.run_identity`: ``<encoder>-<head>`` and a
+    sweep job's swept values, e.g. ``edsr_baseline_small-liif lr=0.0005``); default: that of the running
+    Hydra job. Does nothing without a ``logger.wandb`` entry. Returns the run id used.
     """
     logger_cfg = cfg.get("logger")
     wb = logger_cfg.get("wandb") if logger_cfg else None
@@ -108,6 +101,6 @@ def prepare_wandb(cfg: DictConfig, ckpt_path: str | None = None) -> str | None:
         if wb.get("group") is None:
             wb.group = _sweep_group()
         if wb.get("name") is None:
-            wb.name = _run_name()
+            wb.name = name if name is not None else _job_name()
     write_run_id(out_dir, run_id)
     return run_id
