@@ -102,7 +102,8 @@ def test_lr_schedule_restored_without_double_decay(straight_and_resumed):
 
 def test_checkpoints_are_weights_only_real_files_with_rng(straight_and_resumed):
     ckpts = straight_and_resumed[0] / "split" / "checkpoints"
-    assert sorted(p.name for p in ckpts.iterdir()) == ["epoch_0001.ckpt", "epoch_0003.ckpt", "last.ckpt"]
+    names = ["epoch_0001.ckpt", "epoch_0003.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in ckpts.iterdir()) == sorted([*names, *(f"{n}.sha256" for n in names)])
     last = ckpts / "last.ckpt"
     assert last.is_file() and not last.is_symlink()
     ckpt = torch.load(last, weights_only=True)
@@ -126,7 +127,7 @@ def test_last_ckpt_every_epoch(tmp_path):
     )
     train(cfg)
     ckpts = tmp_path / "run" / "checkpoints"
-    assert [p.name for p in ckpts.iterdir()] == ["last.ckpt"]
+    assert sorted(p.name for p in ckpts.iterdir()) == ["last.ckpt", "last.ckpt.sha256"]
     assert torch.load(ckpts / "last.ckpt", weights_only=True)["global_step"] == 4
 
 
@@ -192,7 +193,7 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, e
     ckpt = torch.load(last, weights_only=True)
     assert ckpt["global_step"] == 4  # written after epoch 0; epoch 1's checkpoint was never written
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
-    assert [p.name for p in (run / "checkpoints").iterdir()] == ["last.ckpt"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt", "last.ckpt.sha256"]
     assert not (run / "model.safetensors").exists()
 
 
@@ -220,7 +221,7 @@ def test_atomic_checkpoint_io(tmp_path):
     with pytest.raises(Exception):  # noqa: B017 - torch.save fails half-way: the old file must survive
         io.save_checkpoint({"a": torch.zeros(3), "bad": lambda: None}, path)
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(3))
-    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt", "last.ckpt.sha256"]
     io.save_checkpoint({"a": torch.zeros(3)}, path)
     assert torch.equal(io.load_checkpoint(path, weights_only=True)["a"], torch.zeros(3))
 

@@ -43,16 +43,21 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
     from liif_sr.checkpoints import check_matches
     from liif_sr.models.registry import encoder_name
+    from liif_sr.training import run_lock
     from liif_sr.training.callbacks.step_time import run_identity
     from liif_sr.training.checkpoint_io import trainer_plugins
     from liif_sr.training.launch import check_launch
     from liif_sr.training.loggers.wandb_run import prepare_wandb
     from liif_sr.training.preflight import check_config
-    from liif_sr.training.resume import resolve_ckpt_path
+    from liif_sr.training.resume import finished_run, resolve_ckpt_path
 
     check_config(cfg)  # liif-sr-train checks more before Hydra writes anything (_preflight); API users: here
     check_launch(cfg)
     ckpt_path = resolve_ckpt_path(cfg)
+    locked = run_lock.hold(cfg.paths.output_dir, str(cfg.paths.output_dir))  # one process per run folder
+    done = finished_run(cfg, ckpt_path)  # a continued run with nothing left to train is left as it is
+    if done is not None:
+        return done, {}
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     # _convert_="all": plain lists/dicts, never ListConfig, reach the modules (checkpoints stay weights-only)
@@ -87,6 +92,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if cfg.get("export_weights") and not trainer.interrupted:
         _export(model, Path(cfg.paths.output_dir))
     rank_zero_only(log.info)("metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
+    if locked:
+        run_lock.release(cfg.paths.output_dir)
     return metrics, {"trainer": trainer, "model": model, "datamodule": datamodule}
 
 
@@ -105,7 +112,7 @@ def _export(model: Any, out_dir: Path) -> None:
 
 def _task(cfg: DictConfig) -> float | None:
     metrics, objects = train(cfg)
-    if objects["trainer"].interrupted:
+    if "trainer" in objects and objects["trainer"].interrupted:
         raise SystemExit(130)
     name = cfg.get("optimized_metric")
     if name and name not in metrics:
@@ -113,11 +120,15 @@ def _task(cfg: DictConfig) -> float | None:
     return metrics.get(name) if name else None
 
 
-def _preflight(argv: Sequence[str]) -> None:
-    """Refuse a start that cannot work before Hydra creates or rewrites a run folder (values, resume, model)."""
+def _preflight(argv: Sequence[str]) -> list[str]:
+    """Refuse a start that cannot work before Hydra creates or rewrites a run folder (values, resume, model);
+    a resume's command line is rewritten first (the run's own overrides + the changes now)."""
     from liif_sr.training.preflight import preflight_argv
+    from liif_sr.training.resume_plan import plan
 
+    argv = plan(argv)
     preflight_argv("train", argv)
+    return argv
 
 
 main = hydra_entry("liif-sr-train", "train", _task, module="liif_sr.train", preflight=_preflight)
