@@ -167,6 +167,23 @@ def recorded_metrics(run_dir: str | os.PathLike[str]) -> dict[str, float]:
     return {k: float(v) for k, v in summary.items() if k.startswith("val/") and isinstance(v, int | float)}
 
 
+_KEPT: dict[str, dict[str, bytes]] = {}
+
+
+def keep_hydra_files(run_dir: Path) -> None:
+    """Remember the ``.hydra/*.yaml`` of a finished job of a resumed sweep: Hydra rewrites them before the
+    job learns it has nothing to do, and :func:`finished_run` puts them back (same process: the local
+    launcher)."""
+    _KEPT[str(run_dir.resolve())] = {p.name: p.read_bytes() for p in (run_dir / ".hydra").glob("*.yaml")}
+
+
+def _restore_hydra_files(run_dir: Path) -> None:
+    for name, data in _KEPT.pop(str(run_dir.resolve()), {}).items():
+        tmp = run_dir / ".hydra" / f".{name}.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(run_dir / ".hydra" / name)
+
+
 def finished_run(cfg: DictConfig, ckpt_path: str | None) -> dict[str, float] | None:
     """A continued run with nothing left to train: its recorded metrics (nothing is rewritten); else None."""
     if not ckpt_path or not (cfg.get("resume") or cfg.get("ckpt_path") == "last"):
@@ -178,4 +195,5 @@ def finished_run(cfg: DictConfig, ckpt_path: str | None) -> dict[str, float] | N
     if why is None:
         return None
     log.info("%s: %s; left as it is", cfg.paths.output_dir, why)
+    _restore_hydra_files(Path(cfg.paths.output_dir))
     return recorded_metrics(cfg.paths.output_dir)

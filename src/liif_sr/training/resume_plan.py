@@ -24,7 +24,14 @@ import yaml
 
 from liif_sr.errors import UserError
 from liif_sr.training import integrity, run_lock
-from liif_sr.training.resume import LAST, SWEEP_FILE, is_sweep_dir, nothing_left, read_progress
+from liif_sr.training.resume import (
+    LAST,
+    SWEEP_FILE,
+    is_sweep_dir,
+    keep_hydra_files,
+    nothing_left,
+    read_progress,
+)
 from liif_sr.training.resume_changes import compose_train, merge_overrides, parse, refuse_changes
 
 PROG = "liif-sr-train"
@@ -45,8 +52,17 @@ def _recorded(lines: list[str] | None) -> list[str]:
 
 
 def plan(argv: Sequence[str]) -> list[str]:
-    """The command line Hydra should run for ``argv`` (unchanged unless it holds ``resume=``)."""
-    argv = list(argv)
+    """The command line Hydra should run for ``argv`` (unchanged unless it holds ``resume=``).
+
+    The run (or sweep) folder stays locked for this process; a refusal releases it."""
+    try:
+        return _plan(list(argv))
+    except BaseException:
+        run_lock.release_all()
+        raise
+
+
+def _plan(argv: list[str]) -> list[str]:
     multirun = any(a in ("-m", "--multirun") for a in argv)
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
         return argv  # --help, --cfg, -cn ...: Hydra's own
@@ -199,6 +215,7 @@ def _check_job_folders(sweep: Path, jobs: list[list[str]], swept: set[str], what
         raise UserError(f"{what}: {extra[0]} is not one of the {len(jobs)} jobs recorded in {SWEEP_FILE}")
     for n, job in enumerate(jobs):
         folder = sweep / str(n)
+        run_lock.probe(folder, what)  # a job resumed alone right now
         ran = _run_overrides(folder)
         if ran is None:
             if (folder / LAST).is_file():
@@ -224,6 +241,7 @@ def _job_state(folder: Path, cfg: Any, what: str) -> str:
         return "starts"
     why = _check_checkpoint(last, cfg, what)
     if why is not None:
+        keep_hydra_files(folder)
         return f"{why} (left alone)"
     check_matches(last, requested_net_config(cfg))
     done = read_progress(last)

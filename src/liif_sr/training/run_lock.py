@@ -49,6 +49,13 @@ def hold(folder: str | os.PathLike[str], what: str, shared: bool = False) -> boo
     return True
 
 
+def probe(folder: str | os.PathLike[str], what: str) -> None:
+    """Refuse (like :func:`hold`) if another process holds ``folder`` now; keep no lock (the jobs of a sweep
+    may run in other processes, which take it themselves)."""
+    if hold(folder, what):
+        release(folder)
+
+
 def release(folder: str | os.PathLike[str]) -> None:
     """Release this process's lock on ``folder`` (if it holds one)."""
     held = _HELD.pop(str(Path(folder).resolve()), None)
