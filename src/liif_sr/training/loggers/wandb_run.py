@@ -137,8 +137,8 @@ def _parent_sweep(out_dir: Path) -> str | None:
 class WandbLogger(_LightningWandbLogger):
     """Lightning's ``WandbLogger``; ``_step`` = the trainer's global step, the offline file flushed often.
 
-    A value logged for a step below one already logged goes into the current step's row (W&B would drop
-    it). ``flush_interval_s`` is W&B's ``x_transaction_log_flush_interval`` (kept if ``settings`` set it).
+    A value logged for a step below one already logged goes into the current step's row, with that row's
+    ``trainer/global_step`` (W&B would drop it). ``flush_interval_s`` is W&B's ``x_transaction_log_flush_interval`` (kept if ``settings`` set it).
     """
 
     def __init__(self, *args: Any, flush_interval_s: float = 1.0, **kwargs: Any) -> None:
@@ -157,4 +157,5 @@ class WandbLogger(_LightningWandbLogger):
         metrics = {
             f"{self._prefix}{self.LOGGER_JOIN_CHAR}{k}" if self._prefix else k: v for k, v in metrics.items()
         }
-        self.experiment.log(dict(metrics, **{"trainer/global_step": step}), step=self._last_step)
+        at = self._last_step  # the row (and its trainer/global_step) a late value joins
+        self.experiment.log(dict(metrics, **{"trainer/global_step": at}), step=at)
