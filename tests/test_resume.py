@@ -4,6 +4,7 @@ weights); clear errors for missing checkpoints; weights-only checkpoints; atomic
 from __future__ import annotations
 
 import csv
+import json
 import random
 import re
 from pathlib import Path
@@ -88,6 +89,20 @@ def test_resume_equals_straight_run(straight_and_resumed):
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
     assert resumed["trainer"].global_step == 16 and resumed["trainer"].current_epoch == 4
+
+
+def test_a_resume_with_nothing_left_rewrites_nothing(straight_and_resumed):
+    """API path (``train(cfg)``): a continued run that already reached its limits is left as it is."""
+    root = straight_and_resumed[0]
+    split = root / "split"
+    files = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in split.rglob("*") if p.is_file()}
+    metrics, objects = train_in(split, *EXACT, "trainer.max_epochs=4", f"resume={split}")
+    assert objects == {} and metrics.get("val/psnr") == pytest.approx(
+        json.loads((split / "summary.json").read_text())["val/psnr"]
+    )
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in split.rglob("*") if p.is_file()} == files
+    with pytest.raises(UserError, match="trainer.max_epochs=3 is below the 4 epochs the run has trained"):
+        train_in(split, *EXACT, "trainer.max_epochs=3", f"resume={split}")
 
 
 def test_lr_schedule_restored_without_double_decay(straight_and_resumed):

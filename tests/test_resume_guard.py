@@ -250,3 +250,18 @@ def test_sidecar_survives_a_kill_between_sidecar_and_rename(tmp_path):
     if ok:  # the sidecar is in sha256sum's format
         io.save_checkpoint({"a": torch.ones(2)}, path)
         assert subprocess.run(["sha256sum", "-c", path.name + ".sha256"], cwd=tmp_path).returncode == 0
+
+
+def test_only_rank_zero_locks(tmp_path, monkeypatch):
+    """The other ranks of a DDP run (re-launched with the same command line) share rank 0's folder."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    from liif_sr.training import run_lock
+
+    run = _run(tmp_path / "R", RUN_OVERRIDES)
+    with _held_elsewhere(run):
+        monkeypatch.setattr(rank_zero_only, "rank", 1)
+        assert run_lock.hold(run, "x") is False
+        monkeypatch.setattr(rank_zero_only, "rank", 0)
+        with pytest.raises(run_lock.RunLockedError):
+            run_lock.hold(run, "x")

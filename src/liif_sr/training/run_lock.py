@@ -1,6 +1,7 @@
 """One process per run folder: ``flock`` on the folder itself (no lock file is left behind).
 
-A lock is held until the process exits (also on SIGKILL: the kernel releases it, so there is never a stale
+Only global rank 0 locks (the other ranks of a DDP run write into the same folder, re-launched by Lightning
+with the same command line or started by SLURM). A lock is held until the process exits (also on SIGKILL: the kernel releases it, so there is never a stale
 lock). :func:`hold` is re-entrant within a process: ``liif-sr-train resume=R`` takes the lock before Hydra
 writes into ``R`` and the training task takes it again. A sweep folder is locked exclusively by a resume of
 the whole sweep and shared by a resume of one of its jobs, so the two exclude each other.
@@ -28,10 +29,13 @@ class RunLockedError(UserError):
 def hold(folder: str | os.PathLike[str], what: str, shared: bool = False) -> bool:
     """Lock ``folder`` for this process (exclusive, or ``shared``); a folder that does not exist is skipped.
 
-    Returns whether this call took the lock (False: already held by this process, or nothing to lock).
+    Returns whether this call took the lock (False: already held by this process, nothing to lock, or a
+    process of global rank > 0: the ranks of one DDP run share their folder; rank 0 holds the lock).
     Raises :class:`RunLockedError` (one line naming ``what``) when another process holds it."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
     path = Path(folder)
-    if fcntl is None or not path.is_dir():
+    if fcntl is None or not path.is_dir() or getattr(rank_zero_only, "rank", 0) != 0:
         return False
     key = str(path.resolve())
     if key in _HELD:
