@@ -265,3 +265,18 @@ def test_only_rank_zero_locks(tmp_path, monkeypatch):
         monkeypatch.setattr(rank_zero_only, "rank", 0)
         with pytest.raises(run_lock.RunLockedError):
             run_lock.hold(run, "x")
+
+
+def test_a_damaged_checkpoint_without_sidecar_gets_no_model_advice(tmp_path, refuse):
+    """Checkpoints written before sidecars: torch's own failure, said in full, without the advice meant
+    for another model's checkpoint (``pass the model options ...``) or torch's ``weights_only=False``."""
+    run = _run(tmp_path / "R", RUN_OVERRIDES, epochs=8)
+    last = run / "checkpoints" / "last.ckpt"
+    integrity.sidecar(last).unlink()
+    data = bytearray(last.read_bytes())
+    start = data.index(b"data.pkl") + 40  # inside the pickled structure
+    for i in range(start, start + 100):
+        data[i] ^= 0xFF
+    last.write_bytes(bytes(data))
+    err = refuse(f"resume={run}", "trainer.max_epochs=9", expect="not a readable checkpoint")
+    assert "pass the model options" not in err and "weights_only" not in err

@@ -259,6 +259,8 @@ def check_start(cfg: DictConfig) -> None:
         try:
             check_matches(ckpt, config)
         except CheckpointError as exc:
+            if ": checkpoint has " not in str(exc):  # unreadable or damaged: its own message, no model advice
+                raise
             raise CheckpointError(
                 f"{exc}; pass the model options the run was trained with, or start a new run"
             ) from None
