@@ -280,3 +280,38 @@ def test_a_damaged_checkpoint_without_sidecar_gets_no_model_advice(tmp_path, ref
     last.write_bytes(bytes(data))
     err = refuse(f"resume={run}", "trainer.max_epochs=9", expect="not a readable checkpoint")
     assert "pass the model options" not in err and "weights_only" not in err
+
+
+def test_an_optuna_sweep_folder_without_multirun_yaml_is_refused(tmp_path, refuse):
+    sweep = _sweep(tmp_path / "S")
+    (sweep / "multirun.yaml").unlink()  # the Optuna sweeper writes none
+    refuse(f"resume={sweep}", expect="no multirun.yaml in that multirun folder (an Optuna sweep?)")
+
+
+@pytest.mark.parametrize("sweep", ["hparams_search=lr_optuna", "hydra.mode=MULTIRUN", "hydra/sweeper=optuna"])
+def test_a_sweep_from_the_config_with_one_run_is_refused(tmp_path, refuse, sweep):
+    run = _run(tmp_path / "R", RUN_OVERRIDES, epochs=2, steps=20)
+    refuse(f"resume={run}", sweep, expect="every job of the sweep would continue that one run's checkpoint")
+
+
+def test_one_trial_of_an_optuna_sweep_resumes_as_one_run(tmp_path):
+    from liif_sr.training import run_lock
+    from liif_sr.training.resume_plan import plan
+
+    trial = _run(
+        tmp_path / "O" / "1",
+        ["model.optimizer.lr=0.00061", "hparams_search=lr_optuna", *RUN_OVERRIDES[:2]],
+        epochs=2,
+        steps=20,
+    )
+    try:
+        argv = plan([f"resume={trial}", "trainer.max_epochs=9"])
+    finally:
+        run_lock.release_all()
+    assert argv == [
+        "model.optimizer.lr=0.00061",
+        *RUN_OVERRIDES[:2],
+        "trainer.max_epochs=9",
+        f"resume={trial}",
+        "hydra.mode=RUN",
+    ]

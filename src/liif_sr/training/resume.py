@@ -34,8 +34,14 @@ LAST = Path("checkpoints") / "last.ckpt"
 
 
 def is_sweep_dir(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a Hydra multirun folder (it holds ``multirun.yaml``)."""
-    return (Path(path) / SWEEP_FILE).is_file()
+    """Whether ``path`` is a Hydra multirun folder: it holds ``multirun.yaml`` (the grid sweeper writes it),
+    or job folders ``<n>/.hydra`` and no ``.hydra`` of its own (an Optuna sweep)."""
+    path = Path(path)
+    if (path / SWEEP_FILE).is_file():
+        return True
+    if (path / ".hydra").is_dir() or not path.is_dir():
+        return False
+    return any(p.name.isdigit() and (p / ".hydra").is_dir() for p in path.iterdir())
 
 
 def _job_dir_of_sweep(cfg: DictConfig) -> Path:

@@ -35,7 +35,9 @@ from liif_sr.training.resume import (
 from liif_sr.training.resume_changes import compose_train, merge_overrides, parse, refuse_changes
 
 PROG = "liif-sr-train"
-_DROP = ("resume", "ckpt_path")  # recorded keys a resume replaces
+#: recorded keys a resume of one run replaces or drops (a trial of an Optuna sweep resumes as one run)
+_DROP = ("resume", "ckpt_path", "hparams_search", "hydra/sweeper")
+_SWEEP_KEYS = ("hparams_search", "hydra/sweeper")
 
 
 def _say(message: str) -> None:
@@ -92,9 +94,15 @@ def _plan(argv: list[str]) -> list[str]:
     changes = [o for o in overrides if o is not line and _key(o).lstrip("+") != "resume"]
     if is_sweep_dir(target):
         return _plan_sweep(target, str(value), changes)
+    # a sweep from the config too: hparams_search=..., hydra.mode=MULTIRUN, hydra/sweeper=...
+    multirun = multirun or any(
+        _key(o).lstrip("+") in _SWEEP_KEYS or o.input_line.replace(" ", "") == "hydra.mode=MULTIRUN"
+        for o in changes
+    )
     if multirun:
         raise UserError(
-            f"-m with resume={value}: every job of the sweep would continue that one run's checkpoint; "
+            f"a sweep (-m, hparams_search, hydra.mode=MULTIRUN) with resume={value}: every job of the sweep "
+            "would continue that one run's checkpoint; "
             f"resume a whole sweep with resume=<its multirun folder>, one job with resume={value} (no -m)"
         )
     return _plan_run(target, str(value), changes)
@@ -141,6 +149,7 @@ def _plan_run(run: Path, value: str, changes: list[Any]) -> list[str]:
         cfg = compose_train(merged, what)
         refuse_changes(compose_train(base, what), cfg, what, run)
         new = [*merged, f"resume={value}", *hydra]
+    new.append("hydra.mode=RUN")  # one run, also when the run was a trial of a sweep
     why = _check_checkpoint(last, cfg, what)
     if why is not None:
         _say(f"{what}: {why}; nothing to do (raise the limit to train on)")
@@ -159,6 +168,11 @@ def _plan_sweep(sweep: Path, value: str, changes: list[Any]) -> list[str]:
     from liif_sr.training.preflight import _jobs
 
     what = f"resume={value}"
+    if not (sweep / SWEEP_FILE).is_file():  # Optuna writes none: its trials are not recorded as a grid
+        raise UserError(
+            f"{what}: no {SWEEP_FILE} in that multirun folder (an Optuna sweep?): its trials cannot be "
+            f"re-created job by job; resume one trial with resume={value}/<job number>, or start a new sweep"
+        )
     try:
         recorded = yaml.safe_load((sweep / SWEEP_FILE).read_text())["hydra"]
         task, hydra = list(recorded["overrides"]["task"]), list(recorded["overrides"]["hydra"])
