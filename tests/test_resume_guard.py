@@ -315,3 +315,27 @@ def test_one_trial_of_an_optuna_sweep_resumes_as_one_run(tmp_path):
         f"resume={trial}",
         "hydra.mode=RUN",
     ]
+
+
+def test_nothing_left_reads_every_limit():
+    from omegaconf import OmegaConf
+
+    from liif_sr.errors import UserError
+    from liif_sr.training.resume import Progress, nothing_left
+
+    done = Progress(epochs=3, steps=30, seconds=800.0)
+    limits = {"max_epochs": 10, "max_steps": -1, "max_time": None}
+    assert nothing_left(OmegaConf.create(limits), done, "r") is None
+    assert "3 of trainer.max_epochs=3" in nothing_left(
+        OmegaConf.create({**limits, "max_epochs": 3}), done, "r"
+    )
+    assert "trainer.max_steps=30" in nothing_left(OmegaConf.create({**limits, "max_steps": 30}), done, "r")
+    quick = {
+        **limits,
+        "max_time": "00:00:13:00",
+    }  # the quickstart's budget, used up (Lightning's Timer state)
+    assert "max_time" in nothing_left(OmegaConf.create(quick), done, "r")
+    assert nothing_left(OmegaConf.create({**limits, "max_time": {"minutes": 14}}), done, "r") is None
+    assert nothing_left(OmegaConf.create({**limits, "max_epochs": -1}), done, "r") is None
+    with pytest.raises(UserError, match="trainer.max_epochs=2 is below the 3 epochs"):
+        nothing_left(OmegaConf.create({**limits, "max_epochs": 2}), done, "r")

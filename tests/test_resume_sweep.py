@@ -178,3 +178,20 @@ def test_bare_resume_keeps_the_runs_own_config_and_a_copy_resumes_in_place(tmp_p
     _ok(_cli(tmp_path, f"resume={copy}", "trainer.max_epochs=3"))
     assert _ckpt(copy)["epoch"] == 2 and not list((copy / "checkpoints").glob("last-v*"))
     assert len(_segments(copy)) == 3 - 1  # W&B logger kept on the bare resume (the 3rd ran with W&B off)
+
+    # a checkpoint of another run continued in a new folder: a new W&B run, the old one is not written to
+    other = tmp_path / "other"
+    ckpt = copy / "checkpoints" / "epoch_0001.ckpt"
+    _ok(
+        _cli(
+            tmp_path,
+            *first,
+            "trainer.max_epochs=3",
+            f"ckpt_path={ckpt}",
+            f"hydra.run.dir={other}",
+            wandb=True,
+        )
+    )
+    (segment,) = _segments(other)
+    assert segment[0]["id"] != (copy / "wandb_id.txt").read_text().strip()
+    assert len(_segments(copy)) == 2
