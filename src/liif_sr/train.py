@@ -57,6 +57,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     locked = run_lock.hold(cfg.paths.output_dir, str(cfg.paths.output_dir))  # one process per run folder
     done = finished_run(cfg, ckpt_path)  # a continued run with nothing left to train is left as it is
     if done is not None:
+        if locked:
+            run_lock.release(cfg.paths.output_dir)
         return done, {}
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
