@@ -339,3 +339,19 @@ def test_nothing_left_reads_every_limit():
     assert nothing_left(OmegaConf.create({**limits, "max_epochs": -1}), done, "r") is None
     with pytest.raises(UserError, match="trainer.max_epochs=2 is below the 3 epochs"):
         nothing_left(OmegaConf.create({**limits, "max_epochs": 2}), done, "r")
+
+
+def test_one_checkpoint_into_every_job_of_a_sweep_is_refused(tmp_path, refuse, monkeypatch):
+    run = _run(tmp_path / "R", RUN_OVERRIDES, epochs=2, steps=20)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    refuse(
+        "-m",
+        "model.optimizer.lr=1e-4,5e-4",
+        f"ckpt_path={ckpt}",
+        expect="start each job from its weights with init_weights=",
+    )
+    from liif_sr.training.resume_plan import plan
+
+    # one job under -m (e.g. a SLURM launch) or one checkpoint per job: allowed
+    for argv in (["-m", f"ckpt_path={ckpt}"], ["-m", f"ckpt_path={ckpt},{ckpt}"]):
+        assert plan(argv) == argv

@@ -74,6 +74,7 @@ def _plan(argv: list[str]) -> list[str]:
         return argv
     resume = [o for o in overrides if _key(o).lstrip("+") == "resume"]
     if not resume:
+        _refuse_one_checkpoint_for_many(overrides, multirun)
         return argv
     line = resume[-1]
     if line.is_sweep_override():
@@ -106,6 +107,23 @@ def _plan(argv: list[str]) -> list[str]:
             f"resume a whole sweep with resume=<its multirun folder>, one job with resume={value} (no -m)"
         )
     return _plan_run(target, str(value), changes)
+
+
+def _refuse_one_checkpoint_for_many(overrides: list[Any], multirun: bool) -> None:
+    """``-m`` over several jobs with one fixed ``ckpt_path``: every job would continue the same checkpoint
+    (weights, optimizer state and LR: swept optimizer values would be ignored)."""
+    from liif_sr.training.preflight import _jobs
+
+    fixed = [o for o in overrides if _key(o).lstrip("+") == "ckpt_path" and not o.is_sweep_override()]
+    if not multirun or not fixed or fixed[-1].value() in (None, "", "last"):
+        return
+    if len(_jobs([o.input_line for o in overrides], True)) > 1:
+        value = fixed[-1].value()
+        raise UserError(
+            f"-m with ckpt_path={value}: every job of the sweep would continue that one checkpoint (its weights, "
+            f"optimizer state and LR; swept optimizer values would be ignored); start each job from its weights "
+            f"with init_weights={value}, or resume a sweep with resume=<multirun folder>"
+        )
 
 
 # ------------------------------------------------------------------------------------------ one run
