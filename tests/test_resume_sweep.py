@@ -195,3 +195,21 @@ def test_bare_resume_keeps_the_runs_own_config_and_a_copy_resumes_in_place(tmp_p
     (segment,) = _segments(other)
     assert segment[0]["id"] != (copy / "wandb_id.txt").read_text().strip()
     assert len(_segments(copy)) == 2
+
+
+@pytest.mark.slow
+def test_ddp_ranks_resume_with_the_rewritten_command_line(tmp_path):
+    """Lightning re-launches ranks 1.. with ``sys.argv`` (the resume's rewritten command line): only rank 0
+    locks the folder, every rank continues the same checkpoint."""
+    run = tmp_path / "D"
+    ddp = [
+        *TINY,
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        f"paths.log_dir={tmp_path}/logs",
+    ]
+    _ok(_cli(tmp_path, *ddp, "trainer.max_epochs=1", f"hydra.run.dir={run}"))
+    _ok(_cli(tmp_path, f"resume={run}", "trainer.max_epochs=2"))
+    assert _ckpt(run)["epoch"] == 1 and _ckpt(run)["global_step"] == 2  # 1 step per epoch (2 images, 2 ranks)
+    assert not (tmp_path / "logs" / "train" / "runs").exists()  # no rank wrote a run folder of its own
