@@ -350,6 +350,11 @@ def test_one_checkpoint_into_every_job_of_a_sweep_is_refused(tmp_path, refuse, m
         f"ckpt_path={ckpt}",
         expect="start each job from its weights with init_weights=",
     )
+    refuse(
+        "hparams_search=lr_optuna",
+        f"ckpt_path={ckpt}",
+        expect="every job of the sweep would continue that one",
+    )
     from liif_sr.training.resume_plan import plan
 
     # one job under -m (e.g. a SLURM launch) or one checkpoint per job: allowed

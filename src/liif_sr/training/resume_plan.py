@@ -72,9 +72,14 @@ def _plan(argv: list[str]) -> list[str]:
         overrides = parse([a for a in argv if not a.startswith("-")])
     except Exception:  # noqa: BLE001 - Hydra reports syntax errors itself (nothing written)
         return argv
+    # a sweep from the config too: hparams_search=..., hydra.mode=MULTIRUN, hydra/sweeper=...
+    by_config = any(
+        _key(o).lstrip("+") in _SWEEP_KEYS or o.input_line.replace(" ", "") == "hydra.mode=MULTIRUN"
+        for o in overrides
+    )
     resume = [o for o in overrides if _key(o).lstrip("+") == "resume"]
     if not resume:
-        _refuse_one_checkpoint_for_many(overrides, multirun)
+        _refuse_one_checkpoint_for_many(overrides, multirun, by_config)
         return argv
     line = resume[-1]
     if line.is_sweep_override():
@@ -95,12 +100,7 @@ def _plan(argv: list[str]) -> list[str]:
     changes = [o for o in overrides if o is not line and _key(o).lstrip("+") != "resume"]
     if is_sweep_dir(target):
         return _plan_sweep(target, str(value), changes)
-    # a sweep from the config too: hparams_search=..., hydra.mode=MULTIRUN, hydra/sweeper=...
-    multirun = multirun or any(
-        _key(o).lstrip("+") in _SWEEP_KEYS or o.input_line.replace(" ", "") == "hydra.mode=MULTIRUN"
-        for o in changes
-    )
-    if multirun:
+    if multirun or by_config:
         raise UserError(
             f"a sweep (-m, hparams_search, hydra.mode=MULTIRUN) with resume={value}: every job of the sweep "
             "would continue that one run's checkpoint; "
@@ -109,18 +109,18 @@ def _plan(argv: list[str]) -> list[str]:
     return _plan_run(target, str(value), changes)
 
 
-def _refuse_one_checkpoint_for_many(overrides: list[Any], multirun: bool) -> None:
-    """``-m`` over several jobs with one fixed ``ckpt_path``: every job would continue the same checkpoint
-    (weights, optimizer state and LR: swept optimizer values would be ignored)."""
+def _refuse_one_checkpoint_for_many(overrides: list[Any], multirun: bool, by_config: bool) -> None:
+    """A sweep of several jobs (``-m`` grid, an Optuna search) with one fixed ``ckpt_path``: every job would
+    continue the same checkpoint (weights, optimizer state and LR: swept optimizer values would be ignored)."""
     from liif_sr.training.preflight import _jobs
 
     fixed = [o for o in overrides if _key(o).lstrip("+") == "ckpt_path" and not o.is_sweep_override()]
-    if not multirun or not fixed or fixed[-1].value() in (None, "", "last"):
+    if not (multirun or by_config) or not fixed or fixed[-1].value() in (None, "", "last"):
         return
-    if len(_jobs([o.input_line for o in overrides], True)) > 1:
+    if by_config or len(_jobs([o.input_line for o in overrides], True)) > 1:
         value = fixed[-1].value()
         raise UserError(
-            f"-m with ckpt_path={value}: every job of the sweep would continue that one checkpoint (its weights, "
+            f"a sweep with ckpt_path={value}: every job of the sweep would continue that one checkpoint (its weights, "
             f"optimizer state and LR; swept optimizer values would be ignored); start each job from its weights "
             f"with init_weights={value}, or resume a sweep with resume=<multirun folder>"
         )
