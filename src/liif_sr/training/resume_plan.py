@@ -199,7 +199,7 @@ def _plan_sweep(sweep: Path, value: str, changes: list[Any]) -> list[str]:
         raise UserError(f"{what}: {sweep / SWEEP_FILE} is not a Hydra multirun record ({exc})") from None
     if not sweeper.endswith("BasicSweeper"):
         raise UserError(
-            f"{what}: the sweep was run by {sweeper.rsplit('.', 1)[-1] or 'another sweeper'} (e.g. Optuna), "
+            f"{what}: the sweep was run by {sweeper.rsplit('.', 1)[-1] or 'another sweeper'}, "
             "whose trials cannot be re-created job by job; resume one trial with "
             f"resume={value}/<job number>, or start a new sweep"
         )
