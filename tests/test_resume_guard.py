@@ -360,3 +360,11 @@ def test_one_checkpoint_into_every_job_of_a_sweep_is_refused(tmp_path, refuse, m
     # one job under -m (e.g. a SLURM launch) or one checkpoint per job: allowed
     for argv in (["-m", f"ckpt_path={ckpt}"], ["-m", f"ckpt_path={ckpt},{ckpt}"]):
         assert plan(argv) == argv
+
+
+def test_a_sweep_with_custom_job_folder_names_is_refused(tmp_path, refuse):
+    sweep = _sweep(tmp_path / "S")
+    record = yaml.safe_load((sweep / "multirun.yaml").read_text())
+    record["hydra"]["sweep"] = {"dir": str(sweep), "subdir": "${hydra.job.override_dirname}"}
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump(record))
+    refuse(f"resume={sweep}", expect="needs the default (the job number)")

@@ -195,6 +195,7 @@ def _plan_sweep(sweep: Path, value: str, changes: list[Any]) -> list[str]:
         recorded = yaml.safe_load((sweep / SWEEP_FILE).read_text())["hydra"]
         task, hydra = list(recorded["overrides"]["task"]), list(recorded["overrides"]["hydra"])
         sweeper = str((recorded.get("sweeper") or {}).get("_target_", ""))
+        subdir = str((recorded.get("sweep") or {}).get("subdir", "${hydra.job.num}"))
     except (yaml.YAMLError, KeyError, TypeError) as exc:
         raise UserError(f"{what}: {sweep / SWEEP_FILE} is not a Hydra multirun record ({exc})") from None
     if not sweeper.endswith("BasicSweeper"):
@@ -202,6 +203,11 @@ def _plan_sweep(sweep: Path, value: str, changes: list[Any]) -> list[str]:
             f"{what}: the sweep was run by {sweeper.rsplit('.', 1)[-1] or 'another sweeper'}, "
             "whose trials cannot be re-created job by job; resume one trial with "
             f"resume={value}/<job number>, or start a new sweep"
+        )
+    if subdir != "${hydra.job.num}":
+        raise UserError(
+            f"{what}: the sweep's job folders are named by hydra.sweep.subdir={subdir}; resume=<multirun "
+            f"folder> needs the default (the job number); resume its jobs one by one with resume={value}/<folder>"
         )
     bad = [
         o.input_line
