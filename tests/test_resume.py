@@ -4,6 +4,7 @@ weights); clear errors for missing checkpoints; weights-only checkpoints; atomic
 from __future__ import annotations
 
 import csv
+import json
 import random
 import re
 from pathlib import Path
@@ -90,6 +91,20 @@ def test_resume_equals_straight_run(straight_and_resumed):
     assert resumed["trainer"].global_step == 16 and resumed["trainer"].current_epoch == 4
 
 
+def test_a_resume_with_nothing_left_rewrites_nothing(straight_and_resumed):
+    """API path (``train(cfg)``): a continued run that already reached its limits is left as it is."""
+    root = straight_and_resumed[0]
+    split = root / "split"
+    files = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in split.rglob("*") if p.is_file()}
+    metrics, objects = train_in(split, *EXACT, "trainer.max_epochs=4", f"resume={split}")
+    assert objects == {} and metrics.get("val/psnr") == pytest.approx(
+        json.loads((split / "summary.json").read_text())["val/psnr"]
+    )
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in split.rglob("*") if p.is_file()} == files
+    with pytest.raises(UserError, match="trainer.max_epochs=3 is below the 4 epochs the run has trained"):
+        train_in(split, *EXACT, "trainer.max_epochs=3", f"resume={split}")
+
+
 def test_lr_schedule_restored_without_double_decay(straight_and_resumed):
     root = straight_and_resumed[0]
     lr_a, lr_b = read_metrics(root / "straight", "lr-Adam"), read_metrics(root / "split", "lr-Adam")
@@ -102,12 +117,8 @@ def test_lr_schedule_restored_without_double_decay(straight_and_resumed):
 
 def test_checkpoints_are_weights_only_real_files_with_rng(straight_and_resumed):
     ckpts = straight_and_resumed[0] / "split" / "checkpoints"
-    assert sorted(p.name for p in ckpts.iterdir()) == [
-        "best.ckpt",
-        "epoch_0001.ckpt",
-        "epoch_0003.ckpt",
-        "last.ckpt",
-    ]
+    names = ["best.ckpt", "epoch_0001.ckpt", "epoch_0003.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in ckpts.iterdir()) == sorted([*names, *(f"{n}.sha256" for n in names)])
     last = ckpts / "last.ckpt"
     assert last.is_file() and not last.is_symlink()
     ckpt = torch.load(last, weights_only=True)
@@ -131,7 +142,7 @@ def test_last_ckpt_every_epoch(tmp_path):
     )
     train(cfg)
     ckpts = tmp_path / "run" / "checkpoints"
-    assert [p.name for p in ckpts.iterdir()] == ["last.ckpt"]
+    assert sorted(p.name for p in ckpts.iterdir()) == ["last.ckpt", "last.ckpt.sha256"]
     assert torch.load(ckpts / "last.ckpt", weights_only=True)["global_step"] == 4
 
 
@@ -197,7 +208,7 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, e
     ckpt = torch.load(last, weights_only=True)
     assert ckpt["global_step"] == 4  # written after epoch 0; epoch 1's checkpoint was never written
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
-    assert [p.name for p in (run / "checkpoints").iterdir()] == ["last.ckpt"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt", "last.ckpt.sha256"]
     assert not (run / "model.safetensors").exists()
 
 
@@ -225,7 +236,7 @@ def test_atomic_checkpoint_io(tmp_path):
     with pytest.raises(Exception):  # noqa: B017 - torch.save fails half-way: the old file must survive
         io.save_checkpoint({"a": torch.zeros(3), "bad": lambda: None}, path)
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(3))
-    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt", "last.ckpt.sha256"]
     io.save_checkpoint({"a": torch.zeros(3)}, path)
     assert torch.equal(io.load_checkpoint(path, weights_only=True)["a"], torch.zeros(3))
 

@@ -137,12 +137,13 @@ def test_wandb_id_reuse_and_sweep_group(compose_train, tmp_path, monkeypatch):
     assert (Path(cfg.paths.output_dir) / ID_FILE).read_text().strip() == run_id
     assert prepare_wandb(compose_train("logger=wandb")) == run_id  # same run dir (resume=<run dir>)
 
-    # a checkpoint of that run, continued in another directory
+    # a checkpoint of that run, continued in another directory: a new W&B run (the old one has those steps)
     old_run = Path(cfg.paths.output_dir)
     cfg = compose_train("logger=wandb")
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path / "elsewhere")
-    assert prepare_wandb(cfg, ckpt_path=str(old_run / "checkpoints" / "last.ckpt")) == run_id
+    other = prepare_wandb(cfg, ckpt_path=str(old_run / "checkpoints" / "epoch_0001.ckpt"))
+    assert other and other != run_id and read_run_id(old_run) == run_id
     cfg = compose_train("logger=wandb", "logger.wandb.id=given123")
     assert prepare_wandb(cfg) == "given123"
 

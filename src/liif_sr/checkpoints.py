@@ -139,9 +139,19 @@ def _torch_load(path: Path) -> Any:
         with open(path, "rb") as f:  # a file object: torch must not pick a loader by the file name
             return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling failed"
+        # torch's text: a paragraph on weights_only, then the reason, then a pointer to its documentation
+        parts = [p.strip() for p in str(exc).split("\n\n") if p.strip()]
+        reason = next((p for p in parts if "GLOBAL" in p or "global" in p), None)
+        if reason is None:  # an opcode the weights-only unpickler refuses: damaged bytes or another protocol
+            found = str(exc).split("WeightsUnpickler error:", 1)
+            detail = found[1].strip().split("\n\n")[0].strip() if len(found) == 2 else type(exc).__name__
+            raise CheckpointError(
+                f"{path}: not a readable checkpoint: unpickling stopped ({detail}): a damaged file, or objects "
+                "other than plain weights (liif-sr never executes pickled code)"
+            ) from None
+        reason = reason.splitlines()[-1]
         raise CheckpointError(
-            f"{path}: refused to load: the file holds objects other than plain weights ({first[:160]}); "
+            f"{path}: refused to load: the file holds objects other than plain weights ({reason}); "
             "liif-sr never executes pickled code"
         ) from None
     except Exception as exc:  # any failure to parse the container (KeyError, RuntimeError, EOFError, ...)

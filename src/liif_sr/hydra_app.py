@@ -91,13 +91,13 @@ def hydra_entry(
     config_name: str,
     task: Callable[[DictConfig], Any],
     module: str,
-    preflight: Callable[[Sequence[str]], None] | None = None,
+    preflight: Callable[[Sequence[str]], Sequence[str] | None] | None = None,
 ) -> Callable[[], None]:
     """The console entry for ``task`` on ``conf/<config_name>.yaml``; the task's return value goes to
     Hydra (sweepers optimise it). ``module`` (the entry module, e.g. ``liif_sr.train``) is what Hydra sees
     as the caller, so ``hydra.job.name`` stays the entry's name (``train``, ``evaluate``) also under
     ``python -m``. ``preflight(argv)`` runs before Hydra creates the run folder (its user errors are one
-    line too, and nothing is written)."""
+    line too, and nothing is written); a command line it returns is what Hydra runs (a resume's)."""
 
     def user_error(exc: UserError) -> SystemExit:
         return SystemExit(report_user_error(prog, exc))
@@ -119,7 +119,9 @@ def hydra_entry(
     def main() -> None:
         try:
             if preflight is not None:
-                preflight(sys.argv[1:])
+                argv = preflight(sys.argv[1:])
+                if argv is not None:
+                    sys.argv[1:] = list(argv)
             _hydra_main()
         except UserError as exc:  # raised outside the task (e.g. while Hydra launches it)
             if full_error():

@@ -37,6 +37,29 @@ def init_weights(net: Any, source: str) -> None:
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Run one training job; returns (metrics, objects)."""
+    from liif_sr.training import run_lock
+    from liif_sr.training.launch import check_launch
+    from liif_sr.training.preflight import check_config
+    from liif_sr.training.resume import finished_run, resolve_ckpt_path
+
+    check_config(cfg)  # liif-sr-train checks more before Hydra writes anything (_preflight); API users: here
+    check_launch(cfg)
+    ckpt_path = resolve_ckpt_path(cfg)
+    locked = run_lock.hold(cfg.paths.output_dir, str(cfg.paths.output_dir))  # one process per run folder
+    done = finished_run(cfg, ckpt_path)  # a continued run with nothing left to train is left as it is
+    if done is not None:
+        if locked:
+            run_lock.release(cfg.paths.output_dir)
+        return done, {}
+    try:
+        return _fit(cfg, ckpt_path)
+    finally:  # also when the job fails (a sweep goes on in this process and may resume it later)
+        if locked:
+            run_lock.release(cfg.paths.output_dir)
+
+
+def _fit(cfg: DictConfig, ckpt_path: str | None) -> tuple[dict[str, float], dict[str, Any]]:
+    """Build the job's objects and fit (the run folder is locked by :func:`train`)."""
     import lightning as L
     from hydra.utils import instantiate
     from lightning.pytorch.utilities import rank_zero_only
@@ -44,15 +67,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     from liif_sr.checkpoints import check_matches
     from liif_sr.models.registry import encoder_name
     from liif_sr.training.checkpoint_io import trainer_plugins
-    from liif_sr.training.launch import check_launch
     from liif_sr.training.loggers.wandb_run import prepare_wandb
-    from liif_sr.training.preflight import check_config
-    from liif_sr.training.resume import resolve_ckpt_path
     from liif_sr.training.run_name import run_identity
 
-    check_config(cfg)  # liif-sr-train checks more before Hydra writes anything (_preflight); API users: here
-    check_launch(cfg)
-    ckpt_path = resolve_ckpt_path(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     # _convert_="all": plain lists/dicts, never ListConfig, reach the modules (checkpoints stay weights-only)
@@ -144,7 +161,7 @@ def _task(cfg: DictConfig) -> Any:
         if not (in_multirun() and is_job_failure(exc)):
             raise
         return record_failure(cfg, exc)
-    if objects["trainer"].interrupted:
+    if "trainer" in objects and objects["trainer"].interrupted:
         raise SystemExit(130)
     name = cfg.get("optimized_metric")
     if name and name not in metrics:
@@ -152,15 +169,19 @@ def _task(cfg: DictConfig) -> Any:
     return metrics.get(name) if name else None
 
 
-def _preflight(argv: Sequence[str]) -> None:
-    """Refuse a start that cannot work before Hydra creates or rewrites a run folder (values, resume, model)."""
+def _preflight(argv: Sequence[str]) -> list[str]:
+    """Refuse a start that cannot work before Hydra creates or rewrites a run folder (values, resume, model);
+    a resume's command line is rewritten first (the run's own overrides + the changes now)."""
     from liif_sr.training.launch_plan import dry_run_requested, print_plan
     from liif_sr.training.preflight import preflight_argv
+    from liif_sr.training.resume_plan import plan
 
+    argv = plan(argv)
     if dry_run_requested(argv):  # compose and check every job, print the plan (sbatch options); run nothing
         print_plan(argv)
         raise SystemExit(0)
     preflight_argv("train", argv)
+    return argv
 
 
 main = hydra_entry("liif-sr-train", "train", _task, module="liif_sr.train", preflight=_preflight)

@@ -1,6 +1,7 @@
 """Crash-safe checkpoint files (``docs/resume.md``).
 
-:class:`AtomicCheckpointIO`: temp file beside the target + fsync + ``os.replace`` (never half a file);
+:class:`AtomicCheckpointIO`: temp file beside the target + fsync + ``os.replace`` (never half a file), with a
+``<name>.sha256`` sidecar (:mod:`liif_sr.training.integrity`);
 :func:`trainer_plugins` adds it to the trainer's plugins.
 """
 
@@ -14,6 +15,8 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from liif_sr.training import integrity
 
 # tests only: seconds to sleep between writing the temp file and renaming it (to SIGKILL a process mid-write)
 SLOW_WRITE_ENV = "LIIF_SR_TEST_SLOW_CKPT_WRITE"
@@ -41,7 +44,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path)
         path = Path(str(path).removeprefix("file://"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a process killed mid-write
+        for stale in [
+            *path.parent.glob(f".{path.name}.*.tmp"),
+            *path.parent.glob(f".{path.name}.sha256.*.tmp"),
+        ]:  # left by a process killed mid-write
             stale.unlink(missing_ok=True)
         tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
         try:
@@ -52,11 +58,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             delay = float(os.environ.get(SLOW_WRITE_ENV) or 0)
             if delay > 0:
                 time.sleep(delay)
+            new = integrity.digest(tmp)
+            # the sidecar accepts the old and the new file while the rename is pending (a kill in between)
+            old = integrity.recorded(path) or ([integrity.digest(path)] if path.is_file() else [])
+            integrity.write_sidecar(path, [new, *sorted(old)])
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        integrity.write_sidecar(path, [new])
         _fsync_dir(path.parent)
+
+    def remove_checkpoint(self, path: Any) -> None:
+        super().remove_checkpoint(path)
+        if is_local(path):
+            integrity.sidecar(str(path).removeprefix("file://")).unlink(missing_ok=True)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -188,19 +188,26 @@ def check_config(cfg: DictConfig) -> None:
 def start_checkpoint(cfg: DictConfig) -> str | None:
     """The checkpoint a start continues (``resume``, ``ckpt_path`` file), refused if missing; ``last`` → None
     (its run folder is known only once Hydra runs; :func:`liif_sr.training.resume.resolve_ckpt_path`)."""
+    from liif_sr.training.integrity import verify
+    from liif_sr.training.resume import is_sweep_dir
+
     resume = cfg.get("resume")
     if resume:
         run = Path(str(resume))
         if not run.is_dir():
             raise UserError(f"resume={resume}: no such run directory")
+        if is_sweep_dir(run):  # each job's own checkpoint: checked by liif_sr.training.resume_plan
+            return None
         last = run / "checkpoints" / "last.ckpt"
         if not last.is_file():
             raise UserError(f"resume={resume}: no checkpoints/last.ckpt in that run directory")
+        verify(last, f"resume={resume}")
         return str(last)
     ckpt = cfg.get("ckpt_path")
     if ckpt and ckpt != "last":
         if not Path(str(ckpt)).is_file():
             raise UserError(f"ckpt_path={ckpt}: file not found")
+        verify(ckpt, f"ckpt_path={ckpt}")
         return str(ckpt)
     return None
 
@@ -252,6 +259,8 @@ def check_start(cfg: DictConfig) -> None:
         try:
             check_matches(ckpt, config)
         except CheckpointError as exc:
+            if ": checkpoint has " not in str(exc):  # unreadable or damaged: its own message, no model advice
+                raise
             raise CheckpointError(
                 f"{exc}; pass the model options the run was trained with, or start a new run"
             ) from None

@@ -1,7 +1,9 @@
-"""Lightning's ``ModelCheckpoint`` that also refreshes ``last.ckpt`` every ``last_every_n_epochs`` epochs."""
+"""Lightning's ``ModelCheckpoint`` that also refreshes ``last.ckpt`` every ``last_every_n_epochs`` epochs, and
+keeps writing ``last.ckpt`` in place when the run folder was moved or copied."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import lightning as L
@@ -19,6 +21,28 @@ class ModelCheckpoint(_LightningModelCheckpoint):
     def __init__(self, *args: Any, last_every_n_epochs: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.last_every_n_epochs = int(last_every_n_epochs)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A run folder moved or copied since the checkpoint: the recorded paths are moved along.
+
+        Lightning keeps the paths only when ``dirpath`` is unchanged; otherwise ``last_model_path`` is
+        forgotten and the next write goes to ``last-v1.ckpt`` beside the stale ``last.ckpt``."""
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and os.path.normpath(old) != os.path.normpath(self.dirpath):
+            state_dict = dict(state_dict, dirpath=self.dirpath)
+            for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+                state_dict[key] = self._moved(state_dict.get(key), old)
+            if isinstance(state_dict.get("best_k_models"), dict):
+                state_dict["best_k_models"] = {
+                    self._moved(k, old): v for k, v in state_dict["best_k_models"].items()
+                }
+        super().load_state_dict(state_dict)
+
+    def _moved(self, path: Any, old_dir: str) -> Any:
+        if not path or not self.dirpath:
+            return path
+        rel = os.path.relpath(str(path), old_dir)
+        return path if rel.startswith("..") else os.path.join(self.dirpath, rel)
 
     @property
     def state_key(self) -> str:

@@ -1,12 +1,19 @@
 """W&B run identity: a continued training continues the same W&B run; a sweep's runs share one group.
 
 ``WandbLogger`` passes ``resume="allow"`` with ``id=None`` by default, so a resumed training would start a
-*new* W&B run. Instead, every run directory records its run id in ``<run dir>/wandb_id.txt`` (written on
-global rank 0 only) and :func:`prepare_wandb` reuses it when training continues:
+*new* W&B run. Instead, every run directory records its run id in ``<run dir>/wandb_id.txt`` and its group
+in ``<run dir>/wandb_group.txt`` (written on global rank 0 only) and :func:`prepare_wandb` reuses them when
+training continues in that directory:
 
-* ``resume=<run dir>`` (same directory) → the id of that directory;
-* ``ckpt_path=<run dir>/checkpoints/x.ckpt`` → the id of the checkpoint's run directory;
-* ``logger.wandb.id=<id>`` → that id, as given.
+* ``resume=<run dir>``, a job of ``resume=<multirun folder>`` → the id and group of that directory (a job
+  resumed alone keeps its sweep's group);
+* ``ckpt_path=<another run>/checkpoints/x.ckpt`` → a **new** run (the other run's W&B history already has
+  those steps); ``logger.wandb.id=<id>`` → that id, as given.
+
+:class:`WandbLogger` (``conf/logger/wandb.yaml``) is Lightning's, with the W&B ``_step`` set to the
+trainer's global step (one step axis; a resumed segment continues it instead of restarting at 0) and the
+run's ``.wandb`` file flushed every ``flush_interval_s`` seconds (W&B's default, 15 s, loses the history of
+a short run killed with its process group: SIGKILL, a cluster's time limit).
 
 Ids are drawn from the OS entropy source, never from the seeded global RNGs (two runs with the same
 ``seed`` must not share a W&B run).
@@ -17,13 +24,18 @@ from __future__ import annotations
 import logging
 import secrets
 import string
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, open_dict
 
 log = logging.getLogger(__name__)
 
 ID_FILE = "wandb_id.txt"
+GROUP_FILE = "wandb_group.txt"
 _ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -32,23 +44,23 @@ def new_run_id(length: int = 8) -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(length))
 
 
-def read_run_id(run_dir: str | Path | None) -> str | None:
-    """The id recorded in ``<run_dir>/wandb_id.txt``, or None."""
+def read_run_id(run_dir: str | Path | None, name: str = ID_FILE) -> str | None:
+    """The id (or with ``name=GROUP_FILE`` the group) recorded in ``<run_dir>``, or None."""
     if not run_dir:
         return None
-    path = Path(run_dir) / ID_FILE
+    path = Path(run_dir) / name
     if not path.is_file():
         return None
     return path.read_text().strip() or None
 
 
-def write_run_id(run_dir: str | Path, run_id: str) -> None:
-    """Record ``run_id`` in ``<run_dir>/wandb_id.txt`` (global rank 0 only; other ranks do nothing)."""
+def write_run_id(run_dir: str | Path, run_id: str, name: str = ID_FILE) -> None:
+    """Record ``run_id`` (or a group) in ``<run_dir>/<name>`` (global rank 0 only; other ranks do nothing)."""
     from lightning.pytorch.utilities import rank_zero_only
 
     @rank_zero_only
     def write() -> None:
-        path = Path(run_dir) / ID_FILE
+        path = Path(run_dir) / name
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(run_id + "\n")
@@ -88,8 +100,8 @@ def prepare_wandb(cfg: DictConfig, ckpt_path: str | None = None, name: str | Non
     if not isinstance(wb, DictConfig) or "_target_" not in wb:
         return None
     out_dir = Path(cfg.paths.output_dir)
-    ckpt_run_dir = Path(ckpt_path).resolve().parent.parent if ckpt_path else None
-    run_id = wb.get("id") or read_run_id(out_dir) or read_run_id(ckpt_run_dir)
+    # only a run continued in its own folder continues its W&B run (ckpt_path=<another run>/...: a new one)
+    run_id = wb.get("id") or read_run_id(out_dir)
     if run_id:
         log.info("continuing W&B run %s", run_id)
     else:
@@ -99,8 +111,44 @@ def prepare_wandb(cfg: DictConfig, ckpt_path: str | None = None, name: str | Non
         if wb.get("resume") is None:
             wb.resume = "allow"
         if wb.get("group") is None:
-            wb.group = _sweep_group()
+            wb.group = read_run_id(out_dir, GROUP_FILE) or _sweep_group() or _parent_sweep(out_dir)
         if wb.get("name") is None:
             wb.name = name if name is not None else _job_name()
     write_run_id(out_dir, run_id)
+    if wb.group:
+        write_run_id(out_dir, str(wb.group), GROUP_FILE)
     return run_id
+
+
+def _parent_sweep(out_dir: Path) -> str | None:
+    """A job folder of a multirun resumed alone (``resume=<sweep>/<n>``): the sweep folder's name."""
+    from liif_sr.training.resume import is_sweep_dir
+
+    return out_dir.parent.name if is_sweep_dir(out_dir.parent) else None
+
+
+class WandbLogger(_LightningWandbLogger):
+    """Lightning's ``WandbLogger``; ``_step`` = the trainer's global step, the offline file flushed often.
+
+    A value logged for a step below one already logged goes into the current step's row, with that row's
+    ``trainer/global_step`` (W&B would drop it). ``flush_interval_s`` is W&B's ``x_transaction_log_flush_interval`` (kept if ``settings`` set it).
+    """
+
+    def __init__(self, *args: Any, flush_interval_s: float = 1.0, **kwargs: Any) -> None:
+        settings = kwargs.pop("settings", None)
+        settings = dict(settings) if isinstance(settings, dict) else settings
+        if settings is None or isinstance(settings, dict):
+            settings = {"x_transaction_log_flush_interval": float(flush_interval_s), **(settings or {})}
+        super().__init__(*args, settings=settings, **kwargs)
+        self._last_step = -1
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if step is None or self._wandb_init.get("sync_tensorboard"):
+            return super().log_metrics(metrics, step)
+        self._last_step = max(int(step), self._last_step)
+        metrics = {
+            f"{self._prefix}{self.LOGGER_JOIN_CHAR}{k}" if self._prefix else k: v for k, v in metrics.items()
+        }
+        at = self._last_step  # the row (and its trainer/global_step) a late value joins
+        self.experiment.log(dict(metrics, **{"trainer/global_step": at}), step=at)

@@ -1,0 +1,57 @@
+"""The W&B side of a resume (issue #17 point 4): offline, a SIGKILL of the whole process group keeps the
+history logged up to a second before it; W&B's ``_step`` is the trainer's global step, so a resumed segment
+continues the step axis; a value logged for an earlier step is kept (in the current row), not dropped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from test_resume_sweep import wandb_records
+
+pytest.importorskip("wandb")
+
+SEGMENT = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from liif_sr.training.loggers.wandb_run import WandbLogger
+
+    first, last, kill = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "kill"
+    lg = WandbLogger(project="t", save_dir=sys.argv[1], id="seg12345", resume="allow", offline=True)
+    for step in range(first, last + 1):
+        lg.log_metrics({"train/loss": 1.0 / (step + 1)}, step=step)
+        lg.log_metrics({"val/psnr": 20.0 + step}, step=step)
+    lg.log_metrics({"late": 1.0}, step=first)  # an earlier step: kept in the current row
+    if kill:
+        time.sleep(2.5)  # more than flush_interval_s (1 s), far less than W&B's default 15 s
+        os.killpg(0, signal.SIGKILL)  # the trainer and the wandb-core service together (a cluster kill)
+    lg.experiment.finish()
+    """
+)
+
+
+def _segment(tmp_path: Path, first: int, last: int, kill: bool) -> int:
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": os.pathsep.join(sys.path)}
+    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        env[var] = str(tmp_path / "wandb_home")
+    args = [sys.executable, "-c", SEGMENT, str(tmp_path), str(first), str(last), "kill" if kill else "end"]
+    proc = subprocess.run(args, env=env, start_new_session=True, capture_output=True, timeout=120)
+    return proc.returncode
+
+
+def test_sigkill_keeps_history_and_resumed_segment_continues_step(tmp_path):
+    assert _segment(tmp_path, 0, 5, kill=True) == -signal.SIGKILL
+    assert _segment(tmp_path, 4, 8, kill=False) == 0  # resumed from a checkpoint at step 4
+    files = [next(r.glob("run-*.wandb")) for r in sorted((tmp_path / "wandb").glob("offline-run-*"))]
+    assert len(files) == 2
+    killed, resumed = (wandb_records(f)[1] for f in files)
+    assert files[0].stat().st_size > 7  # W&B's default flush interval left only the 7-byte header
+    assert [r["_step"] for r in killed] == [0, 1, 2, 3, 4, 5][: len(killed)] and len(killed) >= 5
+    assert [r["_step"] for r in resumed] == [4, 5, 6, 7, 8]
+    assert all(r["trainer/global_step"] == r["_step"] and "val/psnr" in r for r in resumed)
+    assert "late" in resumed[-1]  # logged for step 4 after step 8: kept, in step 8's row
