@@ -252,3 +252,65 @@ def test_official_weights_fine_tune(tmp_path, compose_train, head):
     assert set(trained) == set(official)
     for key, value in official.items():
         torch.testing.assert_close(trained[key], value, rtol=0, atol=1e-6, msg=key)
+
+
+# ------------------------------------------------------------------ class 8: Ctrl-C says how to resume
+
+
+class CtrlCAt:
+    """A callback that sends this process SIGINT (as Ctrl-C does) after training step ``step``."""
+
+    def __new__(cls, step: int):
+        import signal
+
+        import lightning as L
+
+        class _CtrlC(L.Callback):
+            def on_train_batch_end(self, trainer, *args) -> None:
+                if trainer.global_step == step:
+                    os.kill(os.getpid(), signal.SIGINT)
+
+        return _CtrlC()
+
+
+def test_ctrl_c_saves_last_ckpt_and_prints_the_resume_command(tmp_path, monkeypatch, capsys):
+    import shlex
+
+    from test_train import TINY
+
+    args = [
+        *(o for o in TINY if not o.startswith(("callbacks.", "data.repeat="))),
+        "data.repeat=4",  # 4 steps per epoch: the interrupt is mid-epoch
+        "data.val_sources=[]",
+        "trainer.max_epochs=50",
+        "callbacks.progress_bar=null",
+        "+callbacks.ctrl_c._target_=test_start_checks.CtrlCAt",
+        "+callbacks.ctrl_c.step=3",
+    ]
+    code, err = _main(monkeypatch, capsys, tmp_path, *args)
+    assert code == 130, err
+    line = err.splitlines()[-1]
+    assert line.startswith(
+        "liif-sr-train: error: interrupted at epoch 0, step 3 (checkpoints/last.ckpt saved)"
+    )
+    command = shlex.split(line.split("; continue with: ", 1)[1])
+    assert command[0] == "liif-sr-train" and command[-1].startswith("resume=")
+    assert f"paths.log_dir={tmp_path}/logs" in command and "+callbacks.ctrl_c.step=3" in command
+    run = Path(command[-1].removeprefix("resume="))
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 3
+    # the printed command continues the run (a new process, as the user would; without the Ctrl-C callback)
+    import subprocess
+
+    resume = [a for a in command[1:] if not a.startswith("+callbacks.ctrl_c")]
+    done = subprocess.run(
+        [sys.executable, "-m", "liif_sr.train", *resume, "trainer.max_steps=5"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert os.listdir(run.parent) == [run.name]  # continued in place
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 5

@@ -108,6 +108,11 @@ def hydra_entry(
             if full_error():
                 raise
             raise user_error(exc) from None
+        except KeyboardInterrupt:  # Ctrl-C outside training (training's own: liif_sr.training.interrupt)
+            if full_error():
+                raise
+            print(f"{prog}: interrupted", file=sys.stderr)
+            raise SystemExit(130) from None
 
     main.__doc__ = f"Console entry ``{prog}``: Hydra overrides; user errors print one line."
     return main

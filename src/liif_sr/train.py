@@ -45,6 +45,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     from liif_sr.models.registry import encoder_name
     from liif_sr.training.callbacks.step_time import run_identity
     from liif_sr.training.checkpoint_io import trainer_plugins
+    from liif_sr.training.interrupt import fit_or_interrupt
     from liif_sr.training.launch import check_launch
     from liif_sr.training.loggers.wandb_run import prepare_wandb
     from liif_sr.training.preflight import check_config
@@ -80,7 +81,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     for lg in loggers:
         lg.log_hyperparams(hparams)
     log.info("model: %s, %.3fM parameters", encoder_name(model.net.encoder), n_params / 1e6)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    # Ctrl-C: last.ckpt at that step and one line with the resume command, exit 130 (training.interrupt)
+    fit_or_interrupt(trainer, cfg, model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = {
         k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1
     }
