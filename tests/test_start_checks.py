@@ -58,6 +58,10 @@ REFUSED = [
     ("data.val_sources=[/nonexistent/val]", "image source not found: /nonexistent/val"),
     ("-m data.batch_size=4 data.train_sources=[skimage:coffee],[/nope]", "image source not found: /nope"),
     ("-m trainer.precision=32,banana", "trainer: Precision 'banana' is invalid"),
+    (
+        "-m trainer=ddp trainer.accelerator=cpu trainer.devices=2 seed=1,2",
+        "trainer.strategy=ddp with several devices cannot run inside a local Hydra multirun",
+    ),
     ("model/encoder=bogus", "Could not find 'model/encoder/bogus' (available: edsr_baseline"),
     # class 4: values that crashed mid-run
     ("data.sample_q=1300", "data.sample_q=1300 is more than the 1024 pixels of the smallest HR crop (32x32"),

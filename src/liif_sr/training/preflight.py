@@ -122,6 +122,11 @@ def check_start(cfg: DictConfig) -> None:
     from liif_sr.errors import CheckpointError
 
     check_config(cfg)
+    if cfg.get("hydra") is not None and cfg.get("trainer") is not None:  # composed by preflight_argv
+        from liif_sr.training.launch import check_launch_values
+
+        multirun = str(cfg.hydra.get("mode")).endswith("MULTIRUN")
+        check_launch_values(cfg, multirun, str(cfg.hydra.runtime.choices.get("hydra/launcher", "basic")))
     ckpt = start_checkpoint(cfg)
     check_last(cfg)
     config = dry_build(cfg)
