@@ -12,6 +12,7 @@ Unreadable files are left to the data module's full check (it decodes every file
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from liif_sr.data.sources import expand_sources, load_source_image
 from liif_sr.errors import UserError
 
 
+@functools.lru_cache(maxsize=8192)  # a -m sweep checks the same images for every job
 def image_min_side(item: str) -> int | None:
     """The smaller side of a source image (header only for files), or None if it cannot be read cheaply."""
     if item.startswith("skimage:"):
