@@ -80,6 +80,7 @@ REFUSED = [
     ("trainer.max_epochs=0", "trainer.max_epochs=0: expected a positive integer"),
     ("trainer.max_steps=-2", "trainer.max_steps=-2: expected a positive integer"),
     ("trainer.check_val_every_n_epoch=0", "trainer.check_val_every_n_epoch=0: expected a positive integer"),
+    ("logger=none", "callbacks.lr_monitor needs a logger (Lightning refuses it without one)"),
     ("model.scheduler_interval=hour", "model.scheduler_interval='hour': expected epoch or step"),
     ("model.head.hidden_dim=64", "Could not override 'model.head.hidden_dim'."),
     ("model/head=lte model.head.feat_unfold=false", "Could not override 'model.head.feat_unfold'."),

@@ -145,6 +145,26 @@ def _batch_divides(cfg: DictConfig) -> str | None:
     )
 
 
+def _targets(group: Any) -> dict[str, str]:
+    if not isinstance(group, DictConfig):
+        return {}
+    return {
+        str(k): str(v.get("_target_"))
+        for k, v in group.items()
+        if isinstance(v, DictConfig) and "_target_" in v
+    }
+
+
+def _lr_monitor_logs(cfg: DictConfig) -> str | None:
+    monitors = [k for k, t in _targets(cfg.get("callbacks")).items() if t.endswith("LearningRateMonitor")]
+    if not monitors or _targets(cfg.get("logger")):
+        return None
+    return (
+        f"callbacks.{monitors[0]} needs a logger (Lightning refuses it without one): "
+        f"choose one (logger=csv) or drop it (callbacks.{monitors[0]}=null)"
+    )
+
+
 #: rules over several keys, in order; each returns the message of a violation or None
 RELATIONS: tuple[Callable[[DictConfig], str | None], ...] = (
     _scales_ordered,
@@ -152,6 +172,7 @@ RELATIONS: tuple[Callable[[DictConfig], str | None], ...] = (
     _val_scales,
     _batch_divides,
     _sample_q_fits,
+    _lr_monitor_logs,
 )
 
 
