@@ -233,12 +233,12 @@ def load_model(
     device = _load_device(device)
     path = resolve_checkpoint(path_or_name)
     config, sd = read_checkpoint(path)
-    if expect:
-        _check_expected(config, expect, path)
     try:
         model = build_model(config, head_mode=head_mode)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
+    if expect:  # the built model's config: an official file's omitted defaults (res_scale, D, C, G) filled in
+        _check_expected(model.config, expect, path)
     have, want = set(sd), set(model.state_dict())
     if have != want:
         parts = [
@@ -307,7 +307,27 @@ def _umask() -> int:
     return mask
 
 
+def complete_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The full :attr:`LIIF.config` of the model that ``config`` builds: the arguments a file omits (an
+    official checkpoint names only what its YAML set, e.g. no ``res_scale``) get the class defaults.
+
+    Built on the ``meta`` device (no weights allocated); encoders that compute buffers at init are built
+    on the CPU."""
+    try:
+        with torch.device("meta"):
+            return build_model(config).config
+    except CheckpointError:
+        raise
+    except Exception:  # noqa: BLE001 - e.g. SwinIR's attention masks: build it for real
+        return build_model(config).config
+
+
 def check_matches(path: str | os.PathLike[str], config: dict[str, Any]) -> None:
-    """Raise :class:`CheckpointError` naming the first difference between a checkpoint's model and ``config``."""
+    """Raise :class:`CheckpointError` naming the first difference between a checkpoint's model and ``config``
+    (compared with the checkpoint's defaults filled in, :func:`complete_config`)."""
     have, _ = read_checkpoint(path)
+    try:
+        have = complete_config(have)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     _check_expected(have, config, Path(path))

@@ -130,6 +130,11 @@ def hydra_entry(
         except SystemExit:  # e.g. Optuna's "No trials are completed yet" when every trial failed
             exit_for_failures(prog, stopped=True)
             raise
+        except KeyboardInterrupt:  # Ctrl-C outside training (training's own: liif_sr.training.interrupt)
+            if full_error():
+                raise
+            print(f"{prog}: interrupted", file=sys.stderr)
+            raise SystemExit(130) from None
         exit_for_failures(prog)  # a multirun with failed jobs: one line, exit code = their number
 
     main.__doc__ = f"Console entry ``{prog}``: Hydra overrides; user errors print one line."

@@ -67,6 +67,7 @@ def _fit(cfg: DictConfig, ckpt_path: str | None) -> tuple[dict[str, float], dict
     from liif_sr.checkpoints import check_matches
     from liif_sr.models.registry import encoder_name
     from liif_sr.training.checkpoint_io import trainer_plugins
+    from liif_sr.training.interrupt import fit_or_interrupt
     from liif_sr.training.loggers.wandb_run import prepare_wandb
     from liif_sr.training.run_name import run_identity
 
@@ -105,7 +106,8 @@ def _fit(cfg: DictConfig, ckpt_path: str | None) -> tuple[dict[str, float], dict
     for lg in loggers:
         lg.log_hyperparams(hparams)
     log.info("model: %s, %.3fM parameters", encoder_name(model.net.encoder), n_params / 1e6)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    # Ctrl-C: last.ckpt at that step and one line with the resume command, exit 130 (training.interrupt)
+    fit_or_interrupt(trainer, cfg, model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = _scalars(trainer.callback_metrics)
     if _needs_final_validation(cfg, trainer, metrics):
         # e.g. max_time stopped the fit before its first validation: the sweeper still gets its value

@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from liif_sr.data.gpu_sampler import DeviceSampler
-from liif_sr.data.sampling import fixed_scale_pair, random_scale_sample
+from liif_sr.data.sampling import fixed_scale_pair, min_image_side, random_scale_sample
 from liif_sr.data.sources import check_sources, expand_sources, image_name, load_source_image
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,9 @@ class LIIFDataModule(L.LightningDataModule):
                 require_dataset(Path(src), hp.dataset_name)
         if self.train_set is None and stage in (None, "fit") and hp.train_sources:
             items = check_sources(
-                expand_sources(hp.train_sources, hp.first_k), hp.inp_size, hp.skip_bad_files
+                expand_sources(hp.train_sources, hp.first_k),
+                min_image_side(hp.inp_size, hp.sample_q),
+                hp.skip_bad_files,
             )
             log.info("training on %d images (x%d repeat)", len(items), hp.repeat)
             self.train_set = RandomScaleDataset(

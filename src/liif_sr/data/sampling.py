@@ -26,6 +26,13 @@ class TrainSample(TypedDict):
     gt: Tensor  # (Q, 3) float in [0, 1]
 
 
+def min_image_side(inp_size: int, sample_q: int | None) -> int:
+    """The smallest HR image side :func:`random_scale_sample` always works on: the LR crop fits, and the HR
+    crop (capped at the image side) holds ``sample_q`` pixels. The config-level bound (``sample_q`` at most
+    ``round(inp_size * scale_min)``²) is :mod:`liif_sr.training.constraints`."""
+    return max(inp_size, math.isqrt(sample_q - 1) + 1 if sample_q else 0)
+
+
 def augment_pair(lr: Tensor, hr: Tensor, flips: tuple[bool, bool, bool]) -> tuple[Tensor, Tensor]:
     """Apply the paper's three flips (``flip(-2)``, ``flip(-1)``, ``transpose(-2, -1)``) to both images."""
     for flip, fn in zip(flips, (lambda x: x.flip(-2), lambda x: x.flip(-1), lambda x: x.transpose(-2, -1))):

@@ -87,13 +87,19 @@ def image_name(item: str) -> str:
 
 
 def check_sources(items: Sequence[str], min_size: int, skip_bad: bool) -> list[str]:
-    """Report unreadable or too-small images at start-up: fail fast with the list, or skip with a warning."""
-    files = [Path(i) for i in items if not i.startswith("skimage:")]
-    if not files:
-        return list(items)
+    """Report unreadable or too-small images at start-up: fail fast with the list, or skip with a warning.
+
+    ``min_size``: the smallest usable side (:func:`liif_sr.data.sampling.min_image_side`)."""
     from liif_sr.data.images import check_images, report_bad_files
 
-    _, bad = check_images(files, min_size=(min_size, min_size))
+    files = [Path(i) for i in items if not i.startswith("skimage:")]
+    _, bad = check_images(files, min_size=(min_size, min_size)) if files else ([], [])
+    for item in items:  # embedded photos: decoded anyway, only their size can be wrong
+        if item.startswith("skimage:"):
+            h, w = load_source_image(item).shape[-2:]
+            if min(h, w) < min_size:
+                need = f"{min_size}x{min_size}"
+                bad.append((Path(item), f"too small: {w}x{h} pixels, need at least {need}"))
     if bad:
         msg = report_bad_files(bad)
         if not skip_bad:

@@ -42,11 +42,14 @@ def in_multirun() -> bool:
 
 def is_job_failure(exc: BaseException) -> bool:
     """Whether ``exc`` fails one job (recorded; the sweep goes on), not the launch of every job
-    (:class:`~liif_sr.training.launch.LaunchError`: the sweep stops with its one-line error)."""
+    (:class:`~liif_sr.training.launch.LaunchError`: the sweep stops with its one-line error) and not the
+    user's Ctrl-C (:class:`~liif_sr.training.interrupt.TrainingInterrupted`: the sweep stops, exit 130)."""
     from liif_sr.hydra_app import user_cause
+    from liif_sr.training.interrupt import TrainingInterrupted
     from liif_sr.training.launch import LaunchError
 
-    return isinstance(exc, Exception) and not isinstance(user_cause(exc), LaunchError)
+    cause = user_cause(exc)
+    return isinstance(exc, Exception) and not isinstance(cause, LaunchError | TrainingInterrupted)
 
 
 def failure_reason(exc: BaseException) -> tuple[str, int]:

@@ -19,6 +19,12 @@ def check_launch(cfg: DictConfig) -> None:
     if not HydraConfig.initialized():
         return
     hc = HydraConfig.get()
+    launcher = str(hc.runtime.choices.get("hydra/launcher", "basic"))
+    check_launch_values(cfg, hc.mode == RunMode.MULTIRUN, launcher)
+
+
+def check_launch_values(cfg: DictConfig, multirun: bool, launcher: str) -> None:
+    """:func:`check_launch` on given values (the preflight knows them before Hydra runs)."""
     strategy = str(cfg.trainer.get("strategy", "auto"))
     devices = cfg.trainer.get("devices", 1)
     many = devices == -1 or devices == "auto" or (isinstance(devices, int) and devices > 1)
@@ -27,15 +33,8 @@ def check_launch(cfg: DictConfig) -> None:
         or (isinstance(devices, list | tuple) and len(devices) > 1)
         or cfg.trainer.get("num_nodes", 1) > 1
     )
-    launcher = str(hc.runtime.choices.get("hydra/launcher", "basic"))
     local = launcher in ("basic", "submitit_local") or launcher.startswith("joblib")
-    if (
-        hc.mode == RunMode.MULTIRUN
-        and many
-        and strategy.startswith("ddp")
-        and "spawn" not in strategy
-        and local
-    ):
+    if multirun and many and strategy.startswith("ddp") and "spawn" not in strategy and local:
         raise LaunchError(
             f"trainer.strategy={strategy} with several devices cannot run inside a local Hydra multirun "
             "(-m): Lightning re-launches the whole sweep on every rank. Use trainer=ddp_spawn for local "

@@ -3,11 +3,14 @@ keeps writing ``last.ckpt`` in place when the run folder was moved or copied."""
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint as _LightningModelCheckpoint
+
+log = logging.getLogger(__name__)
 
 
 class ModelCheckpoint(_LightningModelCheckpoint):
@@ -21,6 +24,7 @@ class ModelCheckpoint(_LightningModelCheckpoint):
     def __init__(self, *args: Any, last_every_n_epochs: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.last_every_n_epochs = int(last_every_n_epochs)
+        self.interrupt_saved = False  # last.ckpt written at a Ctrl-C (liif_sr.training.interrupt)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """A run folder moved or copied since the checkpoint: the recorded paths are moved along.
@@ -68,3 +72,20 @@ class ModelCheckpoint(_LightningModelCheckpoint):
         super().on_validation_end(trainer, pl_module)
         if not self._should_save_on_train_epoch_end(trainer):
             self._save_last_now(trainer)
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        """Ctrl-C: write ``last.ckpt`` at the interrupted step (one device only: under DDP the other ranks
+        may be gone, and a save is a collective), so that ``resume=<run dir>`` loses nothing."""
+        if not isinstance(exception, KeyboardInterrupt) or not self.save_last or trainer.world_size != 1:
+            return
+        if self._last_global_step_saved == trainer.global_step:  # last.ckpt already holds this step
+            self.interrupt_saved = trainer.global_step > 0
+            return
+        try:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        except Exception as exc:  # noqa: BLE001 - the interrupt must still end the run
+            log.warning("could not write last.ckpt after the interrupt: %s", exc)
+            return
+        self.interrupt_saved = True
