@@ -304,13 +304,16 @@ def test_ctrl_c_saves_last_ckpt_and_prints_the_resume_command(tmp_path, monkeypa
     run = Path(command[-1].removeprefix("resume="))
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 3
-    # the printed command continues the run (a new process, as the user would; without the Ctrl-C callback)
+    # the printed command continues the run (a new process, as the user would). A resume reads the run's own
+    # overrides back, so the test's Ctrl-C callback comes along: importable from tests/, it fires at step 3 only
     import subprocess
 
-    resume = [a for a in command[1:] if not a.startswith("+callbacks.ctrl_c")]
+    tests_dir = str(Path(__file__).resolve().parent)
+    path = os.pathsep.join(p for p in (tests_dir, os.environ.get("PYTHONPATH", "")) if p)
     done = subprocess.run(
-        [sys.executable, "-m", "liif_sr.train", *resume, "trainer.max_steps=5"],
+        [sys.executable, "-m", "liif_sr.train", *command[1:], "trainer.max_steps=5"],
         cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": path},
         capture_output=True,
         text=True,
         timeout=300,
