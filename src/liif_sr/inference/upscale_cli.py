@@ -126,8 +126,7 @@ class Report:
 
 
 def _check_options(args: argparse.Namespace) -> None:
-    """Refuse option values that cannot be used as given (exit 2, before any work); ``args.options``: the
-    command's one :class:`UpscaleOptions` (:func:`options_from_args`)."""
+    """Refuse bad option values (exit 2, before any work); ``args.options``: :func:`options_from_args`."""
     from liif_sr.inference.upscale import parse_scale, parse_size
 
     if args.batch < 1:
@@ -157,12 +156,13 @@ _REASONS = {"chunk": "must be a positive integer", "tile": "must be >= 0 (0 = of
 
 
 def options_from_args(args: argparse.Namespace) -> UpscaleOptions:
-    """The command's :class:`UpscaleOptions` (size per image: :meth:`UpscaleOptions.with_size`); a refused
-    value is one line naming its flag."""
+    """The command's :class:`UpscaleOptions` (size: per image); a refused value is one line naming its flag."""
+    import dataclasses
+
     from liif_sr.errors import InvalidArgumentError
     from liif_sr.models.upscale_options import UpscaleOptions
 
-    fields = ("chunk", "cell_clip", "border", "tile", "max_memory", "precision")
+    fields = [f.name for f in dataclasses.fields(UpscaleOptions) if f.name != "size"]  # size: per image
     try:
         return UpscaleOptions.create(**{name: getattr(args, name) for name in fields})
     except InvalidArgumentError as exc:
@@ -267,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _process(model, pending, options: UpscaleOptions, args: argparse.Namespace, report: Report) -> None:
-    """Upscale one batch of equal-sized images (``pending``) with the command's ``options`` and write them."""
+    """Upscale and write one batch of equal-sized images (``pending``) with the command's ``options``."""
     import numpy as np
     import torch
 

@@ -4,7 +4,7 @@ from liif_sr.models.build import build_model
 from liif_sr.models.encoders import RDN, EDSRBaseline, Encoder, SwinIR
 from liif_sr.models.heads import DecoderHead, LIIFHead, LTEHead, MetaSRHead
 from liif_sr.models.liif import LIIF
-from liif_sr.models.registry import ENCODERS, HEADS
+from liif_sr.models.registry import ENCODERS, HEADS, register_encoder, register_head
 from liif_sr.models.upscale_options import UpscaleOptions
 
 __all__ = [
@@ -21,4 +21,6 @@ __all__ = [
     "SwinIR",
     "UpscaleOptions",
     "build_model",
+    "register_encoder",
+    "register_head",
 ]
