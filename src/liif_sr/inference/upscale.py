@@ -148,7 +148,6 @@ def upscale_tensor(
     (:mod:`liif_sr.inference.tiling`); a tile below the model's minimum is raised to it with a warning; a
     memory budget that allows only such tiles is refused. ``cell_clip``, ``border``: as in :meth:`LIIF.upscale`.
     """
-    check_lr(lr)
     opts = UpscaleOptions.create(size, chunk, cell_clip, border, tile, max_memory, precision)
     return upscale_with(model, lr, for_model(model, opts, warn=True))
 
@@ -169,11 +168,14 @@ def tile_note(model: LIIF, opts: UpscaleOptions) -> str | None:
 
 @torch.no_grad()
 def upscale_with(model: LIIF, lr: Tensor, opts: UpscaleOptions) -> Tensor:
-    """The inference road: ``lr`` checked, ``opts`` resolved (:func:`for_model`) → (B, 3, H, W) float32.
+    """The inference road: ``lr`` (B, 3, h, w) in [0, 1], ``opts`` resolved (:func:`for_model`) → (B, 3, H, W)
+    float32 in [0, 1].
 
-    Casts ``lr`` to the model's device and working dtype, picks the producer (the whole image, or the tiles
-    of :func:`~liif_sr.inference.tile_policy.resolve_tile`) and runs the one render loop under ``precision``.
+    Checks ``lr`` (once: it reads the tensor back to the host), casts it to the model's device and working
+    dtype, picks the producer (the whole image, or the tiles of
+    :func:`~liif_sr.inference.tile_policy.resolve_tile`) and runs the one render loop under ``precision``.
     """
+    check_lr(lr)
     param = next(model.parameters())
     lr = lr.to(device=param.device, dtype=working_dtype(param))  # any floating input (issue 18, class 7)
     with autocast(param.device, opts.precision):

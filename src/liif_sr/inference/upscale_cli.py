@@ -276,7 +276,7 @@ def _process(model, pending, options: UpscaleOptions, args: argparse.Namespace, 
     from liif_sr.inference.upscale import to_tensor, to_uint8, upscale_alpha, upscale_with
 
     out_size = pending[0][2]
-    lr = torch.stack([to_tensor(img.rgb) for _, img, _ in pending])  # 8-bit data: [0, 1] by construction
+    lr = torch.stack([to_tensor(img.rgb) for _, img, _ in pending])
     try:
         sr = upscale_with(model, lr, options.with_size(out_size)).cpu()
     except UserError as exc:  # e.g. an image too large for --max-memory: these files fail, the rest go on
