@@ -155,3 +155,17 @@ def test_registration_rules():
     Unregistered.name = "test_tiny_conv"  # same name, another class: refused when a model is built
     with pytest.raises(UnknownComponentError, match="decorate it with @liif_sr.models.register_encoder"):
         LIIF(Unregistered(8), NearestHead(8))
+
+
+def test_the_removed_mode_alias_fails_loudly():
+    """``head.mode = "plain"`` must not silently keep the fast path (it was the deprecated spelling of fast)."""
+    from liif_sr.models import LIIFHead
+
+    head = LIIFHead(8, hidden_list=[8])
+    with pytest.raises(AttributeError, match="use head.fast"):
+        head.mode = "plain"
+    with pytest.raises(AttributeError, match="mode"):
+        head.mode  # noqa: B018  (nn.Module reports a missing attribute)
+    with pytest.raises(TypeError, match="mode"):
+        LIIFHead(8, mode="plain")
+    assert head.fast

@@ -46,6 +46,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -54,7 +55,7 @@ from liif_sr.coords import make_cell, make_coord
 from liif_sr.errors import UserError
 from liif_sr.models.liif import LIIF, border_px, clip_cell
 from liif_sr.models.render import Block, render
-from liif_sr.models.upscale_options import DEFAULT_CHUNK, Border, UpscaleOptions
+from liif_sr.models.upscale_options import UpscaleOptions
 
 
 class TilingUnsupportedError(UserError, ValueError):
@@ -144,21 +145,19 @@ def upscale_tiled(
     lr: Tensor,
     size: tuple[int, int],
     tile: int | tuple[int, int],
-    chunk: int = DEFAULT_CHUNK,
-    cell_clip: float | str | None = "auto",
     margin: int | None = None,
-    border: Border = "replicate",
+    **options: Any,
 ) -> Tensor:
     """Like :meth:`LIIF.upscale` (same output, ≤ 1e-5 in fp32) with the encoder run tile by tile.
 
-    The keywords become one checked :class:`UpscaleOptions`; :func:`tile_blocks` feeds the one render loop
-    (:func:`liif_sr.models.render.render`). ``tile``: LR tile size (one int, or ``(ty, tx)``), >= 1;
-    ``margin``: see :func:`tile_blocks`. Returns (B, 3, H, W) float32 in [0, 1].
+    ``options``: ``chunk``, ``cell_clip``, ``border`` (:class:`UpscaleOptions`, checked once);
+    :func:`tile_blocks` feeds the one render loop (:func:`liif_sr.models.render.render`). ``tile``: LR tile size
+    (one int, or ``(ty, tx)``), >= 1; ``margin``: see :func:`tile_blocks`. Returns (B, 3, H, W) float32 in [0, 1].
     """
     ty, tx = (tile, tile) if isinstance(tile, int) else (int(tile[0]), int(tile[1]))
     if ty < 1 or tx < 1:
         raise ValueError(f"upscale_tiled: tile must be positive, got tile={tile}")
-    opts = UpscaleOptions.create(size=size, chunk=chunk, cell_clip=cell_clip, border=border).for_model(model)
+    opts = UpscaleOptions.create(size=size, **options).for_model(model)
     blocks = tile_blocks(model, lr, opts, (ty, tx), margin)
     return render(model.head, blocks, lr, opts, out_dtype=torch.float32)
 
@@ -171,18 +170,17 @@ def auto_tile(
     model: LIIF,
     *,
     batch: int = 1,
-    chunk: int = DEFAULT_CHUNK,
     out_size: tuple[int, int] | None = None,
-    dtype_bytes: int = 4,
     min_tile: int = 16,
+    **options: Any,
 ) -> int:
     """A tile size ``<= max(h, w)``, at least ``min_tile``, whose estimated peak memory fits the budget
-    (:func:`liif_sr.inference.tile_policy.estimate_tile`; kept for scripts). ValueError: the fixed costs
-    alone exceed the budget."""
+    (:func:`liif_sr.inference.tile_policy.estimate_tile`; a helper for scripts). ``options``: e.g. ``chunk``
+    (:class:`UpscaleOptions`). ValueError: the fixed costs alone exceed the budget."""
     from liif_sr.inference.tile_policy import estimate_tile
 
-    opts = UpscaleOptions(size=out_size, chunk=chunk, max_memory=max_memory_bytes)
-    side = estimate_tile(model, (batch, 3, h, w), opts, dtype_bytes)
+    opts = UpscaleOptions.create(size=out_size, max_memory=max_memory_bytes, **options)
+    side = estimate_tile(model, (batch, 3, h, w), opts)
     return max(min_tile, min(side, max(h, w)))
 
 
@@ -197,23 +195,12 @@ def parse_bytes(text: str) -> int:
     return int(value)
 
 
-def upscale_budgeted(
-    model: LIIF,
-    lr: Tensor,
-    size: tuple[int, int],
-    tile: int = 0,
-    max_memory: int | None = None,
-    chunk: int = DEFAULT_CHUNK,
-    cell_clip: float | str | None = "auto",
-    border: Border = "replicate",
-) -> Tensor:
-    """:func:`~liif_sr.inference.upscale.upscale_tensor` in fp32 (kept for scripts): tiled with ``tile`` (> 0),
-    or with the tile :mod:`~liif_sr.inference.tile_policy` picks from ``max_memory``; untiled when it fits."""
+def upscale_budgeted(model: LIIF, lr: Tensor, size: tuple[int, int], **options: Any) -> Tensor:
+    """:func:`~liif_sr.inference.upscale.upscale_tensor` (kept for scripts): tiled with ``tile`` (> 0), or with
+    the tile :mod:`~liif_sr.inference.tile_policy` picks from ``max_memory``; untiled when it fits."""
     from liif_sr.inference.upscale import upscale_tensor
 
-    return upscale_tensor(
-        model, lr, size, chunk=chunk, cell_clip=cell_clip, tile=tile, max_memory=max_memory, border=border
-    )
+    return upscale_tensor(model, lr, size, **options)
 
 
 def covers(tile: int, size: tuple[int, int], border: str) -> bool:

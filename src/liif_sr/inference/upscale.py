@@ -13,6 +13,7 @@ import math
 import re
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ from liif_sr.models.checks import (  # noqa: F401  (the API checks, re-exported)
 from liif_sr.models.liif import LIIF
 from liif_sr.models.render import render, whole_image
 from liif_sr.models.run_context import working_dtype
-from liif_sr.models.upscale_options import DEFAULT_CHUNK, Border, Precision, UpscaleOptions
+from liif_sr.models.upscale_options import Precision, UpscaleOptions
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: largest scale factor accepted per axis (LIIF is trained up to x4 and evaluated up to x30)
@@ -130,25 +131,16 @@ def to_uint8(img: Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def upscale_tensor(
-    model: LIIF,
-    lr: Tensor,
-    size: tuple[int, int],
-    precision: Precision = "fp32",
-    chunk: int = DEFAULT_CHUNK,
-    cell_clip: float | str | None = "auto",
-    tile: int = 0,
-    max_memory: int | None = None,
-    border: Border = "replicate",
-) -> Tensor:
-    """``lr`` (B, 3, h, w) in [0, 1] on the model's device → (B, 3, H, W) float32 in [0, 1].
+def upscale_tensor(model: LIIF, lr: Tensor, size: tuple[int, int] | int, **options: Any) -> Tensor:
+    """``lr`` (B, 3, h, w) in [0, 1] → (B, 3, H, W) float32 in [0, 1] at ``size``: the keyword form of the road.
 
-    The keywords become one :class:`UpscaleOptions` (checked once, :meth:`UpscaleOptions.create`), then
-    :func:`upscale_with`. ``tile`` > 0, or a ``max_memory`` budget in bytes: tiled upscaling
-    (:mod:`liif_sr.inference.tiling`); a tile below the model's minimum is raised to it with a warning; a
-    memory budget that allows only such tiles is refused. ``cell_clip``, ``border``: as in :meth:`LIIF.upscale`.
+    ``options`` are the fields of :class:`UpscaleOptions` (``chunk``, ``cell_clip``, ``border``, ``tile``,
+    ``max_memory``, ``precision``), checked once by :meth:`UpscaleOptions.create`; then :func:`upscale_with`.
+    ``tile`` > 0, or a ``max_memory`` budget in bytes: tiled upscaling (:mod:`liif_sr.inference.tiling`); a tile
+    below the model's minimum is raised to it with a warning; a memory budget that allows only such tiles is
+    refused. ``cell_clip``, ``border``: as in :meth:`LIIF.upscale`.
     """
-    opts = UpscaleOptions.create(size, chunk, cell_clip, border, tile, max_memory, precision)
+    opts = UpscaleOptions.create(size=size, **options)
     return upscale_with(model, lr, for_model(model, opts, warn=True))
 
 

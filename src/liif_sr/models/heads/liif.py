@@ -38,6 +38,9 @@ from liif_sr.models.heads.geometry import (
 from liif_sr.models.mlp import MLP
 from liif_sr.models.registry import register_head
 
+_MODE_REMOVED = (
+    "LIIFHead.mode was removed: use head.fast (True: the fast path, False: the reference algorithm)"
+)
 _CPU_BLOCK = 2048  # query rows per MLP block in CPU inference (activations stay in cache)
 
 
@@ -138,6 +141,16 @@ class LIIFHead(DecoderHead):
             "local_ensemble": local_ensemble,
             "cell_decode": cell_decode,
         }
+
+    @property
+    def mode(self) -> str:
+        """Removed (it was the old spelling of :attr:`fast`): reading or setting it raises, so that old code
+        fails loudly instead of silently running the other path."""
+        raise AttributeError(_MODE_REMOVED)
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        raise AttributeError(_MODE_REMOVED)
 
     def state_bytes_per_latent(self, dtype_bytes: int = 4) -> int:
         width = self.mlp.hidden_list[0] if self.fast else self.feat_dim
