@@ -149,7 +149,7 @@ def test_border_centre_queries_match_plain(lr_size, size):
     lr = _lr(2, *lr_size)
     fast = model.upscale(lr, size)
     tiled = upscale_tiled(model, lr, size, tile=4)
-    model.head.mode = "plain"
+    model.head.fast = False
     plain = model.upscale(lr, size)
     assert (fast - plain).abs().max().item() <= 1e-5
     assert (tiled - plain).abs().max().item() <= 1e-5
