@@ -180,7 +180,9 @@ class Step:
         _, encoder_fn, hidden = MODELS[model]
         torch.manual_seed(0)  # the same initial weights for every variant of a model (heads: same params)
         encoder = encoder_fn()
-        net = LIIF(encoder, LIIFHead(in_channels=encoder.out_dim, hidden_list=hidden, mode=v.head)).to(device)
+        net = LIIF(
+            encoder, LIIFHead(in_channels=encoder.out_dim, hidden_list=hidden, fast=v.head == "fast")
+        ).to(device)
         if v.channels_last:
             net.encoder.to(memory_format=torch.channels_last)
         self.v, self.device, self.net = v, device, net

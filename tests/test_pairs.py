@@ -184,7 +184,7 @@ def test_experiments_compose_with_their_recipe(tmp_path, experiment):
             "model.encoder._target_=torch.nn.Identity",
             UnknownComponentError,
             "encoder class torch.nn.modules.linear.Identity is not registered (known encoders: edsr_baseline, "
-            "rdn, swinir); add it to liif_sr.models.registry",
+            'rdn, swinir); decorate it with @liif_sr.models.register_encoder("<name>")',
         ),
         (
             "model.head._target_=test_pairs.UserHead",
@@ -239,7 +239,7 @@ def test_cli_unregistered_encoder_is_one_line_exit_2(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert errors == [
         "liif-sr-train: error: encoder class torch.nn.modules.linear.Identity is not registered (known "
-        "encoders: edsr_baseline, rdn, swinir); add it to liif_sr.models.registry"
+        'encoders: edsr_baseline, rdn, swinir); decorate it with @liif_sr.models.register_encoder("<name>")'
     ], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     # nothing but Hydra's own run record (.hydra/, train.log: written before the task starts)

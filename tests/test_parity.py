@@ -112,7 +112,7 @@ def test_cpu_block_decode_under_inference_mode_and_threads():
             want = model.upscale(lr, (70, 70))  # 4900 queries x 4 members: several 2048-row blocks
         with torch.inference_mode():
             got = model.upscale(lr, (70, 70))
-        model.head.mode = "plain"
+        model.head.fast = False
         with torch.no_grad():
             ref = model.upscale(lr, (70, 70))
     finally:

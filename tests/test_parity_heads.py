@@ -14,6 +14,7 @@ from liif_sr.inference.tiling import upscale_tiled
 from liif_sr.models import LIIF, EDSRBaseline, LTEHead, MetaSRHead, build_model
 from liif_sr.models.heads.lte import bilinear_border
 from liif_sr.models.official import official_to_ours
+from liif_sr.models.official_heads import OFFICIAL_HEADS, head_from_official
 
 OFFICIAL = {"lte": OfficialLTE, "metasr": OfficialMetaSR}
 
@@ -174,14 +175,16 @@ def test_parameter_counts_and_official_keys():
     assert head_keys == {"coef.weight", "coef.bias", "freq.weight", "freq.bias", "phase.weight"} | {
         f"imnet.layers.{i}.{p}" for i in (0, 2, 4, 6) for p in ("weight", "bias")
     }
-    assert set(LTEHead.official_state_dict(ref.state_dict())) == set(LTEHead(8).state_dict())
+    assert set(OFFICIAL_HEADS["lte"].state_dict("LTEHead", ref.state_dict())) == set(LTEHead(8).state_dict())
     meta = OfficialMetaSR(OfficialEDSR(n_resblocks=1, n_feats=8))
     assert meta.imnet.layers[2].weight.shape == (8 * 9 * 3, 256)
-    assert set(MetaSRHead.official_state_dict(meta.state_dict())) == set(MetaSRHead(8).state_dict())
+    assert set(OFFICIAL_HEADS["metasr"].state_dict("MetaSRHead", meta.state_dict())) == set(
+        MetaSRHead(8).state_dict()
+    )
     with pytest.raises(ValueError, match="unexpected official"):
-        MetaSRHead.official_state_dict({"coef.weight": torch.zeros(1)})
+        OFFICIAL_HEADS["metasr"].state_dict("MetaSRHead", {"coef.weight": torch.zeros(1)})
     with pytest.raises(ValueError, match="not 'metasr'"):
-        MetaSRHead.from_official({"name": "lte", "args": {}, "sd": {}}, 8)
+        head_from_official(MetaSRHead, {"name": "lte", "args": {}, "sd": {}}, 8)
 
 
 def test_validation_errors():

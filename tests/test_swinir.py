@@ -122,7 +122,9 @@ def test_flip_pad_refuses_tiny_inputs():
 def _models(head_mode: str) -> tuple[OfficialLIIF, LIIF]:
     ref = OfficialLIIF(_official_small(), hidden_list=(32, 32)).eval()
     _perturb(ref.imnet, torch.Generator().manual_seed(3), std=0.01)
-    ours = LIIF(SwinIR(**SMALL, out_dim=64), LIIFHead(64, hidden_list=[32, 32], mode=head_mode)).eval()
+    ours = LIIF(
+        SwinIR(**SMALL, out_dim=64), LIIFHead(64, hidden_list=[32, 32], fast=head_mode == "fast")
+    ).eval()
     sd = {k.replace("imnet.", "head.mlp."): v for k, v in ref.state_dict().items()}
     ours.load_state_dict(sd, strict=True)
     return ref, ours

@@ -133,7 +133,7 @@ def test_tiled_equals_untiled_more(lr_size, tile, size, cell_clip):
 def test_tiled_paper_head_and_plain_reference():
     """The paper-sized head (256 x 4) and the plain reference path agree with the tiled fast decode."""
     torch.manual_seed(0)
-    model = LIIF(EDSRBaseline(n_resblocks=2, n_feats=16), LIIFHead(16, mode="plain")).eval()
+    model = LIIF(EDSRBaseline(n_resblocks=2, n_feats=16), LIIFHead(16, fast=False)).eval()
     lr = _lr(1, 30, 41)
     want = model.upscale(lr, (67, 90), chunk=30000)
     got = upscale_tiled(model, lr, (67, 90), tile=11)
@@ -149,7 +149,7 @@ def test_border_centre_queries_match_plain(lr_size, size):
     lr = _lr(2, *lr_size)
     fast = model.upscale(lr, size)
     tiled = upscale_tiled(model, lr, size, tile=4)
-    model.head.mode = "plain"
+    model.head.fast = False
     plain = model.upscale(lr, size)
     assert (fast - plain).abs().max().item() <= 1e-5
     assert (tiled - plain).abs().max().item() <= 1e-5

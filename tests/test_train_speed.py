@@ -32,7 +32,8 @@ TINY = [
 def _net(mode: str = "fast") -> LIIF:
     torch.manual_seed(0)
     return LIIF(
-        EDSRBaseline(n_resblocks=1, n_feats=8), LIIFHead(in_channels=8, hidden_list=[16, 16], mode=mode)
+        EDSRBaseline(n_resblocks=1, n_feats=8),
+        LIIFHead(in_channels=8, hidden_list=[16, 16], fast=mode == "fast"),
     )
 
 

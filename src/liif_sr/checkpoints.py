@@ -166,7 +166,11 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
 
     A config without a head name (files written before other heads existed) gets ``"name": "liif"``.
     """
-    config, sd = _read_checkpoint(resolve_checkpoint(path))
+    return _read_resolved(resolve_checkpoint(path))
+
+
+def _read_resolved(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    config, sd = _read_checkpoint(path)
     if isinstance(config, dict) and isinstance(config.get("head"), dict):
         config["head"] = {"name": "liif", **config["head"]}
     return config, sd
@@ -232,7 +236,7 @@ def load_model(
     """
     device = _load_device(device)
     path = resolve_checkpoint(path_or_name)
-    config, sd = read_checkpoint(path)
+    config, sd = _read_resolved(path)  # resolved once
     try:
         model = build_model(config, head_mode=head_mode)
     except CheckpointError as exc:

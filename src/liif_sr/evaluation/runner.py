@@ -101,6 +101,7 @@ def build_predictors(cfg: DictConfig, device: torch.device) -> dict[str, Predict
     """The rows of the table: bicubic (unless ``bicubic=false``) and one per checkpoint, in order."""
     from liif_sr.checkpoints import load_model
     from liif_sr.evaluation.multirun import run_summary
+    from liif_sr.models.upscale_options import UpscaleOptions
 
     predictors: dict[str, Predictor] = {BICUBIC: bicubic_predictor} if cfg.bicubic else {}
     checkpoint = (
@@ -109,14 +110,15 @@ def build_predictors(cfg: DictConfig, device: torch.device) -> dict[str, Predict
     border = cfg.get("border", "none")
     for name, path in checkpoint_names(checkpoint).items():
         model = load_model(path, device=device, head_mode=cfg.head_mode)
-        clip = model.resolve_cell_clip(cfg.cell_clip)
+        opts = UpscaleOptions.create(chunk=cfg.chunk, cell_clip=cfg.cell_clip, border=border).for_model(model)
+        clip = opts.cell_clip
         log.info(
             "%s: %s (%s, %.3fM parameters, cell clip %s)",
             name, path, model.name, sum(p.numel() for p in model.parameters()) / 1e6, clip,
         )  # fmt: skip
 
-        def predict(lr: Tensor, size: tuple[int, int], model: Any = model, clip: Any = clip) -> Tensor:
-            return model.upscale(lr, size, chunk=cfg.chunk, cell_clip=clip, border=border)
+        def predict(lr: Tensor, size: tuple[int, int], model: Any = model, opts: Any = opts) -> Tensor:
+            return model.render(lr, opts.with_size(size))  # options checked once per row
 
         predict.note = model_note(model.name, clip, border)  # type: ignore[attr-defined]
         summary = run_summary(path) or {}  # params, ms/step of the training run (its summary.json)

@@ -45,13 +45,17 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from liif_sr.coords import make_cell, make_coord
 from liif_sr.errors import UserError
-from liif_sr.models.liif import LIIF, Border, border_px, clip_cell
+from liif_sr.models.liif import LIIF, border_px, clip_cell
+from liif_sr.models.render import Block, render
+from liif_sr.models.upscale_options import UpscaleOptions
 
 
 class TilingUnsupportedError(UserError, ValueError):
@@ -85,47 +89,24 @@ def _spans(owners: Tensor, n_tiles: int) -> list[tuple[int, int]]:
     return [(bounds[t], bounds[t + 1]) for t in range(n_tiles)]
 
 
-@torch.no_grad()
-def upscale_tiled(
-    model: LIIF,
-    lr: Tensor,
-    size: tuple[int, int],
-    tile: int | tuple[int, int],
-    chunk: int = 65536,
-    cell_clip: float | str | None = "auto",
-    margin: int | None = None,
-    border: Border = "replicate",
-) -> Tensor:
-    """Like :meth:`LIIF.upscale` (same output, ≤ 1e-5 in fp32) with the encoder run tile by tile.
+def tile_blocks(
+    model: LIIF, lr: Tensor, opts: UpscaleOptions, tile: tuple[int, int], margin: int | None = None
+) -> Iterator[Block]:
+    """The tiled producer: one :class:`~liif_sr.models.render.Block` per LR tile that owns output pixels.
 
-    Args:
-        model: a LIIF model (any head; an encoder with a bounded ``receptive_radius``).
-        lr: (B, 3, h, w) in [0, 1].
-        size: output ``(H, W)``.
-        tile: LR tile size (one int, or ``(ty, tx)``), ≥ 1.
-        chunk: queries decoded at once.
-        cell_clip, border: as in :meth:`LIIF.upscale`. With ``border="replicate"`` the padded image is the
-            one that is tiled (its frame is mapped exactly as in the untiled path).
-        margin: LR context per side; default :func:`tile_margin` (smaller is inexact; for tests), at least
-            the head's ``reach``.
-
-    Returns:
-        (B, 3, H, W) float32 in [0, 1].
+    ``opts`` are checked and resolved for the model; ``tile`` = ``(ty, tx)`` >= 1; ``margin``: LR context per
+    side, default :func:`tile_margin` (smaller is inexact; for tests), at least the head's ``reach``. With
+    ``border="replicate"`` the padded image is the one that is tiled (its frame mapped as untiled).
     """
-    out_h, out_w = int(size[0]), int(size[1])
-    if out_h < 1 or out_w < 1:
-        raise ValueError(f"upscale_tiled: size must be positive, got {size}")
-    ty, tx = (tile, tile) if isinstance(tile, int) else (int(tile[0]), int(tile[1]))
-    if ty < 1 or tx < 1 or chunk < 1:
-        raise ValueError(f"upscale_tiled: tile and chunk must be positive, got tile={tile}, chunk={chunk}")
+    ty, tx = tile
     reach = int(model.head.reach)
     m = tile_margin(model.encoder, reach) if margin is None else int(margin)
     if m < reach:
         raise ValueError(f"upscale_tiled: margin must be >= the head's reach {reach}, got {m}")
-    cell_clip = model.resolve_cell_clip(cell_clip)
-    b, _, lr_h, lr_w = lr.shape
+    (out_h, out_w), cell_clip = opts.out_size, opts.cell_clip
+    _, _, lr_h, lr_w = lr.shape
     device = lr.device
-    x, frame = model.inference_input(lr, border)  # normalised and padded: the image that is tiled
+    x, frame = model.inference_input(lr, opts.border)  # normalised and padded: the image that is tiled
     h, w = frame.padded
     # per-axis coordinates, mapped like the untiled path maps make_coord((H, W)) (elementwise: bit-identical)
     ys = make_coord((out_h, 1), flatten=False, device=device)[:, 0, 0]
@@ -134,11 +115,10 @@ def upscale_tiled(
     xs = frame.map(torch.stack([xs, xs], dim=-1))[0][:, 1]
     cell_one = make_cell((out_h, out_w), 1, device=device)
     if cell_clip is not None:
-        cell_one = clip_cell(cell_one, (lr_h, lr_w), cell_clip)
+        cell_one = clip_cell(cell_one, (lr_h, lr_w), float(cell_clip))
     cell_one = frame.map(torch.zeros_like(cell_one), cell_one)[1]
     row_spans = _spans(_owners(ys, h, ty), math.ceil(h / ty))
     col_spans = _spans(_owners(xs, w, tx), math.ceil(w / tx))
-    out = torch.empty(b, 3, out_h, out_w, device=device, dtype=torch.float32)
     for i, (qy0, qy1) in enumerate(row_spans):
         if qy0 == qy1:
             continue
@@ -156,15 +136,30 @@ def upscale_tiled(
             state = model.head.prepare(feat, x[:, :, ly0:ly1, lx0:lx1], (ly0, lx0), (h, w))
             del feat
             coord = torch.stack(torch.meshgrid(ys[qy0:qy1], xs[qx0:qx1], indexing="ij"), dim=-1).view(-1, 2)
-            n_q = coord.shape[0]
-            pred = torch.empty(b, n_q, 3, device=device, dtype=torch.float32)
-            for st in range(0, n_q, chunk):
-                c = coord[st : st + chunk].unsqueeze(0).expand(b, -1, -1)
-                ce = cell_one.expand(b, c.shape[1], 2)
-                pred[:, st : st + chunk] = model.head.decode(state, c, ce).float()
-            pred = (pred * 0.5 + 0.5).clamp_(0, 1)
-            out[:, :, qy0:qy1, qx0:qx1] = pred.view(b, qy1 - qy0, qx1 - qx0, 3).permute(0, 3, 1, 2)
-    return out
+            yield Block(state, coord, cell_one, (qy0, qy1), (qx0, qx1))
+
+
+@torch.no_grad()
+def upscale_tiled(
+    model: LIIF,
+    lr: Tensor,
+    size: tuple[int, int],
+    tile: int | tuple[int, int],
+    margin: int | None = None,
+    **options: Any,
+) -> Tensor:
+    """Like :meth:`LIIF.upscale` (same output, ≤ 1e-5 in fp32) with the encoder run tile by tile.
+
+    ``options``: ``chunk``, ``cell_clip``, ``border`` (:class:`UpscaleOptions`, checked once);
+    :func:`tile_blocks` feeds the one render loop (:func:`liif_sr.models.render.render`). ``tile``: LR tile size
+    (one int, or ``(ty, tx)``), >= 1; ``margin``: see :func:`tile_blocks`. Returns (B, 3, H, W) float32 in [0, 1].
+    """
+    ty, tx = (tile, tile) if isinstance(tile, int) else (int(tile[0]), int(tile[1]))
+    if ty < 1 or tx < 1:
+        raise ValueError(f"upscale_tiled: tile must be positive, got tile={tile}")
+    opts = UpscaleOptions.create(size=size, **options).for_model(model)
+    blocks = tile_blocks(model, lr, opts, (ty, tx), margin)
+    return render(model.head, blocks, lr, opts, out_dtype=torch.float32)
 
 
 # ---------------------------------------------------------------------------------------- memory budget
@@ -175,41 +170,17 @@ def auto_tile(
     model: LIIF,
     *,
     batch: int = 1,
-    chunk: int = 65536,
     out_size: tuple[int, int] | None = None,
-    dtype_bytes: int = 4,
     min_tile: int = 16,
+    **options: Any,
 ) -> int:
-    """A tile size whose estimated peak memory fits ``max_memory_bytes``.
+    """A tile size ``<= max(h, w)``, at least ``min_tile``, whose estimated peak memory fits the budget
+    (:func:`liif_sr.inference.tile_policy.estimate_tile`; a helper for scripts). ``options``: e.g. ``chunk``
+    (:class:`UpscaleOptions`). ValueError: the fixed costs alone exceed the budget."""
+    from liif_sr.inference.tile_policy import estimate_tile
 
-    Per LR pixel of a tile crop: the encoder's activations (:meth:`Encoder.activation_bytes_per_pixel`), the
-    latent window and the head's prepared state (:meth:`DecoderHead.state_bytes_per_latent`, counted twice
-    for its working copy). Fixed: the (padded) normalised LR, the output image (if ``out_size``) and the
-    decoding working set of ``chunk`` queries (:meth:`DecoderHead.decode_bytes_per_query`).
-
-    Returns:
-        a tile size ``<= max(h, w)`` (``max(h, w)`` means one tile); at least ``min_tile``.
-
-    Raises:
-        ValueError: the fixed costs alone exceed the budget.
-    """
-    encoder, head = model.encoder, model.head
-    # an encoder that cannot be tiled (SwinIR): the estimate of one untiled run (no margin)
-    m = 0 if encoder.receptive_radius is None else tile_margin(encoder, head.reach)
-    per_px = (
-        encoder.activation_bytes_per_pixel(dtype_bytes)
-        + int(encoder.out_dim) * dtype_bytes
-        + 2 * head.state_bytes_per_latent(dtype_bytes)
-    ) * batch
-    fixed = batch * chunk * head.decode_bytes_per_query(dtype_bytes) + batch * 3 * h * w * 4 * 2
-    if out_size is not None:
-        fixed += batch * 3 * out_size[0] * out_size[1] * 4
-    avail = max_memory_bytes - fixed
-    if avail <= 0:
-        raise ValueError(
-            f"memory budget {max_memory_bytes} B is below the fixed cost (~{fixed} B); lower --chunk"
-        )
-    side = int(math.isqrt(avail // per_px)) - 2 * m
+    opts = UpscaleOptions.create(size=out_size, max_memory=max_memory_bytes, **options)
+    side = estimate_tile(model, (batch, 3, h, w), opts)
     return max(min_tile, min(side, max(h, w)))
 
 
@@ -224,31 +195,12 @@ def parse_bytes(text: str) -> int:
     return int(value)
 
 
-def upscale_budgeted(
-    model: LIIF,
-    lr: Tensor,
-    size: tuple[int, int],
-    tile: int = 0,
-    max_memory: int | None = None,
-    chunk: int = 65536,
-    cell_clip: float | str | None = "auto",
-    border: Border = "replicate",
-) -> Tensor:
-    """Tiled upscaling with ``tile`` (> 0), or with a tile picked by :func:`auto_tile` from ``max_memory``.
+def upscale_budgeted(model: LIIF, lr: Tensor, size: tuple[int, int], **options: Any) -> Tensor:
+    """:func:`~liif_sr.inference.upscale.upscale_tensor` (kept for scripts): tiled with ``tile`` (> 0), or with
+    the tile :mod:`~liif_sr.inference.tile_policy` picks from ``max_memory``; untiled when it fits."""
+    from liif_sr.inference.upscale import upscale_tensor
 
-    Falls back to the untiled :meth:`LIIF.upscale` when the whole image fits (same output either way).
-    """
-    b, _, h, w = lr.shape
-    if tile < 0:
-        raise UserError(f"--tile must be >= 0, got {tile}")
-    if tile == 0 and max_memory is not None:
-        try:
-            tile = auto_tile(h, w, max_memory, model, batch=b, chunk=chunk, out_size=size)
-        except ValueError as exc:
-            raise UserError(f"--max-memory: {exc}") from None
-    if tile <= 0 or covers(tile, (h, w), border):
-        return model.upscale(lr, size, chunk=chunk, cell_clip=cell_clip, border=border)
-    return upscale_tiled(model, lr, size, tile, chunk=chunk, cell_clip=cell_clip, border=border)
+    return upscale_tensor(model, lr, size, **options)
 
 
 def covers(tile: int, size: tuple[int, int], border: str) -> bool:

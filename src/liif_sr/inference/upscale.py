@@ -1,45 +1,44 @@
-"""Upscaling images with a LIIF model: sizes, precision, devices, batching.
+"""Upscaling images with a LIIF model: the inference road, sizes, precision, uint8 conversion.
 
-Argument checks shared by the Python API and the CLI (each raises
-:class:`~liif_sr.errors.InvalidArgumentError`, a ``ValueError``, with a one-line message):
-:func:`check_lr`, :func:`check_size`, :func:`check_chunk`, :func:`check_cell_clip`, all four at once in
-:func:`check_upscale_args`, and :func:`check_tile` (raises the tile to :func:`min_tile`).
+The road: an entry builds one :class:`~liif_sr.models.upscale_options.UpscaleOptions` (checked once), resolves
+it for the model (:func:`for_model`), and :func:`upscale_with` picks the producer (whole image or tiles) for the
+one render loop (:func:`liif_sr.models.render.render`). :func:`upscale_tensor` is the keyword form of the API.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import re
 import warnings
 from collections.abc import Iterator
-from typing import Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from liif_sr.data.images import tensor_to_uint8
-from liif_sr.errors import InvalidArgumentError, UserError
+from liif_sr.errors import UserError
 from liif_sr.inference.devices import resolve_device  # noqa: F401  (re-exported for upscale_cli)
+from liif_sr.inference.tile_policy import min_tile, raise_tile, resolve_tile  # noqa: F401  (min_tile re-exported)
+from liif_sr.inference.tiling import tile_blocks
 from liif_sr.models.checks import (  # noqa: F401  (the API checks, re-exported)
-    as_int,
     check_cell_clip,
     check_chunk,
     check_lr,
     check_size,
     check_upscale_args,
 )
-from liif_sr.models.liif import LIIF, Border
-from liif_sr.models.run_context import run_context, working_dtype
+from liif_sr.models.liif import LIIF
+from liif_sr.models.render import render, whole_image
+from liif_sr.models.run_context import working_dtype
+from liif_sr.models.upscale_options import Precision, UpscaleOptions
 
-Precision = Literal["fp32", "bf16", "fp16"]
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: largest scale factor accepted per axis (LIIF is trained up to x4 and evaluated up to x30)
 MAX_SCALE = 1000.0
-# tiling a tile smaller than this many encoder margins re-encodes more than (1 + 2/2)^2 = 4x the pixels
-_MIN_TILE_MARGINS = 2
-_MIN_TILE_ABS = 16
 _SIZE_RE = re.compile(r"\s*(\d+)\s*(?:[x,]\s*(\d+)\s*)?")
 
 
@@ -81,33 +80,10 @@ def parse_scale(text: str) -> float | tuple[float, float]:
     raise UserError(f"--scale {text!r}: expected one number or SYxSX")
 
 
-def min_tile(model: LIIF) -> int:
-    """Smallest useful tile: ``2 * margin`` LR pixels (at most 4x re-encoding), and at least 16."""
-    from liif_sr.inference.tiling import tile_margin
-
-    return max(_MIN_TILE_ABS, _MIN_TILE_MARGINS * tile_margin(model.encoder, model.head.reach))
-
-
 def check_tile(model: LIIF, tile: object) -> tuple[int, str | None]:
-    """``tile`` (0 = off) raised to :func:`min_tile` if smaller: ``(tile, note or None)``.
-
-    Tiling computes the same function (up to float rounding), so a larger tile changes memory and speed,
-    not the result; a tile smaller than the encoder's margin would re-encode ``(2 * margin + tile)^2 /
-    tile^2`` times the image. An encoder that cannot be tiled (SwinIR) keeps any tile here: one that covers
-    the image runs untiled, a smaller one is refused when the image is seen.
-    """
-    value = as_int(tile, f"tile must be an integer >= 0 (0 = off), got {tile!r}")
-    if value < 0:
-        raise InvalidArgumentError(f"tile must be >= 0 (0 = off), got {value}")
-    if model.encoder.receptive_radius is None:  # SwinIR: fine where the tile covers the image (untiled)
-        return value, None
-    floor = min_tile(model) if value > 0 else 0
-    if 0 < value < floor:
-        return floor, (
-            f"tile {value} is below this model's minimum of {floor} LR pixels (2x its encoder margin; "
-            f"smaller tiles only re-encode more): using {floor}"
-        )
-    return value, None
+    """``tile`` checked (an int >= 0, 0 = off) and raised to the model's minimum:
+    :func:`~liif_sr.inference.tile_policy.raise_tile`."""
+    return raise_tile(model, UpscaleOptions.create(tile=tile).tile)
 
 
 def target_size(
@@ -135,11 +111,10 @@ def target_size(
 
 
 def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
-    """Autocast for reduced precision (MLP and gathers in bf16/fp16; area weights stay fp32)."""
+    """Autocast for reduced precision (MLP and gathers in bf16/fp16; area weights stay fp32); ``precision``
+    is checked by :meth:`UpscaleOptions.create`."""
     if precision == "fp32":
         return contextlib.nullcontext()
-    if precision not in _DTYPES:
-        raise UserError(f"--precision must be fp32, bf16 or fp16, got {precision!r}")
     if precision == "fp16" and device.type == "cpu":
         raise UserError("--precision fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
     return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
@@ -156,69 +131,52 @@ def to_uint8(img: Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def upscale_tensor(
-    model: LIIF,
-    lr: Tensor,
-    size: tuple[int, int],
-    precision: Precision = "fp32",
-    chunk: int = 65536,
-    cell_clip: float | str | None = "auto",
-    tile: int = 0,
-    max_memory: int | None = None,
-    border: Border = "replicate",
-) -> Tensor:
-    """``lr`` (B, 3, h, w) in [0, 1] on the model's device → (B, 3, H, W) float32 in [0, 1].
+def upscale_tensor(model: LIIF, lr: Tensor, size: tuple[int, int] | int, **options: Any) -> Tensor:
+    """``lr`` (B, 3, h, w) in [0, 1] → (B, 3, H, W) float32 in [0, 1] at ``size``: the keyword form of the road.
 
-    ``tile`` > 0, or a ``max_memory`` budget in bytes: tiled upscaling (:mod:`liif_sr.inference.tiling`).
-    Arguments are checked first (:func:`check_upscale_args`); a tile below :func:`min_tile` is raised to
-    it with a warning; a memory budget that allows only such tiles is refused. ``cell_clip="auto"``: the
-    head's paper protocol; ``border``: as in :meth:`LIIF.upscale`.
+    ``options`` are the fields of :class:`UpscaleOptions` (``chunk``, ``cell_clip``, ``border``, ``tile``,
+    ``max_memory``, ``precision``), checked once by :meth:`UpscaleOptions.create`; then :func:`upscale_with`.
+    ``tile`` > 0, or a ``max_memory`` budget in bytes: tiled upscaling (:mod:`liif_sr.inference.tiling`); a tile
+    below the model's minimum is raised to it with a warning; a memory budget that allows only such tiles is
+    refused. ``cell_clip``, ``border``: as in :meth:`LIIF.upscale`.
     """
-    size, chunk, cell_clip = check_upscale_args(lr, size, chunk, model.resolve_cell_clip(cell_clip))
-    tile, note = check_tile(model, tile)
-    if note:
-        warnings.warn(note, stacklevel=3)
+    opts = UpscaleOptions.create(size=size, **options)
+    return upscale_with(model, lr, for_model(model, opts, warn=True))
+
+
+def for_model(model: LIIF, opts: UpscaleOptions, warn: bool = False) -> UpscaleOptions:
+    """``opts`` resolved for ``model`` once: ``cell_clip="auto"`` and the tile's floor (a note, as a warning
+    when ``warn``; the CLI prints its own, :func:`tile_note`)."""
+    tile, note = raise_tile(model, opts.tile)
+    if note and warn:
+        warnings.warn(note, stacklevel=4)  # the caller of upscale_tensor
+    return dataclasses.replace(opts.for_model(model), tile=tile)
+
+
+def tile_note(model: LIIF, opts: UpscaleOptions) -> str | None:
+    """The note :func:`for_model` gives for ``opts.tile`` (None when the tile is used as given)."""
+    return raise_tile(model, opts.tile)[1]
+
+
+@torch.no_grad()
+def upscale_with(model: LIIF, lr: Tensor, opts: UpscaleOptions) -> Tensor:
+    """The inference road: ``lr`` (B, 3, h, w) in [0, 1], ``opts`` resolved (:func:`for_model`) → (B, 3, H, W)
+    float32 in [0, 1].
+
+    Checks ``lr`` (once: it reads the tensor back to the host), casts it to the model's device and working
+    dtype, picks the producer (the whole image, or the tiles of
+    :func:`~liif_sr.inference.tile_policy.resolve_tile`) and runs the one render loop under ``precision``.
+    """
+    check_lr(lr)
     param = next(model.parameters())
-    device = param.device
-    lr = lr.to(device=device, dtype=working_dtype(param))  # any floating input (issue 18, class 7)
-    with autocast(device, precision):
-        if tile or max_memory is not None:
-            from liif_sr.inference.tiling import upscale_budgeted
-
-            if not tile:
-                tile = _budget_tile(model, lr, size, max_memory, chunk, border)
-            with run_context(param, grad=False):  # a float16/bfloat16 model: autocast to its dtype
-                out = upscale_budgeted(model, lr, size, tile, None, chunk, cell_clip, border)
-            return out.float()
-        return model.upscale(lr, size, chunk=chunk, cell_clip=cell_clip, border=border).float()
-
-
-def _budget_tile(
-    model: LIIF, lr: Tensor, size: tuple[int, int], max_memory: int, chunk: int, border: str = "replicate"
-) -> int:
-    """The tile :func:`~liif_sr.inference.tiling.auto_tile` picks for ``max_memory`` (0: the image fits
-    untiled); refused below :func:`min_tile`, or where an encoder that cannot be tiled does not fit."""
-    from liif_sr.inference.tiling import TilingUnsupportedError, auto_tile
-
-    b, _, h, w = lr.shape
-    try:
-        tile = auto_tile(h, w, max_memory, model, batch=b, chunk=chunk, out_size=size, min_tile=1)
-    except ValueError as exc:
-        raise UserError(f"--max-memory: {exc}") from None
-    if tile >= max(h, w):
-        return 0
-    if model.encoder.receptive_radius is None:
-        raise TilingUnsupportedError(
-            f"--max-memory {max_memory} B: too small for a {h}x{w} input with this model untiled (room for "
-            f"{tile}-pixel tiles), and its {model.encoder.name} encoder cannot be tiled: raise --max-memory"
-        )
-    floor = min_tile(model)
-    if tile < min(floor, max(h, w)):
-        raise UserError(
-            f"--max-memory {max_memory} B: too small for a {h}x{w} input with this model (it leaves room for "
-            f"{tile}-pixel tiles; the minimum useful tile is {floor}): raise --max-memory or lower --batch/--chunk"
-        )
-    return max(tile, floor)
+    lr = lr.to(device=param.device, dtype=working_dtype(param))  # any floating input (issue 18, class 7)
+    with autocast(param.device, opts.precision):
+        tile = resolve_tile(model, tuple(lr.shape), opts)
+        if tile:
+            blocks = tile_blocks(model, lr, opts, (tile, tile))
+        else:
+            blocks = whole_image(model, lr, opts)
+        return render(model.head, blocks, lr, opts, out_dtype=torch.float32)
 
 
 def upscale_alpha(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -8,9 +8,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from liif_sr.errors import UserError
 from liif_sr.inference.upscale_plan import Job, Plan, plan, plan_jobs  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:
+    from liif_sr.models.upscale_options import UpscaleOptions
 
 DEFAULT_MODEL = "edsr-baseline-liif"
 
@@ -122,21 +126,11 @@ class Report:
 
 
 def _check_options(args: argparse.Namespace) -> None:
-    """Refuse option values that cannot be used as given (exit 2, before any work)."""
+    """Refuse bad option values (exit 2, before any work); ``args.options``: :func:`options_from_args`."""
     from liif_sr.inference.upscale import parse_scale, parse_size
 
-    for name in ("chunk", "batch"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name} {getattr(args, name)}: must be a positive integer")
-    if args.tile < 0:
-        raise UserError(f"--tile {args.tile}: must be >= 0 (0 = off)")
-    if isinstance(args.cell_clip, float):
-        from liif_sr.models.checks import check_cell_clip
-
-        try:
-            check_cell_clip(args.cell_clip)
-        except UserError as exc:
-            raise UserError(f"--cell-clip {args.cell_clip:g}: {exc}") from None
+    if args.batch < 1:
+        raise UserError(f"--batch {args.batch}: must be a positive integer")
     limit = args.max_output_pixels
     if math.isnan(limit) or limit < 1:
         raise UserError(f"--max-output-pixels {limit:g}: must be at least 1 (inf = no limit)")
@@ -154,6 +148,28 @@ def _check_options(args: argparse.Namespace) -> None:
             args.max_memory = parse_bytes(args.max_memory)
         except ValueError as exc:
             raise UserError(f"--max-memory: {exc}") from None
+    args.options = options_from_args(args)
+
+
+# the CLI's wording for a refused value of these flags (others: the options' own message)
+_REASONS = {"chunk": "must be a positive integer", "tile": "must be >= 0 (0 = off)"}
+
+
+def options_from_args(args: argparse.Namespace) -> UpscaleOptions:
+    """The command's :class:`UpscaleOptions` (size: per image); a refused value is one line naming its flag."""
+    import dataclasses
+
+    from liif_sr.errors import InvalidArgumentError
+    from liif_sr.models.upscale_options import UpscaleOptions
+
+    fields = [f.name for f in dataclasses.fields(UpscaleOptions) if f.name != "size"]  # size: per image
+    try:
+        return UpscaleOptions.create(**{name: getattr(args, name) for name in fields})
+    except InvalidArgumentError as exc:
+        name = getattr(exc, "option", "")
+        value = getattr(args, name, None)
+        shown = f"{value:g}" if isinstance(value, float) else value
+        raise UserError(f"--{name.replace('_', '-')} {shown}: {_REASONS.get(name, exc)}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -178,16 +194,17 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from liif_sr.checkpoints import load_model, resolve_checkpoint
-    from liif_sr.inference.upscale import check_tile, resolve_device
+    from liif_sr.inference.upscale import for_model, resolve_device, tile_note
 
     device = resolve_device(args.device)
     weights = resolve_checkpoint(args.checkpoint)
     if Path(args.checkpoint).is_dir():
         print(f"liif-sr upscale: note: using the run's weights {weights}", file=sys.stderr)
     model = load_model(weights, device=device)
-    args.tile, note = check_tile(model, args.tile)
+    note = tile_note(model, args.options)
     if note:
         print(f"liif-sr upscale: note: --{note}", file=sys.stderr)
+    options = for_model(model, args.options)  # once per command
     report = Report(skipped=planned.skipped_existing)
     start = time.perf_counter()
     bar = tqdm(total=len(jobs), unit="img", disable=args.quiet, file=sys.stderr)
@@ -195,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
 
     def flush() -> None:
         if pending:
-            _process(model, pending, args, device, report)
+            _process(model, pending, options, args, report)
             bar.update(len(pending))
             pending.clear()
 
@@ -249,28 +266,19 @@ def run(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
-def _process(model, pending, args, device, report: Report) -> None:
+def _process(model, pending, options: UpscaleOptions, args: argparse.Namespace, report: Report) -> None:
+    """Upscale and write one batch of equal-sized images (``pending``) with the command's ``options``."""
     import numpy as np
     import torch
 
     from liif_sr.data.images import write_image_atomic
     from liif_sr.errors import OutputExistsError
-    from liif_sr.inference.upscale import to_tensor, to_uint8, upscale_alpha, upscale_tensor
+    from liif_sr.inference.upscale import to_tensor, to_uint8, upscale_alpha, upscale_with
 
     out_size = pending[0][2]
-    lr = torch.stack([to_tensor(img.rgb) for _, img, _ in pending]).to(device)
+    lr = torch.stack([to_tensor(img.rgb) for _, img, _ in pending])
     try:
-        sr = upscale_tensor(
-            model,
-            lr,
-            out_size,
-            args.precision,
-            args.chunk,
-            args.cell_clip,
-            args.tile,
-            args.max_memory,
-            args.border,
-        ).cpu()
+        sr = upscale_with(model, lr, options.with_size(out_size)).cpu()
     except UserError as exc:  # e.g. an image too large for --max-memory: these files fail, the rest go on
         report.failed += [(job.src, str(exc)) for job, _, _ in pending]
         return

@@ -20,21 +20,22 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from liif_sr.coords import Frame, make_cell, make_coord
+from liif_sr.coords import Frame
 from liif_sr.errors import InvalidArgumentError
-from liif_sr.models.checks import check_border, check_lr, check_query, check_upscale_args
+from liif_sr.models.checks import check_border, check_lr, check_query
 from liif_sr.models.encoders.base import Encoder
 from liif_sr.models.heads.base import DecoderHead, HeadState
+from liif_sr.models.render import denormalise, render, whole_image
 from liif_sr.models.run_context import check_device, run_context, wants_grad, working_dtype
+from liif_sr.models.upscale_options import DEFAULT_CHUNK, Border, UpscaleOptions
 
 HeadFactory = Callable[..., DecoderHead]
-Border = Literal["none", "replicate"]
 #: LR pixels replicated on every side with ``border="replicate"`` (flat 64x64 colour at x4: max error
 #: 6.8 → 0.6 grey levels; 1x1 pixel at x30: mean error 45 → 0.3 levels; shipped model); at most the
 #: image's size along an axis (:func:`border_px`)
@@ -122,8 +123,9 @@ class LIIF(nn.Module):
 
     # ------------------------------------------------------------------ inference
     def inference_input(self, lr: Tensor, border: Border = "none") -> tuple[Tensor, Frame]:
-        """Normalised, padded input ``(B, 3, h', w')`` of ``lr`` (B, 3, h, w) in [0, 1], and its frame."""
-        check_border(border)
+        """Normalised, padded input ``(B, 3, h', w')`` of ``lr`` (B, 3, h, w) in [0, 1], and its frame.
+
+        ``border`` is one of ``"none"``, ``"replicate"`` (checked by the callers' entries)."""
         x = normalise(lr)
         h, w = x.shape[-2:]
         ky, kx = border_px((int(h), int(w)), border)
@@ -141,6 +143,11 @@ class LIIF(nn.Module):
         Any floating dtype; without autograd unless ``lr`` requires grad (:mod:`~liif_sr.models.run_context`).
         """
         check_lr(lr)
+        check_border(border)
+        return self._prepare(lr, border)
+
+    def _prepare(self, lr: Tensor, border: Border) -> Prepared:
+        """:meth:`prepare` of a checked ``lr`` and ``border``."""
         param = self._param()
         check_device("lr", lr, param)
         grad = wants_grad(lr)
@@ -174,18 +181,18 @@ class LIIF(nn.Module):
         SwinIR's evaluation protocol); ``"replicate"``: see the module doc. Any floating dtype (the result has
         ``lr``'s); no autograd graph is kept unless an input requires grad (:mod:`~liif_sr.models.run_context`).
         """
-        return self.decode(self.prepare(lr, border), coord, cell) * 0.5 + 0.5
+        return denormalise(self.decode(self.prepare(lr, border), coord, cell))
 
     def resolve_cell_clip(self, cell_clip: float | str | None) -> float | None:
         """``"auto"`` → the head's paper protocol (LTE: 4.0, LIIF/MetaSR: None); else as given."""
-        return self.head.paper_cell_clip if cell_clip == "auto" else cell_clip
+        return UpscaleOptions(cell_clip=cell_clip).for_model(self).cell_clip
 
     @torch.no_grad()
     def upscale(
         self,
         lr: Tensor,
         size: tuple[int, int] | int,
-        chunk: int = 65536,
+        chunk: int = DEFAULT_CHUNK,
         cell_clip: float | str | None = "auto",
         border: Border = "replicate",
     ) -> Tensor:
@@ -194,29 +201,18 @@ class LIIF(nn.Module):
         The encoder runs once on the whole image; queries are decoded in chunks of ``chunk`` (memory is
         bounded by the chunk for every head). ``cell_clip``: ``"auto"`` = the head's paper test protocol
         (LTE: the x4 cell above x4; LIIF, MetaSR: off), a number (e.g. 4.0), or None (off).
-        ``border``: ``"replicate"`` (default) or ``"none"`` (the papers' protocol).
+        ``border``: ``"replicate"`` (default) or ``"none"`` (the papers' protocol). The keywords become one
+        :class:`~liif_sr.models.upscale_options.UpscaleOptions` (checked once); :meth:`render` takes one.
         """
-        (out_h, out_w), chunk, cell_clip = check_upscale_args(
-            lr, size, chunk, self.resolve_cell_clip(cell_clip)
-        )
-        b, _, h, w = lr.shape
-        prepared = self.prepare(lr, border)
-        param = self._param()
-        coord = make_coord((out_h, out_w), device=lr.device)
-        cell = make_cell((out_h, out_w), coord.shape[0], device=lr.device)
-        if cell_clip is not None:
-            cell = clip_cell(cell, (h, w), cell_clip)
-        coord, cell = prepared.frame.map(coord, cell)  # once for the whole grid, not per chunk
-        work = working_dtype(param)
-        coord, cell = coord.to(work), cell.to(work)
-        out = torch.empty(b, out_h * out_w, 3, device=lr.device, dtype=work)  # half predictions land here
-        with run_context(param, grad=False):
-            for start in range(0, coord.shape[0], chunk):
-                c = coord[start : start + chunk].unsqueeze(0).expand(b, -1, -1)
-                ce = cell[start : start + chunk].unsqueeze(0).expand(b, -1, -1)
-                out[:, start : start + chunk] = self.head.decode(prepared.head_state, c, ce)
-        out = (out * 0.5 + 0.5).clamp_(0, 1)
-        return out.view(b, out_h, out_w, 3).permute(0, 3, 1, 2).to(lr.dtype).contiguous()
+        check_lr(lr)
+        opts = UpscaleOptions.create(size=size, chunk=chunk, cell_clip=cell_clip, border=border)
+        return self.render(lr, opts.for_model(self))
+
+    @torch.no_grad()
+    def render(self, lr: Tensor, opts: UpscaleOptions) -> Tensor:
+        """:meth:`upscale` with options already checked and resolved for this model (``opts.for_model``) and a
+        checked ``lr``: the whole-image producer into the one render loop (:mod:`~liif_sr.models.render`)."""
+        return render(self.head, whole_image(self, lr, opts), lr, opts, out_dtype=lr.dtype)
 
 
 def border_px(size: tuple[int, int], border: str) -> tuple[int, int]:

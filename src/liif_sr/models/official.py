@@ -2,13 +2,13 @@
 
 The official ``train_liif.py`` (LIIF) and ``train.py`` (LTE) save ``{"model": {"name", "args", "sd"}, ...}``.
 One generic converter handles every registered head with an official format (``liif``, ``lte``,
-``metasr``: :meth:`DecoderHead.official_config` / :meth:`~DecoderHead.official_state_dict`) on every
+``metasr``: :data:`~liif_sr.models.official_heads.OFFICIAL_HEADS`) on every
 registered encoder with one (``edsr-baseline``, ``rdn``, ``swinir``: :attr:`Encoder.official_name`,
 :meth:`Encoder.official_config` / :meth:`~Encoder.official_state_dict`). Anything else is refused in one
 line naming what the file has and what is supported.
 
 Conversion is strict: every state-dict key is either the encoder's (``encoder.*``) or matches one of the
-head's :attr:`~DecoderHead.official_prefixes`; other keys are refused, all named. The model is then loaded
+head's official prefixes; other keys are refused, all named. The model is then loaded
 with ``strict=True`` by :func:`liif_sr.checkpoints.load_model`, which names missing or unexpected keys.
 
 The official ``configs/train-div2k/train_swinir-liif.yaml`` names its model ``swinir`` (a slip; the official
@@ -27,19 +27,20 @@ from torch import Tensor
 from liif_sr.errors import CheckpointError
 from liif_sr.models.encoders.base import Encoder
 from liif_sr.models.heads.base import DecoderHead
-from liif_sr.models.registry import ENCODERS, HEADS
+from liif_sr.models.official_heads import OFFICIAL_HEADS
+from liif_sr.models.registry import encoders, heads
 
 _LIIF_ARGS = {"encoder_spec", "imnet_spec", "feat_unfold", "local_ensemble", "cell_decode"}
 
 
 def official_encoders() -> dict[str, type[Encoder]]:
     """Official ``encoder_spec.name`` → our encoder class (those that implement the official format)."""
-    return {cls.official_name: cls for cls in ENCODERS.values() if cls.official_name}
+    return {cls.official_name: cls for cls in encoders().values() if cls.official_name}
 
 
 def official_heads() -> dict[str, type[DecoderHead]]:
-    """Official model name → our head class (those that implement :meth:`DecoderHead.official_config`)."""
-    return {n: cls for n, cls in HEADS.items() if "official_config" in vars(cls)}
+    """Official model name → our head class (those with an official format, :data:`OFFICIAL_HEADS`)."""
+    return {n: cls for n, cls in heads().items() if n in OFFICIAL_HEADS}
 
 
 def supported() -> str:
@@ -90,7 +91,7 @@ def official_to_ours(spec: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
         raise _refuse(f"official model {name!r} with encoder {enc_name!r}")
     try:
         enc_cfg = enc_cls.official_config(dict(enc_spec.get("args") or {}))
-        head_cfg = head_cls.official_config(dict(args))
+        head_cfg = OFFICIAL_HEADS[head_cls.name].config(dict(args))
     except ValueError as exc:
         raise CheckpointError(str(exc)) from None
     return (
@@ -107,7 +108,7 @@ def _official_state_dict(sd: Any, head_cls: type[DecoderHead], enc_cls: type[Enc
         key = str(key).removeprefix("module.")  # saved from DataParallel
         if key.startswith("encoder."):
             enc_sd[key[len("encoder.") :]] = value
-        elif key.startswith(tuple(head_cls.official_prefixes)):
+        elif key.startswith(tuple(OFFICIAL_HEADS[head_cls.name].prefixes)):
             head_sd[key] = value
         else:
             unknown.append(key)
@@ -119,7 +120,7 @@ def _official_state_dict(sd: Any, head_cls: type[DecoderHead], enc_cls: type[Enc
         )
     try:
         enc_sd = enc_cls.official_state_dict(enc_sd)
-        head_sd = head_cls.official_state_dict(head_sd)
+        head_sd = OFFICIAL_HEADS[head_cls.name].state_dict(head_cls.__name__, head_sd)
     except ValueError as exc:
         raise CheckpointError(f"official checkpoint: {exc}") from None
     return {**{"encoder." + k: v for k, v in enc_sd.items()}, **{"head." + k: v for k, v in head_sd.items()}}

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from liif_sr.models.encoders.base import Encoder, require_no_upsampling
+from liif_sr.models.registry import register_encoder
 
 
 class ResBlock(nn.Module):
@@ -30,6 +31,7 @@ class ResBlock(nn.Module):
         return x + self.body(x) * self.res_scale if self.res_scale != 1 else x + self.body(x)
 
 
+@register_encoder("edsr_baseline")
 class EDSRBaseline(Encoder):
     """EDSR(-baseline) feature extractor: ``(B, 3, h, w)`` in [-1, 1] → ``(B, n_feats, h, w)``.
 
@@ -40,7 +42,6 @@ class EDSRBaseline(Encoder):
         n_colors: input channels.
     """
 
-    name: ClassVar[str] = "edsr_baseline"
     official_name: ClassVar[str] = "edsr-baseline"
 
     def __init__(self, n_resblocks: int = 16, n_feats: int = 64, res_scale: float = 1.0, n_colors: int = 3):

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from liif_sr.models.encoders.base import Encoder, require_no_upsampling
+from liif_sr.models.registry import register_encoder
 
 #: (D blocks, C convs per block, G growth) per RDN config
 RDN_CONFIGS: dict[str, tuple[int, int, int]] = {"A": (20, 6, 32), "B": (16, 8, 64)}
@@ -35,6 +36,7 @@ class _RDB(nn.Module):
         return self.LFF(self.convs(x)) + x
 
 
+@register_encoder("rdn")
 class RDN(Encoder):
     """RDN feature extractor: ``(B, 3, h, w)`` in [-1, 1] → ``(B, G0, h, w)``.
 
@@ -45,7 +47,6 @@ class RDN(Encoder):
         D, C, G: override the config's numbers (for reduced models).
     """
 
-    name: ClassVar[str] = "rdn"
     official_name: ClassVar[str] = "rdn"
 
     def __init__(

@@ -41,6 +41,7 @@ from liif_sr.models.encoders.swinir_blocks import (
     shifted_window_mask,
     tokens_to_image,
 )
+from liif_sr.models.registry import register_encoder
 
 #: the configuration of LTE's ``make_swinir`` (checkpoint ``encoder_spec.name == "swinir"``)
 OFFICIAL_CONFIG: dict[str, Any] = {
@@ -109,6 +110,7 @@ class _PatchEmbed(nn.Module):
         return self.norm(image_to_tokens(x))
 
 
+@register_encoder("swinir")
 class SwinIR(Encoder):
     """SwinIR feature extractor: ``(B, 3, H, W)`` in [-1, 1], ``H``, ``W`` multiples of ``window_size``
     → ``(B, out_dim, H, W)``.
@@ -124,7 +126,6 @@ class SwinIR(Encoder):
         n_colors: input channels.
     """
 
-    name: ClassVar[str] = "swinir"
     official_name: ClassVar[str] = "swinir"
 
     def __init__(

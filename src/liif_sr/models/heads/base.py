@@ -16,7 +16,6 @@ CLI) use only this contract: ``name``, ``in_channels``, ``config``, ``reach``, `
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -52,14 +51,14 @@ class DecoderHead(nn.Module, ABC):
     """Base class of decoder heads.
 
     Class attributes:
-        name: registry name (``"liif"``, ``"lte"``, ``"metasr"``), stored in checkpoints.
+        name: registry name (``"liif"``, ``"lte"``, ``"metasr"``), stored in checkpoints; set by
+            :func:`~liif_sr.models.registry.register_head`. Official checkpoint formats live in
+            :mod:`liif_sr.models.official_heads`, not here.
         reach: latent pixels beyond a query's own LR pixel that its output may depend on (ensemble
             neighbours plus the head's own convolution/unfold radius); tiling keeps that many latents of
             context around each tile.
         paper_cell_clip: the cell clipping of the head's paper test protocol (LTE: 4.0, i.e. the x4 cell
             for larger scales), or None. Applied by evaluation and upscaling by default, never by ``decode``.
-        official_prefixes: official state-dict key prefix → ours (relative to the head), e.g.
-            ``{"imnet.": "mlp."}``; used by :meth:`official_state_dict`.
 
     Instance attributes:
         in_channels: latent channels the head expects (the encoder's ``out_dim``).
@@ -70,7 +69,6 @@ class DecoderHead(nn.Module, ABC):
     name: ClassVar[str]
     reach: ClassVar[int] = 2
     paper_cell_clip: ClassVar[float | None] = None
-    official_prefixes: ClassVar[dict[str, str]] = {"imnet.": "mlp."}
 
     in_channels: int
     config: dict[str, Any]
@@ -94,57 +92,6 @@ class DecoderHead(nn.Module, ABC):
     def decode(self, state: HeadState, coord: Tensor, cell: Tensor | None = None) -> Tensor:
         """``coord`` (B, Q, 2) in [-1, 1] (global frame, (y, x)) and ``cell`` (B, Q, 2) →
         (B, Q, 3) in the normalised output space ((x - 0.5) / 0.5)."""
-
-    # ------------------------------------------------------------------ official checkpoints
-    @classmethod
-    def official_config(cls, args: dict[str, Any]) -> dict[str, Any]:
-        """Our head config (without ``in_channels``) from an official model spec's ``args`` (spec §8)."""
-        raise NotImplementedError(f"{cls.__name__} has no official checkpoint format")
-
-    @classmethod
-    def official_state_dict(cls, sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """The head's own state dict (keys relative to the head) from an official model state dict.
-
-        ``encoder.*`` keys are skipped (a ``module.`` prefix is dropped); any other key must start with one
-        of :attr:`official_prefixes`, else a ValueError names it.
-        """
-        out: dict[str, Tensor] = {}
-        for key, value in sd.items():
-            key = key.removeprefix("module.")
-            if key.startswith("encoder."):
-                continue
-            prefix = next((p for p in cls.official_prefixes if key.startswith(p)), None)
-            if prefix is None:
-                raise ValueError(f"{cls.__name__}: unexpected official state-dict key {key!r}")
-            out[cls.official_prefixes[prefix] + key[len(prefix) :]] = value
-        return out
-
-    @classmethod
-    def from_official(cls, spec: Mapping[str, Any], in_channels: int, **kwargs: Any) -> DecoderHead:
-        """Build the head from an official ``{'name', 'args', 'sd'}`` model spec and load its weights."""
-        if spec.get("name") != cls.name:
-            raise ValueError(f"{cls.__name__}: official model is {spec.get('name')!r}, not {cls.name!r}")
-        head = cls(in_channels=in_channels, **cls.official_config(dict(spec.get("args", {}))), **kwargs)
-        head.load_state_dict(cls.official_state_dict(spec["sd"]), strict=True)
-        return head
-
-    @classmethod
-    def official_mlp(cls, args: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
-        """Check an official spec's ``args`` (only ``encoder_spec`` and ``allowed`` keys, an ``mlp``
-        ``imnet_spec``) and return the MLP's args; ValueError otherwise (one line)."""
-        unknown = sorted(set(args) - {"encoder_spec", "imnet_spec", *allowed})
-        if unknown:
-            raise ValueError(
-                f"official {cls.name} model has arguments the official code does not take: {unknown}"
-            )
-        imnet = args.get("imnet_spec")
-        if not isinstance(imnet, Mapping) or imnet.get("name") != "mlp":
-            got = imnet.get("name") if isinstance(imnet, Mapping) else imnet
-            raise ValueError(
-                f"official {cls.name} model has no MLP decoder (imnet_spec: {got!r}); "
-                "fixed-scale baselines are not supported"
-            )
-        return dict(imnet.get("args") or {})
 
     # ------------------------------------------------------------------ budgets
     def state_bytes_per_latent(self, dtype_bytes: int = 4) -> int:

@@ -2,7 +2,7 @@
 
 Two equivalent paths (:attr:`LIIFHead.fast`):
 
-* reference (``fast=False``, old name ``mode="plain"``) — a faithful re-implementation of the official
+* reference (``fast=False``) — a faithful re-implementation of the official
   algorithm (3x3 feature unfolding, four nearest-latent lookups with ``grid_sample``, relative coordinate
   and cell scaled by the latent size, area weights with the diagonal swap), on whole-grid states. It is the
   reference every fast path is tested against.
@@ -15,11 +15,8 @@ Two equivalent paths (:attr:`LIIFHead.fast`):
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +24,7 @@ from torch import Tensor, nn
 
 from liif_sr.coords import make_coord
 from liif_sr.models.heads.base import DecoderHead, HeadState, window_of
+from liif_sr.models.heads.cpu_pool import run_blocks
 from liif_sr.models.heads.geometry import (
     area_blend,
     channels_last_rows,
@@ -38,9 +36,12 @@ from liif_sr.models.heads.geometry import (
     validate_queries,
 )
 from liif_sr.models.mlp import MLP
+from liif_sr.models.registry import register_head
 
+_MODE_REMOVED = (
+    "LIIFHead.mode was removed: use head.fast (True: the fast path, False: the reference algorithm)"
+)
 _CPU_BLOCK = 2048  # query rows per MLP block in CPU inference (activations stay in cache)
-_CPU_THREADS_LOCK = threading.Lock()  # guards the temporary torch.set_num_threads(1) of _decode_rows_cpu
 
 
 def _cpu_autocast() -> tuple[bool, torch.dtype]:
@@ -57,8 +58,7 @@ def _decode_rows_cpu(
 
     Each block runs the whole MLP (in-place first-layer add and ReLU) while its activations are in cache,
     about 2x faster than whole-chunk matrices. With several torch threads the blocks are spread over that
-    many worker threads, each running single-threaded ops: no per-op barrier, so a core taken by another
-    process does not stall the others (intra-op threading on small blocks was ~3x slower on a shared CPU).
+    many worker threads, each running single-threaded ops (:func:`~liif_sr.models.heads.cpu_pool.run_blocks`).
     Thread-local state (inference mode, no_grad, autocast) is re-entered in the workers.
     """
     n = index.shape[0]
@@ -79,19 +79,7 @@ def _decode_rows_cpu(
                 x = x.clamp_min_(0) if isinstance(layer, nn.ReLU) else layer(x)
             out[start : start + _CPU_BLOCK] = x
 
-    starts = range(0, n, _CPU_BLOCK)
-    threads = torch.get_num_threads()
-    if threads == 1 or len(starts) <= 1:
-        for start in starts:
-            work(start)
-        return out
-    with _CPU_THREADS_LOCK:
-        torch.set_num_threads(1)
-        try:
-            with ThreadPoolExecutor(min(threads, len(starts))) as pool:
-                list(pool.map(work, starts))
-        finally:
-            torch.set_num_threads(threads)
+    run_blocks(work, range(0, n, _CPU_BLOCK))  # a thread pool (models/heads/cpu_pool.py)
     return out
 
 
@@ -108,6 +96,7 @@ class LIIFState(HeadState):
     feat: Tensor | None = None
 
 
+@register_head("liif")
 class LIIFHead(DecoderHead):
     """Local implicit image function decoder.
 
@@ -120,13 +109,11 @@ class LIIFHead(DecoderHead):
         cell_decode: feed the query cell to the MLP.
         fast: factorised first layer (default) or the reference algorithm (whole-grid states only; a
             window state always takes the factorised path).
-        mode: deprecated spelling of ``fast``: ``"fast"`` or ``"plain"`` (overrides ``fast`` when given).
 
     ``reach = 2``: a query reads the latents one cell around its own LR pixel (ensemble), and each of those
     depends on its 3x3 neighbourhood (unfold); see :mod:`liif_sr.inference.tiling`.
     """
 
-    name = "liif"
     reach = 2
 
     def __init__(
@@ -138,7 +125,6 @@ class LIIFHead(DecoderHead):
         local_ensemble: bool = True,
         cell_decode: bool = True,
         fast: bool = True,
-        mode: str | None = None,
     ) -> None:
         super().__init__()
         if len(hidden_list) < 1:
@@ -146,8 +132,6 @@ class LIIFHead(DecoderHead):
         self.in_channels = in_channels
         self.feat_unfold, self.local_ensemble, self.cell_decode = feat_unfold, local_ensemble, cell_decode
         self.fast = bool(fast)
-        if mode is not None:
-            self.mode = mode
         self.feat_dim = in_channels * 9 if feat_unfold else in_channels
         self.mlp = MLP(self.feat_dim + 2 + (2 if cell_decode else 0), out_dim, list(hidden_list))
         self.config = {
@@ -160,25 +144,13 @@ class LIIFHead(DecoderHead):
 
     @property
     def mode(self) -> str:
-        """``"fast"`` or ``"plain"`` (the reference path): the older spelling of :attr:`fast`."""
-        return "fast" if self.fast else "plain"
+        """Removed (it was the old spelling of :attr:`fast`): reading or setting it raises, so that old code
+        fails loudly instead of silently running the other path."""
+        raise AttributeError(_MODE_REMOVED)
 
     @mode.setter
     def mode(self, value: str) -> None:
-        if value not in ("fast", "plain"):
-            raise ValueError(f"LIIFHead: mode must be 'fast' or 'plain', got {value!r}")
-        self.fast = value == "fast"
-
-    @classmethod
-    def official_config(cls, args: dict[str, Any]) -> dict[str, Any]:
-        imnet = cls.official_mlp(args, ("feat_unfold", "local_ensemble", "cell_decode"))
-        return {
-            "hidden_list": list(imnet.get("hidden_list", [256, 256, 256, 256])),
-            "out_dim": int(imnet.get("out_dim", 3)),
-            "feat_unfold": bool(args.get("feat_unfold", True)),
-            "local_ensemble": bool(args.get("local_ensemble", True)),
-            "cell_decode": bool(args.get("cell_decode", True)),
-        }
+        raise AttributeError(_MODE_REMOVED)
 
     def state_bytes_per_latent(self, dtype_bytes: int = 4) -> int:
         width = self.mlp.hidden_list[0] if self.fast else self.feat_dim

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +41,7 @@ from liif_sr.models.heads.geometry import (
     validate_queries,
 )
 from liif_sr.models.mlp import MLP
+from liif_sr.models.registry import register_head
 
 
 @dataclass
@@ -94,6 +94,7 @@ def bilinear_border(lr: Tensor, coord: Tensor, offset: tuple[int, int], full_siz
     return sum(values[:, i] * weights[i] for i in range(4))
 
 
+@register_head("lte")
 class LTEHead(DecoderHead):
     """Local texture estimator head.
 
@@ -105,10 +106,8 @@ class LTEHead(DecoderHead):
         fast: the factorised path (default) or the official step-by-step reference (whole-grid states).
     """
 
-    name = "lte"
     reach = 2
     paper_cell_clip = 4.0
-    official_prefixes = {"coef.": "coef.", "freq.": "freq.", "phase.": "phase.", "imnet.": "mlp."}
 
     def __init__(
         self,
@@ -132,15 +131,6 @@ class LTEHead(DecoderHead):
             "hidden_dim": hidden_dim,
             "hidden_list": [int(h) for h in hidden_list],
             "out_dim": out_dim,
-        }
-
-    @classmethod
-    def official_config(cls, args: dict[str, Any]) -> dict[str, Any]:
-        imnet = cls.official_mlp(args, ("hidden_dim",))
-        return {
-            "hidden_dim": int(args.get("hidden_dim", 256)),
-            "hidden_list": list(imnet.get("hidden_list", [256, 256, 256])),
-            "out_dim": int(imnet.get("out_dim", 3)),
         }
 
     def state_bytes_per_latent(self, dtype_bytes: int = 4) -> int:

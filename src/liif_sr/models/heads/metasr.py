@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +53,7 @@ from liif_sr.models.heads.geometry import (
     validate_queries,
 )
 from liif_sr.models.mlp import MLP
+from liif_sr.models.registry import register_head
 
 
 @dataclass
@@ -88,6 +88,7 @@ def corner_geometry(coord: Tensor, cell: Tensor, h: int, w: int) -> tuple[Tensor
     return idx, torch.cat([rel, r_rev], dim=-1)
 
 
+@register_head("metasr")
 class MetaSRHead(DecoderHead):
     """Meta-upscale head: a per-query weight for the 3x3-unfolded latent, predicted from the geometry.
 
@@ -98,7 +99,6 @@ class MetaSRHead(DecoderHead):
         fast: the factorised path (default) or the official step-by-step reference (whole-grid states).
     """
 
-    name = "metasr"
     reach = 2
 
     def __init__(
@@ -114,15 +114,6 @@ class MetaSRHead(DecoderHead):
         self.in_channels, self.out_dim, self.fast = in_channels, out_dim, bool(fast)
         self.mlp = MLP(3, in_channels * 9 * out_dim, list(hidden_list))
         self.config = {"hidden_list": [int(h) for h in hidden_list], "out_dim": out_dim}
-
-    @classmethod
-    def official_config(cls, args: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(args) - {"encoder_spec"})
-        if unknown:
-            raise ValueError(
-                f"official metasr model has arguments the official code does not take: {unknown}"
-            )
-        return {"hidden_list": [256], "out_dim": 3}  # fixed in the official MetaSR
 
     def state_bytes_per_latent(self, dtype_bytes: int = 4) -> int:
         width = self.out_dim * (self.mlp.hidden_list[-1] + 1) if self.fast else self.in_channels * 9
