@@ -58,6 +58,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             delay = float(os.environ.get(SLOW_WRITE_ENV) or 0)
             if delay > 0:
                 time.sleep(delay)
+            if not with_sidecar(path):
+                os.replace(tmp, path)
+                _fsync_dir(path.parent)
+                return None
             new = integrity.digest(tmp)
             # the sidecar accepts the old and the new file while the rename is pending (a kill in between)
             old = integrity.recorded(path) or ([integrity.digest(path)] if path.is_file() else [])
@@ -68,11 +72,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise
         integrity.write_sidecar(path, [new])
         _fsync_dir(path.parent)
+        return None
 
     def remove_checkpoint(self, path: Any) -> None:
         super().remove_checkpoint(path)
         if is_local(path):
             integrity.sidecar(str(path).removeprefix("file://")).unlink(missing_ok=True)
+
+
+def with_sidecar(path: Path) -> bool:
+    """Whether a checkpoint gets a ``.sha256`` sidecar: all but Lightning's SLURM ``hpc_ckpt_<n>.ckpt``.
+
+    Lightning numbers those from the digits of every file name in the run folder containing ``ckpt_``
+    (``hpc_ckpt_1.ckpt.sha256`` would read as version 1256 and the requeued job would look for
+    ``hpc_ckpt_1256.ckpt``); they are written atomically like the others, but not verified."""
+    return not path.name.startswith("hpc_ckpt")
 
 
 def _fsync_dir(directory: Path) -> None:

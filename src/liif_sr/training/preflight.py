@@ -188,11 +188,12 @@ def preflight_argv(
         return
     if getattr(args, "config_dir", None):
         return
-    try:
-        jobs = _jobs(list(args.overrides), bool(args.multirun))
-    except Exception:  # noqa: BLE001 - Hydra reports override syntax errors itself
-        return
     if GlobalHydra.instance().is_initialized():
+        return
+    multirun = bool(args.multirun) or _config_multirun(config_name, list(args.overrides))
+    try:
+        jobs = _jobs(list(args.overrides), multirun)
+    except Exception:  # noqa: BLE001 - Hydra reports override syntax errors itself
         return
     for num, overrides in enumerate(jobs):
         try:
@@ -203,11 +204,32 @@ def preflight_argv(
             raise UserError(f"{_composition_error(exc)}{job}") from None
         finally:
             GlobalHydra.instance().clear()
-        if args.multirun:
+        if multirun:
             with open_dict(cfg):
                 cfg.hydra.job.num = num
                 cfg.hydra.mode = "MULTIRUN"
         check(cfg)
+
+
+def _config_multirun(config_name: str, overrides: list[str]) -> bool:
+    """Whether the config itself asks for a multirun (``hparams_search=...`` sets ``hydra.mode=MULTIRUN``):
+    sweep overrides such as ``choice(...)`` then need no ``-m``. Composed without them; False when unknown."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        if not any(o.is_sweep_override() for o in parsed):
+            return False
+        fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.input_line]
+        with initialize_config_module("liif_sr.conf", version_base="1.3"):
+            cfg = compose(config_name, overrides=fixed, return_hydra_config=True)
+        return str(cfg.hydra.get("mode")).endswith("MULTIRUN")
+    except Exception:  # noqa: BLE001 - composition errors are reported by the per-job compose
+        return False
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def _composition_error(exc: BaseException) -> str:
