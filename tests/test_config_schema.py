@@ -45,6 +45,11 @@ WRONG_TYPES = [
     ("model/head=lte model.head.hidden_dim=1.5", "model.head.hidden_dim=1.5: expected an integer"),
     ("model/head=metasr model.head.fast=perhaps", "model.head.fast=perhaps: expected true or false"),
     ("-m data.batch_size=4,abc", "data.batch_size=abc: expected an integer"),
+    # the trainer-independent options of train.yaml
+    ("seed=abc", "seed=abc: expected an integer"),
+    ("export_weights=maybe", "export_weights=maybe: expected true or false"),
+    ("dry_run=sure", "dry_run=sure: expected true or false"),
+    ("tags=5", "tags=5: expected a list"),
 ]
 
 
@@ -79,6 +84,7 @@ def test_wrong_types_fail_at_composition_in_one_line_and_write_nothing(
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (SRC / "conf" / "experiment").glob("*.yaml")))
 def test_every_shipped_experiment_composes_against_the_schemas(experiment):
     cfg = _compose(f"experiment={experiment}")
+    assert OmegaConf.get_type(cfg).__name__ == "TrainConfig"
     assert OmegaConf.get_type(cfg.data) is DataConfig
     assert OmegaConf.get_type(cfg.model).__name__ == "ModelConfig"
     for part in ("encoder", "head"):
@@ -89,7 +95,9 @@ def test_every_shipped_experiment_composes_against_the_schemas(experiment):
     assert options.batch_size == cfg.data.batch_size and options.val_scales == list(cfg.data.val_scales)
 
 
-@pytest.mark.parametrize(("group", "name", "schema"), [s for s in SCHEMAS if s[0].startswith("model/")])
+@pytest.mark.parametrize(
+    ("group", "name", "schema"), [s for s in SCHEMAS if (s[0] or "").startswith("model/")]
+)
 def test_encoder_and_head_schemas_match_their_classes(group, name, schema):
     """Every schema field is an argument of the class, with the class's default (no drift)."""
     params = inspect.signature(get_object(schema._target_)).parameters

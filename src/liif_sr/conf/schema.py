@@ -132,8 +132,30 @@ class ModelConfig:
     fast: FastConfig = field(default_factory=FastConfig)
 
 
+@dataclass
+class TrainConfig:
+    """The trainer-independent options of ``train.yaml`` (the groups have their own schemas)."""
+
+    task_name: str = "train"
+    tags: List[str] = field(default_factory=list)
+    seed: Optional[int] = 1234
+    ckpt_path: Optional[str] = None
+    resume: Optional[str] = None
+    init_weights: Optional[str] = None
+    optimized_metric: Optional[str] = "val/psnr"
+    export_weights: bool = True
+    dry_run: bool = False
+    data: Any = None
+    model: Any = None
+    callbacks: Any = None
+    logger: Any = None
+    trainer: Any = None
+    paths: Any = None
+
+
 #: (group, name, node): the YAML of the group lists ``name`` first in its defaults
-SCHEMAS: tuple[tuple[str, str, type], ...] = (
+SCHEMAS: tuple[tuple[str | None, str, type], ...] = (
+    (None, "_train_schema", TrainConfig),
     ("data", "_schema", DataConfig),
     ("model", "_schema", ModelConfig),
     ("model/encoder", "_edsr_baseline_schema", EDSRBaselineConfig),
