@@ -58,7 +58,7 @@ def check_config(cfg: DictConfig) -> None:
 def start_checkpoint(cfg: DictConfig) -> str | None:
     """The checkpoint a start continues (``resume``, ``ckpt_path`` file), refused if missing; ``last`` → None
     (its run folder is known only once Hydra runs; :func:`liif_sr.training.resume.resolve_ckpt_path`)."""
-    from liif_sr.training.integrity import verify
+    from liif_sr.training.integrity import check_integrity
     from liif_sr.training.resume import is_sweep_dir
 
     resume = cfg.get("resume")
@@ -71,13 +71,13 @@ def start_checkpoint(cfg: DictConfig) -> str | None:
         last = run / "checkpoints" / "last.ckpt"
         if not last.is_file():
             raise UserError(f"resume={resume}: no checkpoints/last.ckpt in that run directory")
-        verify(last, f"resume={resume}")
+        check_integrity(last, f"resume={resume}")
         return str(last)
     ckpt = cfg.get("ckpt_path")
     if ckpt and ckpt != "last":
         if not Path(str(ckpt)).is_file():
             raise UserError(f"ckpt_path={ckpt}: file not found")
-        verify(ckpt, f"ckpt_path={ckpt}")
+        check_integrity(ckpt, f"ckpt_path={ckpt}")
         return str(ckpt)
     return None
 

@@ -142,7 +142,7 @@ def _run_overrides(run: Path) -> list[str] | None:
 
 def _check_checkpoint(last: Path, cfg: Any, what: str) -> str | None:
     """Integrity and limits of a run's ``last.ckpt`` under ``cfg``; why nothing is left (or None)."""
-    integrity.verify(last, what)
+    integrity.check_integrity(last, what)
     done = read_progress(last)
     return None if done is None else nothing_left(cfg.trainer, done, what)
 
