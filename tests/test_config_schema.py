@@ -129,6 +129,23 @@ def test_instantiate_of_the_composed_data_config_builds_the_same_options():
     assert dm.options.inp_size == 24 and dm.options.batch_size == 4
 
 
+@pytest.mark.parametrize("key", ["downsampler", "val_downsampler"])
+def test_an_unknown_downsampler_is_refused_at_start(tmp_path, monkeypatch, capsys, key):
+    """It used to start training and crash at the first batch (or the first validation), run folder written."""
+    from liif_sr.train import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["liif-sr-train", f"data.{key}=bogus", f"paths.log_dir={tmp_path}/logs"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1, err
+    assert f"data.{key} must be one of pil, matlab, torch_antialias, got 'bogus'" in err
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(DataOptionError, match=f"data.{key}"):
+        DataOptions(**{key: "bicubic"})
+
+
 @pytest.mark.parametrize(("batch", "world"), [(3, 2), (16, 3), (1, 2)])
 def test_batch_split_is_refused_by_the_one_check(batch, world):
     with pytest.raises(

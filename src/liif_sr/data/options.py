@@ -67,6 +67,12 @@ class DataOptions:
 
 def check_choices(options: DataOptions) -> None:
     """The data options whose values are a fixed set of words."""
+    from liif_sr.data.resize import DOWNSAMPLE_METHODS  # torch: not imported while Hydra composes
+
+    for key in ("downsampler", "val_downsampler"):
+        value = getattr(options, key)
+        if value not in DOWNSAMPLE_METHODS:
+            raise DataOptionError(f"data.{key} must be one of {', '.join(DOWNSAMPLE_METHODS)}, got {value!r}")
     if options.sampler not in SAMPLERS:
         raise DataOptionError(f"data.sampler must be 'cpu' or 'device', got {options.sampler!r}")
     if options.val_protocol not in VAL_PROTOCOLS:
