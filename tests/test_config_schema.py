@@ -81,6 +81,35 @@ def test_wrong_types_fail_at_composition_in_one_line_and_write_nothing(
     assert sorted(os.listdir(tmp_path)) == before  # no logs/, no run or multirun folder
 
 
+EVAL_WRONG_TYPES = [
+    ("first_k=abc", "first_k=abc: expected an integer"),
+    ("first_k=1.5", "first_k=1.5: expected an integer"),
+    ("chunk=many", "chunk=many: expected an integer"),
+    ("chunk=1.5", "chunk=1.5: expected an integer"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), EVAL_WRONG_TYPES)
+def test_eval_wrong_types_fail_at_composition_in_one_line_and_write_nothing(
+    tmp_path, monkeypatch, capsys, override, message
+):
+    from liif_sr.evaluate import main
+
+    with (
+        pytest.raises(ConfigCompositionException),
+        initialize_config_module("liif_sr.conf", version_base="1.3"),
+    ):
+        compose("eval", overrides=[override])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["liif-sr-eval", override, f"paths.log_dir={tmp_path}/logs"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1, err
+    assert err.removeprefix("liif-sr-eval: error: ").startswith(message), err
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (SRC / "conf" / "experiment").glob("*.yaml")))
 def test_every_shipped_experiment_composes_against_the_schemas(experiment):
     cfg = _compose(f"experiment={experiment}")

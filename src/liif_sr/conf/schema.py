@@ -153,9 +153,38 @@ class TrainConfig:
     paths: Any = None
 
 
+@dataclass
+class EvalConfig:
+    """The options of ``eval.yaml`` (``liif-sr-eval``). ``checkpoint``, ``scales`` and ``cell_clip`` take
+    several kinds of value (a path, a list or a map; ``auto``, null or a number): their values are checked by
+    :func:`liif_sr.evaluation.preflight.check_options`. The flags stay untyped: OmegaConf would read
+    ``ssim=2`` as true, which ``check_options`` refuses."""
+
+    task_name: str = "eval"
+    checkpoint: Any = None
+    bicubic: Any = True
+    scales: Any = None
+    downsampler: str = "pil"
+    generate_with: Optional[str] = None
+    skip_missing: Any = False
+    first_k: Optional[int] = None
+    device: str = "auto"
+    chunk: int = 65536
+    cell_clip: Any = "auto"
+    border: str = "none"
+    head_mode: str = "fast"
+    ssim: Any = True
+    plot: Any = True
+    progress: Any = True
+    benchmark: Any = None
+    logger: Any = None
+    paths: Any = None
+
+
 #: (group, name, node): the YAML of the group lists ``name`` first in its defaults
 SCHEMAS: tuple[tuple[str | None, str, type], ...] = (
     (None, "_train_schema", TrainConfig),
+    (None, "_eval_schema", EvalConfig),
     ("data", "_schema", DataConfig),
     ("model", "_schema", ModelConfig),
     ("model/encoder", "_edsr_baseline_schema", EDSRBaselineConfig),

@@ -48,3 +48,32 @@ def sweep_jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     except Exception:  # noqa: BLE001 - e.g. an interval sweep: check the fixed part
         return [[o.input_line for o in parsed if not o.is_sweep_override() and o.input_line]]
     return jobs[:MAX_SWEEP_JOBS]
+
+
+def type_error_message(exc: BaseException) -> str | None:
+    """``data.batch_size=abc: expected an integer (Value 'abc' of type 'str' could not be converted to
+    Integer)`` from Hydra's "Error merging override" and OmegaConf's ``ValidationError`` behind it."""
+    from omegaconf.errors import ValidationError
+
+    cause = exc.__cause__
+    if not isinstance(cause, ValidationError):
+        return None
+    reason = next((ln.strip() for ln in str(cause).splitlines() if ln.strip()), type(cause).__name__)
+    key = getattr(cause, "full_key", None)
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    where = message.removeprefix("Error merging override ") if "override" in message else (key or message)
+    if "=" not in where and key:
+        where = f"{key} ({where})" if where and where != key else key
+    expected = next((v for k, v in _EXPECTED.items() if k in reason), None)
+    return f"{where}: {expected} ({reason})" if expected else f"{where}: {reason}"
+
+
+#: OmegaConf's conversion messages → the project's wording
+_EXPECTED = {
+    "converted to Integer": "expected an integer",
+    "converted to Float": "expected a number",
+    "converted to Boolean": "expected true or false",
+    "is not a valid bool": "expected true or false",
+    "is not a ListConfig, list or tuple": "expected a list",
+    "converted to String": "expected a string",
+}

@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from liif_sr.errors import UserError
 from liif_sr.training.constraints import ConfigValueError, check_values
 from liif_sr.training.dry_build import dry_build, first_line, requested_net_config
-from liif_sr.training.hydra_cli import MAX_SWEEP_JOBS, parse_hydra_argv, sweep_jobs
+from liif_sr.training.hydra_cli import MAX_SWEEP_JOBS, parse_hydra_argv, sweep_jobs, type_error_message
 
 __all__ = [
     "MAX_SWEEP_JOBS",
@@ -198,7 +198,7 @@ def preflight_argv(
 def _composition_error(exc: BaseException) -> str:
     """Hydra's composition error in one line: its first line, plus the options it lists; a value of the
     wrong type (the schemas of :mod:`liif_sr.conf.schema`) → ``<override>: <what OmegaConf expected>``."""
-    type_error = _type_error(exc)
+    type_error = type_error_message(exc)
     if type_error:
         return type_error
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
@@ -218,32 +218,3 @@ def _composition_error(exc: BaseException) -> str:
     elif message.startswith("Could not override") and len(lines) > 1:
         message += " " + lines[1]
     return message
-
-
-def _type_error(exc: BaseException) -> str | None:
-    """``data.batch_size=abc: expected an integer (Value 'abc' of type 'str' could not be converted to
-    Integer)`` from Hydra's "Error merging override" and OmegaConf's ``ValidationError`` behind it."""
-    from omegaconf.errors import ValidationError
-
-    cause = exc.__cause__
-    if not isinstance(cause, ValidationError):
-        return None
-    reason = first_line(cause)
-    key = getattr(cause, "full_key", None)
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    where = message.removeprefix("Error merging override ") if "override" in message else (key or message)
-    if "=" not in where and key:
-        where = f"{key} ({where})" if where and where != key else key
-    expected = next((v for k, v in _EXPECTED.items() if k in reason), None)
-    return f"{where}: {expected} ({reason})" if expected else f"{where}: {reason}"
-
-
-#: OmegaConf's conversion messages → the project's wording
-_EXPECTED = {
-    "converted to Integer": "expected an integer",
-    "converted to Float": "expected a number",
-    "converted to Boolean": "expected true or false",
-    "is not a valid bool": "expected true or false",
-    "is not a ListConfig, list or tuple": "expected a list",
-    "converted to String": "expected a string",
-}
