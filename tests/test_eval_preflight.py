@@ -59,7 +59,7 @@ def _main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
 REFUSED = [
     ("first_k=0", "first_k=0: expected a positive integer or null"),
     ("first_k=-2", "first_k=-2: expected a positive integer"),
-    ("first_k=abc", "first_k='abc'"),
+    ("first_k=abc", "first_k=abc: expected an integer"),
     ("chunk=0", "chunk=0: expected a positive integer"),
     ("chunk=1.5", "chunk=1.5"),
     ("scales=[0]", "scales: scale must be a finite number > 1"),

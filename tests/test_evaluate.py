@@ -338,8 +338,6 @@ def test_full_bicubic_table_matches_published(run_eval, shared_data):
     [
         ("first_k=0", r"first_k=0: expected a positive integer or null \(all images\)"),
         ("first_k=-2", r"first_k=-2: expected a positive integer"),
-        ("first_k=1.5", r"first_k=1\.5: expected a positive integer"),
-        ("first_k=abc", r"first_k='abc': expected a positive integer"),
         ("chunk=0", r"chunk=0: expected a positive integer"),
         ("scales=[0]", r"scales: scale must be a finite number > 1, got 0"),
         ("scales=[-2]", r"scales: scale must be a finite number > 1, got -2"),

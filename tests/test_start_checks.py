@@ -48,13 +48,13 @@ REFUSED = [
     # other values of the class: what torch, Lightning and the data module refuse themselves
     ("+model.optimizer.betas=[1.5,0.9]", "model.optimizer: Invalid beta parameter at index 0"),
     ("+model.optimizer.weight_decay=-1", "model.optimizer: Invalid weight_decay value: -1"),
-    ("model.scheduler.milestones=5", "model.scheduler: "),
+    ("model.scheduler.milestones=5", "model.scheduler.milestones=5: expected a list"),
     ("trainer.accelerator=bogus", "trainer: You selected an invalid accelerator name"),
     ("trainer.devices=0", "trainer: `Trainer(devices=0)` value is not a valid input"),
     ("trainer.max_time=soon", "trainer: `Timer(duration='soon')` is not a valid duration"),
     ("+trainer.strategy=bogus", "trainer: You selected an invalid strategy name"),
-    ("data.sampler=gpu", "data: data.sampler must be 'cpu' or 'device'"),
-    ("data.val_protocol=psnr", "data: data.val_protocol must be 'div2k' or 'benchmark'"),
+    ("data.sampler=gpu", "data.sampler must be 'cpu' or 'device'"),
+    ("data.val_protocol=psnr", "data.val_protocol must be 'div2k' or 'benchmark'"),
     ("data.val_sources=[/nonexistent/val]", "image source not found: /nonexistent/val"),
     ("-m data.batch_size=4 data.train_sources=[skimage:coffee],[/nope]", "image source not found: /nope"),
     ("-m trainer.precision=32,banana", "trainer: Precision 'banana' is invalid"),
@@ -75,7 +75,7 @@ REFUSED = [
     ("data.inp_size=450", "training images are smaller than 450 px on a side"),
     ("model.head.out_dim=4", "model.head.out_dim=4: expected 3: training images are RGB"),
     ("model.head.out_dim=1", "model.head.out_dim=1: expected 3"),
-    ("+model.encoder.n_colors=1", "model.encoder.n_colors=1: expected 3"),
+    ("model.encoder.n_colors=1", "model.encoder.n_colors=1: expected 3"),
     ("trainer.max_epochs=-5", "trainer.max_epochs=-5: expected a positive integer, or -1 for no limit"),
     ("trainer.max_epochs=0", "trainer.max_epochs=0: expected a positive integer"),
     ("trainer.max_steps=-2", "trainer.max_steps=-2: expected a positive integer"),
@@ -84,7 +84,7 @@ REFUSED = [
     ("model.scheduler_interval=hour", "model.scheduler_interval='hour': expected epoch or step"),
     ("model.head.hidden_dim=64", "Could not override 'model.head.hidden_dim'."),
     ("model/head=lte model.head.feat_unfold=false", "Could not override 'model.head.feat_unfold'."),
-    ("+model.head.hidden_dim=64", "model.head.hidden_dim: not an argument of LIIFHead"),
+    ("+model.head.hidden_dim=64", "LIIFHead.__init__() got an unexpected keyword argument 'hidden_dim'"),
 ]
 
 

@@ -4,3 +4,7 @@ the ``${liif_sr.*}`` resolvers they use, also for ``hydra.compose`` outside the 
 from liif_sr.hydra_app import register_resolvers
 
 register_resolvers()
+
+from liif_sr.conf.schema import register_schemas  # noqa: E402 - after the resolvers, as Hydra reads both
+
+register_schemas()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from liif_sr.data.gpu_sampler import DeviceSampler
+from liif_sr.data.options import DataOptions, check_batch_split
 from liif_sr.data.sampling import fixed_scale_pair, min_image_side, random_scale_sample
 from liif_sr.data.sources import check_sources, expand_sources, image_name, load_source_image
 
@@ -100,7 +102,10 @@ def decorrelate_ranks(rank: int) -> None:
 class LIIFDataModule(L.LightningDataModule):
     """Random-scale training data and full-image validation at fixed scales.
 
-    Args:
+    Takes one :class:`~liif_sr.data.options.DataOptions` (``LIIFDataModule(options)``), or its fields as
+    keywords (``LIIFDataModule(train_sources=[...], batch_size=8)``, as ``instantiate(cfg.data)`` passes them).
+
+    Options:
         train_sources / val_sources: folders, files or ``skimage:<name>`` (see :mod:`liif_sr.data.sources`).
         inp_size, scale_min, scale_max, sample_q, augment, downsampler: see :func:`random_scale_sample`.
         repeat: passes over the training images per epoch (20 for DIV2K in the paper).
@@ -119,49 +124,27 @@ class LIIFDataModule(L.LightningDataModule):
             there; PIL-exact LR, same sample distribution; ``docs/training_speed.md``).
     """
 
-    def __init__(
-        self,
-        train_sources: Sequence[str] = (),
-        val_sources: Sequence[str] = (),
-        inp_size: int = 48,
-        scale_min: float = 1.0,
-        scale_max: float = 4.0,
-        sample_q: int | None = 2304,
-        augment: bool = True,
-        downsampler: str = "pil",
-        repeat: int = 1,
-        batch_size: int = 16,
-        num_workers: int = 0,
-        val_scales: Sequence[float] = (2, 3, 4),
-        val_downsampler: str = "pil",
-        val_first_k: int | None = None,
-        val_protocol: str = "div2k",
-        cache: bool = True,
-        skip_bad_files: bool = False,
-        first_k: int | None = None,
-        pin_memory: bool = False,
-        dataset_name: str | None = None,
-        sampler: str = "cpu",
-    ) -> None:
+    def __init__(self, options: DataOptions | None = None, **values: Any) -> None:
         super().__init__()
-        if sampler not in ("cpu", "device"):
-            raise ValueError(f"data.sampler must be 'cpu' or 'device', got {sampler!r}")
-        if val_protocol not in ("div2k", "benchmark"):
-            raise ValueError(f"data.val_protocol must be 'div2k' or 'benchmark', got {val_protocol!r}")
-        self.save_hyperparameters(logger=False)
+        if options is not None and values:
+            options = replace(options, **values)
+        self.options = options if options is not None else DataOptions(**values)
+        self.save_hyperparameters(asdict(self.options), logger=False)
         self.device_sampler: DeviceSampler | None = None  # sampler=device: built at the first batch
         self._sampler_seed = 0
         self._sampler_rng: Tensor | None = None  # generator state from a checkpoint, applied at the build
         self.train_set: RandomScaleDataset | None = None
         self.val_set: FixedScaleDataset | None = None
-        self.batch_size_per_device = batch_size
+        self.batch_size_per_device = self.options.batch_size
+
+    def per_device_batch(self, world_size: int) -> int:
+        """The per-device share of the global ``data.batch_size`` (refused when it does not divide)."""
+        return check_batch_split(self.options.batch_size, world_size)
 
     def setup(self, stage: str | None = None) -> None:
-        hp = self.hparams
+        hp = self.options
         world = self.trainer.world_size if self.trainer is not None else 1
-        if hp.batch_size % world:
-            raise ValueError(f"data.batch_size={hp.batch_size} (global) is not divisible by {world} devices")
-        self.batch_size_per_device = hp.batch_size // world
+        self.batch_size_per_device = self.per_device_batch(world)
         if world > 1 and stage in (None, "fit"):
             decorrelate_ranks(self.trainer.global_rank)
         if hp.dataset_name:
@@ -195,30 +178,29 @@ class LIIFDataModule(L.LightningDataModule):
 
     def sample_kwargs(self) -> dict:
         """The random-scale sampling settings shared by the CPU and the device samplers."""
-        hp = self.hparams
         keys = ("inp_size", "scale_min", "scale_max", "sample_q", "augment", "downsampler")
-        return {k: hp[k] for k in keys}
+        return {k: getattr(self.options, k) for k in keys}
 
     def train_dataloader(self) -> DataLoader:
         if self.train_set is None:
             raise ValueError("data.train_sources is empty: nothing to train on")
-        if self.hparams.sampler == "device":  # indices only: no workers needed
+        if self.options.sampler == "device":  # indices only: no workers needed
             warnings.filterwarnings("ignore", message=".*train_dataloader. does not have many workers.*")
             return DataLoader(
                 ImageIndexDataset(len(self.train_set.images), self.train_set.repeat),
                 batch_size=self.batch_size_per_device,
                 shuffle=True,
                 drop_last=True,
-                pin_memory=self.hparams.pin_memory,
+                pin_memory=self.options.pin_memory,
             )
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size_per_device,
             shuffle=True,
-            num_workers=self.hparams.num_workers,
-            pin_memory=self.hparams.pin_memory,
+            num_workers=self.options.num_workers,
+            pin_memory=self.options.pin_memory,
             drop_last=True,
-            persistent_workers=self.hparams.num_workers > 0,
+            persistent_workers=self.options.num_workers > 0,
         )
 
     def val_dataloader(self) -> DataLoader | list:

@@ -113,7 +113,7 @@ class BenchmarkSpec:
         scale = normalize_scale(scale)
         return self.root / self.lr_dir.format(scale=scale) if isinstance(scale, int) else None
 
-    def require(self) -> None:
+    def check_present(self) -> None:
         """Raise :class:`DatasetMissingError` (naming the download command) unless the HR folder has files."""
         try:
             lookup(self.dataset)

@@ -152,6 +152,11 @@ def check_composes(argv: Sequence[str]) -> None:
         with initialize_config_module("liif_sr.conf", version_base="1.3"):
             compose("eval", overrides=list(argv))
     except Exception as exc:  # noqa: BLE001 - any composition error is the user's override
+        from liif_sr.training.hydra_cli import type_error_message
+
+        type_error = type_error_message(exc)  # a value of the wrong type (conf/schema.py EvalConfig)
+        if type_error:
+            raise UserError(type_error) from None
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         lines = [ln for ln in lines if not ln.startswith("Set the environment variable")][:3]
         raise UserError(f"cannot apply the overrides: {'; '.join(lines)}") from None

@@ -164,7 +164,7 @@ def load_specs(cfg: DictConfig, warn: bool = True) -> list[BenchmarkSpec]:
     for key, node in (cfg.get("benchmark") or {}).items():
         spec = BenchmarkSpec.from_config(OmegaConf.to_container(node, resolve=True))
         try:
-            spec.require()
+            spec.check_present()
         except DatasetMissingError as exc:
             if not cfg.skip_missing:
                 raise DatasetMissingError(f"{exc} (or pass skip_missing=true)") from None

@@ -1,11 +1,16 @@
 """The value constraints of a training config, in one place: what a value must be for the run to work.
 
-Two tables, checked by :func:`check_values` after the argument types (:mod:`liif_sr.training.arg_types`):
+Two tables, checked by :func:`check_values`; the types were checked by Hydra at composition (the
+structured-config schemas of :mod:`liif_sr.conf.schema`):
 
 * :data:`FIELDS`: one key, one :class:`Rule` (``data.batch_size`` a positive integer, ``model.head.out_dim``
   3, ``trainer.max_epochs`` positive or -1, ...), checked where the key is present;
 * :data:`RELATIONS`: rules over several keys (``scale_min <= scale_max``, ``data.sample_q`` at most the
-  pixels of the smallest HR crop, the global batch divisible by the devices, ...).
+  pixels of the smallest HR crop, ...).
+
+The global batch divisible by the devices is the data module's own check
+(:func:`liif_sr.data.options.check_batch_split`): the start-up checks call it with the planned ``Trainer``'s
+world size (:func:`liif_sr.training.dry_build.check_trainer`), which also knows ``devices=auto`` / ``-1``.
 
 What torch and Lightning refuse themselves (an optimizer's ``lr``, ``trainer.precision``) is left to them:
 :mod:`liif_sr.training.dry_build` builds those objects at start. What depends on files (the images' sizes)
@@ -113,9 +118,14 @@ def _sample_q_fits(cfg: DictConfig) -> str | None:
     )
 
 
+def _show(value: Any) -> str:
+    """A value as the user wrote it (``2``, not ``2.0``: the schema stores scales as floats)."""
+    return f"{value:g}" if isinstance(value, float) else repr(value)
+
+
 def _scales_ordered(cfg: DictConfig) -> str | None:
     lo, hi = cfg.data.scale_min, cfg.data.scale_max
-    return f"data.scale_max={hi!r} is below data.scale_min={lo!r}" if lo > hi else None
+    return f"data.scale_max={_show(hi)} is below data.scale_min={_show(lo)}" if lo > hi else None
 
 
 def _has_sources(cfg: DictConfig) -> str | None:
@@ -126,23 +136,7 @@ def _has_sources(cfg: DictConfig) -> str | None:
 
 def _val_scales(cfg: DictConfig) -> str | None:
     bad = [s for s in cfg.data.get("val_scales") or [] if not SCALE.holds(s)]
-    return f"data.val_scales: {bad[0]!r} is not a finite number >= 1" if bad else None
-
-
-def _batch_divides(cfg: DictConfig) -> str | None:
-    trainer = cfg.get("trainer") or {}
-    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
-    if OmegaConf.is_list(devices) or isinstance(devices, list | tuple):
-        devices = len(devices)
-    if not (_int(devices) and devices > 0 and _int(nodes) and nodes > 0):
-        return None
-    world, batch = devices * nodes, cfg.data.batch_size
-    if batch % world == 0:
-        return None
-    return (
-        f"data.batch_size={batch} (global) is not divisible by {world} devices "
-        "(trainer.devices x trainer.num_nodes)"
-    )
+    return f"data.val_scales: {_show(bad[0])} is not a finite number >= 1" if bad else None
 
 
 def _targets(group: Any) -> dict[str, str]:
@@ -170,7 +164,6 @@ RELATIONS: tuple[Callable[[DictConfig], str | None], ...] = (
     _scales_ordered,
     _has_sources,
     _val_scales,
-    _batch_divides,
     _sample_q_fits,
     _lr_monitor_logs,
 )

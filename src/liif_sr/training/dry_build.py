@@ -127,7 +127,7 @@ def check_trainer(cfg: DictConfig) -> None:
     try:
         with _quiet():
             plugins = trainer_plugins(cfg.trainer)
-            instantiate(
+            trainer = instantiate(
                 cfg.trainer,
                 default_root_dir=None,
                 logger=False,
@@ -137,6 +137,10 @@ def check_trainer(cfg: DictConfig) -> None:
             )
     except Exception as exc:  # noqa: BLE001
         raise _refuse("trainer", exc) from None
+    if cfg.get("data") is not None:  # the global batch over the planned devices (the data module's check)
+        from liif_sr.data.options import check_batch_split
+
+        check_batch_split(int(cfg.data.batch_size), trainer.world_size)
 
 
 def check_datamodule(cfg: DictConfig) -> None:

@@ -3,7 +3,7 @@
 :class:`~liif_sr.training.checkpoint_io.AtomicCheckpointIO` writes the sidecar with each checkpoint
 (``sha256sum -c last.ckpt.sha256`` checks it by hand). The order makes a kill at any moment safe: the new
 sidecar names both the new and the previous digest before the checkpoint is renamed into place, and only
-the new one afterwards. :func:`verify` refuses a file whose digest is in neither (flipped bytes, a partial
+the new one afterwards. :func:`check_integrity` refuses a file whose digest is in neither (flipped bytes, a partial
 copy) with one line that names the newest intact checkpoint of the folder.
 """
 
@@ -71,7 +71,7 @@ def newest_intact(folder: Path, exclude: Path | None = None) -> Path | None:
     return None
 
 
-def verify(path: str | os.PathLike[str], what: str) -> None:
+def check_integrity(path: str | os.PathLike[str], what: str) -> None:
     """Refuse a checkpoint whose bytes differ from its sidecar (files without a sidecar pass: older runs)."""
     path = Path(path)
     if is_intact(path) is not False:

@@ -3,8 +3,9 @@ is built or written.
 
 Two levels:
 
-* :func:`check_config`: the config values alone: argument types (:mod:`~liif_sr.training.arg_types`), then
-  the value constraints (:mod:`~liif_sr.training.constraints`). ``train(cfg)`` runs it first, for API users.
+* :func:`check_config`: the config values alone: the value constraints (:mod:`~liif_sr.training.constraints`).
+  Types are not checked here: the config groups have structured-config schemas (:mod:`liif_sr.conf.schema`),
+  so Hydra refuses a wrong type while composing. ``train(cfg)`` runs it first, for API users.
 * :func:`check_start`: :func:`check_config` plus what a start builds and refers to: the data module, network,
   optimizer, schedule and ``Trainer`` built without data or weights (:mod:`~liif_sr.training.dry_build`:
   torch and Lightning refuse their own values), ``resume=<run dir>`` / ``ckpt_path`` exist and hold the
@@ -29,25 +30,25 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from liif_sr.errors import UserError
-from liif_sr.training.arg_types import check_arguments
 from liif_sr.training.constraints import ConfigValueError, check_values
 from liif_sr.training.dry_build import dry_build, first_line, requested_net_config
+from liif_sr.training.hydra_cli import MAX_SWEEP_JOBS, parse_hydra_argv, sweep_jobs, type_error_message
 
-__all__ = ["ConfigValueError", "check_config", "check_start", "preflight_argv", "requested_net_config"]
-
-#: at most this many jobs of a ``-m`` sweep are composed and checked before Hydra starts
-MAX_SWEEP_JOBS = 256
+__all__ = [
+    "MAX_SWEEP_JOBS",
+    "ConfigValueError",
+    "check_config",
+    "check_start",
+    "preflight_argv",
+    "requested_net_config",
+]
 
 _SKIP_FLAGS = ("help", "hydra_help", "version", "cfg", "info", "shell_completion", "experimental_rerun")
 
 
 def check_config(cfg: DictConfig) -> None:
-    """The config values alone: argument types of data/encoder/head, then the value constraints."""
-    check_arguments(cfg.data, "data")
-    model = cfg.get("model")
-    if model is not None:
-        for part in ("encoder", "head"):
-            check_arguments(model.get(part), f"model.{part}")
+    """The config values alone: the value constraints (the types were checked by Hydra at composition,
+    against the structured-config schemas of :mod:`liif_sr.conf.schema`)."""
     check_values(cfg)
 
 
@@ -57,7 +58,7 @@ def check_config(cfg: DictConfig) -> None:
 def start_checkpoint(cfg: DictConfig) -> str | None:
     """The checkpoint a start continues (``resume``, ``ckpt_path`` file), refused if missing; ``last`` → None
     (its run folder is known only once Hydra runs; :func:`liif_sr.training.resume.resolve_ckpt_path`)."""
-    from liif_sr.training.integrity import verify
+    from liif_sr.training.integrity import check_integrity
     from liif_sr.training.resume import is_sweep_dir
 
     resume = cfg.get("resume")
@@ -70,13 +71,13 @@ def start_checkpoint(cfg: DictConfig) -> str | None:
         last = run / "checkpoints" / "last.ckpt"
         if not last.is_file():
             raise UserError(f"resume={resume}: no checkpoints/last.ckpt in that run directory")
-        verify(last, f"resume={resume}")
+        check_integrity(last, f"resume={resume}")
         return str(last)
     ckpt = cfg.get("ckpt_path")
     if ckpt and ckpt != "last":
         if not Path(str(ckpt)).is_file():
             raise UserError(f"ckpt_path={ckpt}: file not found")
-        verify(ckpt, f"ckpt_path={ckpt}")
+        check_integrity(ckpt, f"ckpt_path={ckpt}")
         return str(ckpt)
     return None
 
@@ -153,21 +154,6 @@ def check_start(cfg: DictConfig) -> None:
 # ------------------------------------------------------------------------------------------ the entry
 
 
-def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
-    """The override lists of the jobs Hydra will run: one, or each combination of a ``-m`` comma sweep."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    if not multirun or not any(o.is_sweep_override() for o in parsed):
-        return [overrides]
-    try:
-        jobs = BasicSweeper.split_arguments(parsed, None)[0]
-    except Exception:  # noqa: BLE001 - a sweep the basic sweeper cannot expand: check the fixed part
-        return [[o.input_line for o in parsed if not o.is_sweep_override() and o.input_line]]
-    return jobs[:MAX_SWEEP_JOBS]
-
-
 def preflight_argv(
     config_name: str, argv: Sequence[str], check: Callable[[DictConfig], None] = check_start
 ) -> None:
@@ -177,11 +163,10 @@ def preflight_argv(
     a parse or composition error) are left to Hydra, which writes nothing for them either. Raises
     :class:`UserError` (the entry prints it as one line)."""
     from hydra import compose, initialize_config_module
-    from hydra._internal.utils import get_args_parser
     from hydra.core.global_hydra import GlobalHydra
 
     try:
-        args = get_args_parser().parse_args(list(argv))
+        args = parse_hydra_argv(argv)
     except SystemExit:  # argparse's own usage error: Hydra prints it
         return
     if any(getattr(args, k, None) for k in _SKIP_FLAGS) or args.config_name or args.config_path:
@@ -192,7 +177,7 @@ def preflight_argv(
         return
     multirun = bool(args.multirun) or _config_multirun(config_name, list(args.overrides))
     try:
-        jobs = _jobs(list(args.overrides), multirun)
+        jobs = sweep_jobs(list(args.overrides), multirun)
     except Exception:  # noqa: BLE001 - Hydra reports override syntax errors itself
         return
     for num, overrides in enumerate(jobs):
@@ -233,7 +218,11 @@ def _config_multirun(config_name: str, overrides: list[str]) -> bool:
 
 
 def _composition_error(exc: BaseException) -> str:
-    """Hydra's composition error in one line: its first line, plus the options it lists."""
+    """Hydra's composition error in one line: its first line, plus the options it lists; a value of the
+    wrong type (the schemas of :mod:`liif_sr.conf.schema`) → ``<override>: <what OmegaConf expected>``."""
+    type_error = type_error_message(exc)
+    if type_error:
+        return type_error
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     if not lines:
         return first_line(exc)
@@ -245,7 +234,8 @@ def _composition_error(exc: BaseException) -> str:
         for ln in raw[start + 1 :]:
             if not ln.startswith(("\t", " ")) or not ln.strip():
                 break
-            options.append(ln.strip())
+            if not ln.strip().startswith("_"):  # the structured-config schemas (liif_sr.conf.schema)
+                options.append(ln.strip())
         message += f" (available: {', '.join(options)})"
     elif message.startswith("Could not override") and len(lines) > 1:
         message += " " + lines[1]

@@ -74,7 +74,7 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
             last = Path(cfg.resume) / LAST
             if not last.is_file():
                 raise UserError(f"resume={cfg.resume}: no checkpoints/last.ckpt in that run directory")
-        integrity.verify(last, f"resume={cfg.resume}")
+        integrity.check_integrity(last, f"resume={cfg.resume}")
         return str(last)
     if ckpt == "last":
         last = Path(cfg.paths.output_dir) / LAST
@@ -83,12 +83,12 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
                 "ckpt_path=last: no checkpoints/last.ckpt in this run directory "
                 f"({cfg.paths.output_dir}); use resume=<previous run dir> to continue a previous run"
             )
-        integrity.verify(last, "ckpt_path=last")
+        integrity.check_integrity(last, "ckpt_path=last")
         return str(last)
     if ckpt and not Path(ckpt).is_file():
         raise UserError(f"ckpt_path={ckpt}: file not found")
     if ckpt:
-        integrity.verify(ckpt, f"ckpt_path={ckpt}")
+        integrity.check_integrity(ckpt, f"ckpt_path={ckpt}")
     return ckpt
 
 

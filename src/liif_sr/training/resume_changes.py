@@ -116,12 +116,23 @@ def changed(before: DictConfig, after: DictConfig) -> dict[str, tuple[Any, Any]]
     return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
 
 
+def _show(value: Any, inner: bool = False) -> str:
+    """A value as written (``[2, 3]``, not ``[2.0, 3.0]``: the schemas store scales as floats)."""
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v, inner=True) for v in value) + "]"
+    return repr(value) if inner else str(value)
+
+
 def refuse_changes(before: DictConfig, after: DictConfig, what: str, run: Path) -> None:
     """Refuse (one line) changes outside :data:`MAY_CHANGE` between the run's config and the resume's."""
     bad = {k: v for k, v in changed(before, after).items() if not _may_change(k)}
     if not bad:
         return
-    shown = ", ".join(f"{k}={new} (the run has {old})" for k, (old, new) in list(bad.items())[:3])
+    shown = ", ".join(
+        f"{k}={_show(new)} (the run has {_show(old)})" for k, (old, new) in list(bad.items())[:3]
+    )
     more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
     raise UserError(
         f"{what}: {shown}{more} would continue the checkpoint with other training values than {run} was "

@@ -112,12 +112,12 @@ def _plan(argv: list[str]) -> list[str]:
 def _refuse_one_checkpoint_for_many(overrides: list[Any], multirun: bool, by_config: bool) -> None:
     """A sweep of several jobs (``-m`` grid, an Optuna search) with one fixed ``ckpt_path``: every job would
     continue the same checkpoint (weights, optimizer state and LR: swept optimizer values would be ignored)."""
-    from liif_sr.training.preflight import _jobs
+    from liif_sr.training.hydra_cli import sweep_jobs
 
     fixed = [o for o in overrides if _key(o).lstrip("+") == "ckpt_path" and not o.is_sweep_override()]
     if not (multirun or by_config) or not fixed or fixed[-1].value() in (None, "", "last"):
         return
-    if by_config or len(_jobs([o.input_line for o in overrides], True)) > 1:
+    if by_config or len(sweep_jobs([o.input_line for o in overrides], True)) > 1:
         value = fixed[-1].value()
         raise UserError(
             f"a sweep with ckpt_path={value}: every job of the sweep would continue that one checkpoint (its weights, "
@@ -142,7 +142,7 @@ def _run_overrides(run: Path) -> list[str] | None:
 
 def _check_checkpoint(last: Path, cfg: Any, what: str) -> str | None:
     """Integrity and limits of a run's ``last.ckpt`` under ``cfg``; why nothing is left (or None)."""
-    integrity.verify(last, what)
+    integrity.check_integrity(last, what)
     done = read_progress(last)
     return None if done is None else nothing_left(cfg.trainer, done, what)
 
@@ -183,7 +183,7 @@ def _values(lines: list[str]) -> dict[str, Any]:
 
 
 def _plan_sweep(sweep: Path, value: str, changes: list[Any]) -> list[str]:
-    from liif_sr.training.preflight import _jobs
+    from liif_sr.training.hydra_cli import sweep_jobs
 
     what = f"resume={value}"
     if not (sweep / SWEEP_FILE).is_file():  # Optuna writes none: its trials are not recorded as a grid
@@ -221,7 +221,7 @@ def _plan_sweep(sweep: Path, value: str, changes: list[Any]) -> list[str]:
     run_lock.hold(sweep, what)
     base = _recorded(task)
     swept = {_key(o).lstrip("+") for o in parse(base) if o.is_sweep_override()}
-    jobs = [_recorded(j) for j in _jobs(base, True)]
+    jobs = [_recorded(j) for j in sweep_jobs(base, True)]
     _check_job_folders(sweep, jobs, swept, what)
     new_task = [o.input_line for o in changes if not o.is_hydra_override()]
     states = []
