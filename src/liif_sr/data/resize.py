@@ -1,7 +1,6 @@
 """Image resizing: MATLAB-exact bicubic, PIL bicubic (LIIF's training path) and torch antialiased bicubic.
 
-Three bicubic resamplers matter for reproducing LIIF (``liif_spec.md`` §2.2, §4, §7.2 item 5;
-``ecosystem.md`` §4):
+Three bicubic resamplers matter for reproducing LIIF (docs/method.md: Bicubic resampling):
 
 * :func:`imresize_matlab` -- a clean-room implementation of MATLAB ``imresize(A, ..., 'bicubic')``. The
   ×2/×3/×4 benchmark and DIV2K LR files were made with it, and so is the "Bicubic" row of SR tables

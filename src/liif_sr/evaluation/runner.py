@@ -1,6 +1,6 @@
 """The evaluation runner behind ``liif-sr-eval`` (entry: :mod:`liif_sr.evaluate`, config ``conf/eval.yaml``).
 
-The LIIF tables from one command (``liif_spec.md`` §4, §6)::
+The LIIF tables from one command (protocol: ``docs/method.md``, "Evaluation protocol")::
 
     liif-sr-eval checkpoint=runs/x/model.safetensors                      # Set5/Set14/B100/Urban100 x2..x8
     liif-sr-eval checkpoint=[a.pth,b.ckpt] benchmark=[set5,b100] scales=[2,4]

@@ -98,7 +98,7 @@ class DecoderHead(nn.Module, ABC):
     # ------------------------------------------------------------------ official checkpoints
     @classmethod
     def official_config(cls, args: dict[str, Any]) -> dict[str, Any]:
-        """Our head config (without ``in_channels``) from an official model spec's ``args`` (spec §8)."""
+        """Our head config (without ``in_channels``) from an official model spec's ``args`` (docs/method.md: Official checkpoints)."""
         raise NotImplementedError(f"{cls.__name__} has no official checkpoint format")
 
     @classmethod
