@@ -32,7 +32,7 @@ CASES = {
     "100-800": Case("100² → 800² (×8)", (100, 100), (800, 800), batched=True),
     "256x4": Case("256² → 1024² (×4)", (256, 256), (1024, 1024)),
     "512-4096": Case("512² → 4096² (×8)", (512, 512), (4096, 4096)),
-    "tiny": Case("24² → 48² (×2)", (24, 24), (48, 48)),  # smoke test (tests/test_bench_infer.py)
+    "tiny": Case("24² → 48² (×2)", (24, 24), (48, 48)),  # smoke test (tests/scripts/test_bench_infer.py)
     "large": Case("3456×4608 → 6912×9216 (×2, tiled)", (3456, 4608), (6912, 9216), large=True),
 }
 

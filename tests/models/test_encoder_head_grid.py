@@ -187,9 +187,9 @@ def test_experiments_compose_with_their_recipe(tmp_path, experiment):
             "rdn, swinir); add it to liif_sr.models.registry",
         ),
         (
-            "model.head._target_=test_pairs.UserHead",
+            "model.head._target_=test_encoder_head_grid.UserHead",
             UnknownComponentError,
-            "head class test_pairs.UserHead is not registered (known heads: liif, lte, metasr)",
+            "head class test_encoder_head_grid.UserHead is not registered (known heads: liif, lte, metasr)",
         ),
         (
             "+model.head.in_channels=7",

@@ -256,7 +256,7 @@ def upsample_bicubic(img: Tensor, size: tuple[int, int]) -> Tensor:
 
     Used to upscale the 8-bit benchmark LR to the HR size; with integer scales ``size = (h*s, w*s)`` gives the
     same grid as ``imresize(lr, s)``. The result is not clamped or quantised (the published bicubic rows are
-    reproduced with the float output, see ``tests/test_resize.py``).
+    reproduced with the float output, see ``tests/data/test_resize.py``).
 
     Args:
         img: float image :math:`(C, h, w)` or :math:`(B, C, h, w)`, usually in [0, 1].
