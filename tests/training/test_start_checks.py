@@ -311,6 +311,7 @@ def test_ctrl_c_saves_last_ckpt_and_prints_the_resume_command(tmp_path, monkeypa
     done = subprocess.run(
         [sys.executable, "-m", "liif_sr.train", *resume, "trainer.max_steps=5"],
         cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},  # the run's config names CtrlCAt here
         capture_output=True,
         text=True,
         timeout=300,
