@@ -13,7 +13,7 @@ omegaconf or safetensors, no internet, and ``../shared`` does not travel. This c
   travels (working tree + ``.gpu``), which must stay within the device tool's 64 MiB.
 
 ``--tiny`` makes the dry-run variant: a few training images and 48x48 crops of two Set5/Set14 images with
-PIL-bicubic LR files (``scripts/gpu_run.sh --dry-run``, ``tests/test_gpu_run.py``).
+PIL-bicubic LR files (``scripts/gpu_run.sh --dry-run``, ``tests/scripts/test_gpu_run.py``).
 
     python scripts/gpu_prep.py                          # -> .gpu (about 50 MiB)
     python scripts/gpu_prep.py --tiny --dest /tmp/carry  # dry-run layout, a few hundred KiB

@@ -10,7 +10,7 @@
 #
 #   make gpu-prep                                   # once, on the CPU machine: fills .gpu/ (carry it)
 #   OUT=/tmp/out bash scripts/gpu_run.sh            # on the device machine (run tool: carry [".gpu"])
-#   OUT=/tmp/out bash scripts/gpu_run.sh --dry-run  # CPU, tiny sizes, same steps (tests/test_gpu_run.py)
+#   OUT=/tmp/out bash scripts/gpu_run.sh --dry-run  # CPU, tiny sizes, same steps (tests/scripts/test_gpu_run.py)
 #
 # Environment: OUT (required), GPU_CARRY (default .gpu), PYTHON (default python3), GPU_BUDGET_S (default 540).
 set -uo pipefail

@@ -1,4 +1,4 @@
-"""An independent, literal re-statement of the official LIIF modules (from the method spec, §1 and §8).
+"""An independent, literal re-statement of the official LIIF modules (docs/method.md: Architecture; Official checkpoints).
 
 Used only by tests, to build checkpoint files in the official layout and to compute the official
 algorithm's output for parity checks. It follows the official structure step by step (module names,
@@ -185,7 +185,7 @@ class OfficialLIIF(nn.Module):
 def official_checkpoint(
     model: OfficialLIIF, encoder_name: str, encoder_args: dict, hidden_list, switches: dict
 ):
-    """The dict the official train_liif.py saves (spec §8)."""
+    """The dict the official train_liif.py saves (docs/method.md: Official checkpoints)."""
     spec = {
         "name": "liif",
         "args": {

@@ -1,4 +1,4 @@
-"""An independent, literal re-statement of the official LTE and MetaSR modules (spec §1.8, §8, §10, §11).
+"""An independent, literal re-statement of the official LTE and MetaSR modules (docs/method.md: LTE head; MetaSR head; Official checkpoints).
 
 Used only by tests, to build checkpoint dicts in the official layout and to compute the official
 algorithm's output for parity checks. It follows the official structure step by step (module names
@@ -135,7 +135,7 @@ class OfficialMetaSR(nn.Module):
 
 
 def official_head_checkpoint(model: nn.Module, name: str, encoder_name: str, encoder_args: dict) -> dict:
-    """The dict the official train_liif.py of the LTE repository saves for ``lte``/``metasr`` (spec §8)."""
+    """The dict the official train_liif.py of the LTE repository saves for ``lte``/``metasr`` (docs/method.md: Official checkpoints)."""
     args = {"encoder_spec": {"name": encoder_name, "args": {"no_upsampling": True, **encoder_args}}}
     if name == "lte":
         hidden_list = [m.out_features for m in model.imnet.layers if isinstance(m, nn.Linear)][:-1]

@@ -1,5 +1,5 @@
 """An independent, literal re-statement of the official SwinIR encoder as LTE uses it, and of the official
-``test.py`` evaluation pipeline for SwinIR models (spec §10, §11.4; LTE ``models/swinir.py``, ``test.py``).
+``test.py`` evaluation pipeline for SwinIR models (``docs/method.md`` "Evaluation protocol"; LTE ``models/swinir.py``, ``test.py``).
 
 Used only by tests. It follows the official structure step by step (module names, ``input_resolution``
 and the stored ``attn_mask`` / ``relative_position_index`` buffers, explicit softmax attention,

@@ -1,6 +1,6 @@
 """Evaluation entry point: ``liif-sr-eval`` / ``python -m liif_sr.evaluate`` (Hydra, ``conf/eval.yaml``).
 
-The LIIF tables from one command (``liif_spec.md`` §4, §6)::
+The LIIF tables from one command (protocol: ``docs/method.md``, "Evaluation protocol")::
 
     liif-sr-eval checkpoint=runs/x/model.safetensors                      # Set5/Set14/B100/Urban100 x2..x8
     liif-sr-eval checkpoint=[a.pth,b.ckpt] benchmark=[set5,b100] scales=[2,4]

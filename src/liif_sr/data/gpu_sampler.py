@@ -12,7 +12,7 @@ give, in a fixed number of batched tensor ops and without any host-device synchr
    ``ImagingResample`` (Keys a = -0.5, support stretched by the scale, renormalised at the borders, 22-bit
    fixed point) are precomputed once for every crop size; the two separable passes (horizontal first, each
    rounded and clipped to 8 bits like Pillow) are two float64 batched matrix products whose integer results
-   are exact, so the LR equals ``Image.resize(BICUBIC)`` of the crop (``tests/test_gpu_sampler.py``);
+   are exact, so the LR equals ``Image.resize(BICUBIC)`` of the crop (``tests/data/test_gpu_sampler.py``);
 4. the paper's three random flips, applied to the LR and, through the coordinates, to the HR;
 5. ``sample_q`` HR pixels per sample without replacement (``topk`` of uniform keys over the valid
    pixels), their pixel-centre coordinates (the same float32 arithmetic as

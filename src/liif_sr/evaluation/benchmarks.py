@@ -1,7 +1,7 @@
 """Evaluation pairs of the SR benchmarks (Set5, Set14, B100, Urban100, Manga109) and DIV2K validation.
 
 A set is a folder of HR images plus, optionally, MATLAB-bicubic LR files in the EDSR layout
-(``LR_bicubic/X4/babyx4.png`` for ``HR/baby.png``). The LIIF paper protocol (``liif_spec.md`` §4):
+(``LR_bicubic/X4/babyx4.png`` for ``HR/baby.png``). The LIIF paper protocol (docs/method.md: Evaluation protocol):
 
 * ×2/×3/×4 use the **given** LR files; the HR is cropped to ``(h_lr * s, w_lr * s)`` (the official
   ``sr-implicit-paired`` wrapper);

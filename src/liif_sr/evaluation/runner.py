@@ -1,6 +1,6 @@
 """The evaluation runner behind ``liif-sr-eval`` (entry: :mod:`liif_sr.evaluate`, config ``conf/eval.yaml``).
 
-The LIIF tables from one command (``liif_spec.md`` §4, §6)::
+The LIIF tables from one command (protocol: ``docs/method.md``, "Evaluation protocol")::
 
     liif-sr-eval checkpoint=runs/x/model.safetensors                      # Set5/Set14/B100/Urban100 x2..x8
     liif-sr-eval checkpoint=[a.pth,b.ckpt] benchmark=[set5,b100] scales=[2,4]
@@ -21,22 +21,22 @@ import math
 import platform
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from liif_sr.errors import DatasetMissingError, UserError
-from liif_sr.evaluation.benchmarks import BenchmarkSpec, iter_pairs, lr_source, normalize_scale
+from liif_sr.errors import UserError
+from liif_sr.evaluation.benchmarks import iter_pairs
+from liif_sr.evaluation.columns import load_specs, plan_columns, select_scales  # noqa: F401 (re-exported)
 from liif_sr.evaluation.eval_logging import log_results
 from liif_sr.evaluation.multirun_links import failed_rows, prepare_eval_wandb, record_in_multiruns
 from liif_sr.evaluation.preflight import check_options  # noqa: F401  (re-exported: the API's check)
 from liif_sr.evaluation.report import (
     BICUBIC,
-    Column,
     EvalResults,
     format_markdown,
     write_reports,
@@ -155,58 +155,6 @@ def score_image(
         except ValueError:  # image too small for an 11x11 window after shaving
             ssim = math.nan
     return psnr, ssim
-
-
-def load_specs(cfg: DictConfig, warn: bool = True) -> list[BenchmarkSpec]:
-    """The selected sets (``benchmark=[...]``); missing ones raise, or are skipped with ``skip_missing``
-    (with a warning unless ``warn=False``)."""
-    specs = []
-    for key, node in (cfg.get("benchmark") or {}).items():
-        spec = BenchmarkSpec.from_config(OmegaConf.to_container(node, resolve=True))
-        try:
-            spec.check_present()
-        except DatasetMissingError as exc:
-            if not cfg.skip_missing:
-                raise DatasetMissingError(f"{exc} (or pass skip_missing=true)") from None
-            if warn:
-                log.warning("skipping %s: %s", key, exc)
-            continue
-        specs.append(spec)
-    if not specs:
-        raise UserError("no benchmark set to evaluate (benchmark=[set5,set14,b100,urban100,manga109,div2k])")
-    return specs
-
-
-def select_scales(cfg: DictConfig, spec: BenchmarkSpec) -> list[int | float]:
-    """``scales`` from the config (a number or a list), else the set's own given + generated scales."""
-    scales = cfg.get("scales")
-    if scales is None:
-        return list(spec.scales)
-    scales = list(scales) if isinstance(scales, (ListConfig, list, tuple)) else [scales]
-    return list(dict.fromkeys(normalize_scale(s) for s in scales))
-
-
-def plan_columns(
-    cfg: DictConfig, specs: Sequence[BenchmarkSpec]
-) -> list[tuple[BenchmarkSpec, Column, list[Path]]]:
-    """Every (set, scale) column with its LR source and HR files; warns where ×2–×4 LR must be generated."""
-    plan = []
-    for spec in specs:
-        files = spec.hr_files(cfg.first_k)
-        for scale in select_scales(cfg, spec):
-            source = lr_source(spec, scale, cfg.downsampler, cfg.generate_with)
-            if source != "given" and scale in spec.given_lr_scales and cfg.generate_with is None:
-                log.warning(
-                    "%s x%s: no LR folder %s, generating the LR with %s bicubic; published x2-x4 numbers use "
-                    "MATLAB LR: run `liif-sr make-lr %s --scales %s --out %s` once, or pass generate_with=matlab",
-                    spec.name, scale, spec.lr_path(scale), source, spec.hr_path, scale,
-                    (spec.lr_path(scale) or spec.root / "LR").parent,
-                )  # fmt: skip
-            col = Column(
-                spec.name, scale, source, spec.protocol, protocol_shave(spec.protocol, scale)[0], len(files)
-            )
-            plan.append((spec, col, files))
-    return plan
 
 
 def _as_input(img: Tensor, device: torch.device) -> Tensor:

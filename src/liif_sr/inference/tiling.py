@@ -21,7 +21,7 @@ Ownership is separable (rows x columns), so each tile owns a rectangle of output
    zero padding only corrupts the window's outer ring, which is never read, except at the image border,
    where the untiled unfold pads with zeros as well.
 3. *Encoder.* A latent depends on LR pixels within ``R = encoder.receptive_radius`` of it (verified in
-   ``tests/test_tiling.py`` by perturbing one pixel), so latents ``[r0 - 2, r1 + 1]`` equal the untiled ones
+   ``tests/inference/test_tiling.py`` by perturbing one pixel), so latents ``[r0 - 2, r1 + 1]`` equal the untiled ones
    when the crop holds the real LR pixels ``[r0 - 2 - R, r1 + 1 + R]``: ``R + 2`` pixels before the tile's
    first row and after its last row ``r1 - 1``. At the image border the crop simply stops: the encoder's
    zero padding, the unfold's zero padding and the clamp of shifted coordinates then act exactly as in the

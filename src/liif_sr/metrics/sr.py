@@ -1,6 +1,6 @@
 """Super-resolution metrics with the conventions of published SR tables (LIIF, EDSR, BasicSR, MATLAB).
 
-Why not torchmetrics/kornia directly (``ecosystem.md`` §2.6):
+Why not torchmetrics/kornia directly (docs/method.md: Metrics):
 
 * torchmetrics' ``PeakSignalNoiseRatio`` pools the squared error over every image it has seen unless
   ``dim`` is given (22.90 vs 29.66 dB on a 2-image batch), and ``kornia.metrics.psnr`` computes one MSE over
@@ -161,7 +161,7 @@ def ssim_matlab(sr: Tensor, hr: Tensor, shave: int, y_channel: bool = True) -> T
     11x11 Gaussian window with sigma 1.5, **valid** filtering (no padding), ``C1 = (0.01*255)^2`` and
     ``C2 = (0.03*255)^2``; the SSIM map is averaged per image (and over channels when ``y_channel`` is
     False or the image has one channel). Computed with ``kornia.metrics.ssim(..., padding='valid')`` in
-    float64, which reproduces BasicSR's reference value (``ecosystem.md`` §2.6).
+    float64, which reproduces BasicSR's reference value (docs/method.md: Metrics).
 
     Args:
         sr: prediction :math:`(B, C, H, W)` or :math:`(C, H, W)`, float in [0, 1].

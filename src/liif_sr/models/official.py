@@ -1,4 +1,4 @@
-"""Official LIIF / LTE checkpoint specs → our plain config and state dict (spec §8, §10, §11).
+"""Official LIIF / LTE checkpoint specs → our plain config and state dict (docs/method.md: Official checkpoints).
 
 The official ``train_liif.py`` (LIIF) and ``train.py`` (LTE) save ``{"model": {"name", "args", "sd"}, ...}``.
 One generic converter handles every registered head with an official format (``liif``, ``lte``,
@@ -12,7 +12,7 @@ head's official prefixes; other keys are refused, all named. The model is then l
 with ``strict=True`` by :func:`liif_sr.checkpoints.load_model`, which names missing or unexpected keys.
 
 The official ``configs/train-div2k/train_swinir-liif.yaml`` names its model ``swinir`` (a slip; the official
-factory raises on it, spec §11.4). A top-level ``swinir`` is read as ``liif`` with the SwinIR encoder when its
+factory raises on it, ``docs/method.md`` "Official checkpoints"). A top-level ``swinir`` is read as ``liif`` with the SwinIR encoder when its
 args look like a LIIF spec (a SwinIR ``encoder_spec`` and an ``mlp`` ``imnet_spec``, no other head's args),
 and refused otherwise.
 """

@@ -1,2 +1,2 @@
 """Datasets on disk: ``manifest`` (what DIV2K / the benchmark sets are, where they live, the missing-data
-message) and ``fetch`` (``liif-sr download``: verified, resumable, atomic)."""
+message), ``fetch`` (``liif-sr download``: verified, resumable) and ``extract`` (safe, atomic unpacking)."""

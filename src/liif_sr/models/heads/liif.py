@@ -192,7 +192,7 @@ class LIIFHead(DecoderHead):
 
     # ------------------------------------------------------------------ reference
     def _decode_reference(self, feat: Tensor, coord: Tensor, cell: Tensor | None) -> Tensor:
-        """The reference algorithm on the (unfolded) whole grid, step by step as in the paper's code (§1.6)."""
+        """The reference algorithm on the (unfolded) whole grid, step by step as in the paper's code (docs/method.md: LIIF query)."""
         b, _, h, w = feat.shape
         shifts, eps = ensemble_shifts(h, w, feat.device, self.local_ensemble)
         feat_coord = make_coord((h, w), flatten=False, device=feat.device, dtype=coord.dtype)

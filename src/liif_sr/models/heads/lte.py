@@ -6,7 +6,7 @@ the diagonal swap as LIIF): the D frequency channels are D/2 interleaved 2-D fre
 ``θ_k = f[2k] · rel_row + f[2k+1] · rel_col + phase(rel_cell)_k`` with ``phase = Linear(2 → D/2, no
 bias)`` and ``rel_cell = cell · (h, w)``; the MLP (D → [256]*3 → 3) decodes ``coef ⊙ [cos πθ, sin πθ]``.
 The blended prediction gets a global skip: the bilinear sample (border padding, ``align_corners=False``)
-of the normalised LR at the unshifted query (spec §10, §11.2).
+of the normalised LR at the unshifted query (docs/method.md: LTE head).
 
 Two paths (:attr:`LTEHead.fast`): the reference (``fast=False``) follows the official steps with
 ``grid_sample`` on whole-grid states; the fast path (default, and for every window state) computes both

@@ -1,4 +1,4 @@
-"""The MetaSR head (Hu et al., CVPR 2019), as the LIIF authors re-implemented it (spec §1.8, §11.3).
+"""The MetaSR head (Hu et al., CVPR 2019), as the LIIF authors re-implemented it (docs/method.md: MetaSR head).
 
 Per query: the HR pixel's top-left corner ``corner = coord - cell / 2`` is looked up (nearest, at
 ``corner + 1e-6`` clamped to ±(1 - 1e-6)) among the LR pixels; with that latent's top-left corner

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_infer.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_infer.py"
 SMALL = {  # the script's models at smoke-test sizes (the script uses the paper sizes)
     "edsr": {"name": "edsr_baseline", "args": {"n_resblocks": 1, "n_feats": 8}},
     "rdn": {"name": "rdn", "args": {"G0": 8, "D": 1, "C": 1, "G": 4}},

@@ -1,4 +1,4 @@
-"""SwinIR encoder: parity with the official module and the official SwinIR evaluation (spec §10, §11.4).
+"""SwinIR encoder: parity with the official module and the official SwinIR evaluation (docs/method.md: Evaluation protocol).
 
 Most tests use a reduced configuration (embed 24, 2x2 blocks, window 8) on tiny images; one test builds the
 full configuration (11.6M parameters) and runs it on 16x16.

@@ -10,7 +10,7 @@ import torch
 
 from liif_sr import load_model
 
-FIXTURE = Path(__file__).parent / "fixtures" / "ckpt_v0_1_0" / "last.ckpt"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "ckpt_v0_1_0" / "last.ckpt"
 # the overrides make.py trained it with (so the model config matches)
 TINY_V0 = [
     "data.repeat=1",

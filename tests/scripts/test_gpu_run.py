@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("LIIF_SR_SHARED_DATA", ROOT / "../shared/data"))
 if not (SHARED / "train" / "T91").is_dir():
     SHARED = ROOT / "../../shared/data"

@@ -21,12 +21,12 @@ KORNIA_Y_OFFSET_DB = 20 * math.log10(255 / 219)  # 1.3219 dB
 
 
 # ---------------------------------------------------------------------------------------------------------
-# independent references, written from the spec / MATLAB documentation
+# independent references, written from docs/method.md / MATLAB documentation
 # ---------------------------------------------------------------------------------------------------------
 def liif_calc_psnr(
     sr: torch.Tensor, hr: torch.Tensor, dataset: str | None = None, scale: int = 1
 ) -> torch.Tensor:
-    """yinboc/liif utils.calc_psnr (rgb_range 1), transcribed from liif_spec.md §4: pools over the batch."""
+    """yinboc/liif utils.calc_psnr (rgb_range 1), as ``docs/method.md`` "Evaluation protocol" describes it: pools over the batch."""
     diff = sr - hr
     if dataset is not None:
         if dataset == "benchmark":
@@ -200,7 +200,7 @@ def test_psnr_edge_cases():
 # SSIM
 # ---------------------------------------------------------------------------------------------------------
 def test_butterfly_x4_basicsr_golden(shared_data):
-    """ecosystem.md §2.6: BasicSR calculate_psnr/ssim(test_y_channel=True, crop_border=4) = 22.3206 / 0.737903.
+    """docs/method.md "Metrics": BasicSR calculate_psnr/ssim(test_y_channel=True, crop_border=4) = 22.3206 / 0.737903.
 
     Reproduced with: LR = MATLAB-bicubic x1/4 of the HR kept in float (not quantised), SR = F.interpolate
     bicubic (antialias=False, align_corners=False) quantised to 8 bits (the doc's "both quantised" is off:

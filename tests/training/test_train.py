@@ -42,7 +42,7 @@ def test_experiments_compose_and_instantiate(compose_train, experiment):
         assert cfg.model.optimizer.lr == 1e-4 and cfg.data.scale_min == 1 and cfg.data.scale_max == 4
         assert cfg.data.downsampler == "pil"
     if experiment == "rdn_liif":
-        assert n == 21_973_952 + 346_883  # RDN(B) + LIIF MLP (spec §1.7)
+        assert n == 21_973_952 + 346_883  # RDN(B) + LIIF MLP (docs/method.md, "Architecture")
     dm = instantiate(cfg.data)
     assert dm.hparams.batch_size == cfg.data.batch_size
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)

@@ -330,7 +330,7 @@ def _fixture_or_random(shared_root: Path | None) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
-    root = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    root = Path(__file__).resolve().parents[2].parent / "shared" / "data"
     return _fixture_or_random(root if root.is_dir() else None)
 
 

@@ -205,7 +205,7 @@ def test_bench_train_is_import_light():
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     code = (
         "import sys; sys.path.insert(0, 'scripts'); import bench_train; "
         "bad = sorted({m.split('.')[0] for m in sys.modules} & {'lightning', 'hydra', 'omegaconf'}); "
@@ -218,7 +218,7 @@ def test_bench_train_smoke_and_markdown(tmp_path, monkeypatch):
     import sys
     from pathlib import Path
 
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "scripts"))
     import bench_train
 
     md = tmp_path / "BENCHMARKS.md"

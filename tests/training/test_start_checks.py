@@ -308,12 +308,10 @@ def test_ctrl_c_saves_last_ckpt_and_prints_the_resume_command(tmp_path, monkeypa
     # overrides back, so the test's Ctrl-C callback comes along: importable from tests/, it fires at step 3 only
     import subprocess
 
-    tests_dir = str(Path(__file__).resolve().parent)
-    path = os.pathsep.join(p for p in (tests_dir, os.environ.get("PYTHONPATH", "")) if p)
     done = subprocess.run(
         [sys.executable, "-m", "liif_sr.train", *command[1:], "trainer.max_steps=5"],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": path},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},  # the run's config names CtrlCAt here
         capture_output=True,
         text=True,
         timeout=300,

@@ -168,7 +168,7 @@ def test_tiled_upscale_and_reference(head):
 
 def test_parameter_counts_and_official_keys():
     lte, metasr = LTEHead(64), MetaSRHead(64)
-    assert sum(p.numel() for p in lte.parameters()) == 493_827  # spec §1.7
+    assert sum(p.numel() for p in lte.parameters()) == 493_827  # docs/method.md, "LTE head"
     assert sum(p.numel() for p in metasr.parameters()) == 445_120
     ref = OfficialLTE(OfficialEDSR(n_resblocks=1, n_feats=8))
     head_keys = {k for k in ref.state_dict() if not k.startswith("encoder.")}

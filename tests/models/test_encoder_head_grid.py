@@ -137,7 +137,7 @@ RECIPES = {
     "edsr_baseline_metasr": ("edsr_baseline", "metasr", 16, 1e-4, [200, 400, 600, 800]),
     "rdn_metasr": ("rdn", "metasr", 16, 1e-4, [200, 400, 600, 800]),
 }
-#: parameters of the paper-size networks (LTE head 493,827 and MetaSR head 445,120 on 64 channels, spec §1.7)
+#: parameters of the paper-size networks (LTE head 493,827 and MetaSR head 445,120 on 64 channels, docs/method.md "Architecture")
 PARAMS = {
     "edsr_baseline_lte": 1_220_416 + 493_827,
     "edsr_baseline_metasr": 1_220_416 + 445_120,
@@ -187,9 +187,9 @@ def test_experiments_compose_with_their_recipe(tmp_path, experiment):
             'rdn, swinir); decorate it with @liif_sr.models.register_encoder("<name>")',
         ),
         (
-            "model.head._target_=test_pairs.UserHead",
+            "model.head._target_=test_encoder_head_grid.UserHead",
             UnknownComponentError,
-            "head class test_pairs.UserHead is not registered (known heads: liif, lte, metasr)",
+            "head class test_encoder_head_grid.UserHead is not registered (known heads: liif, lte, metasr)",
         ),
         (
             "+model.head.in_channels=7",

@@ -1,6 +1,6 @@
 """Official LTE-repository checkpoints through ``load_model``: parity with the official algorithms through
 official-format ``.pth`` files (≤ 1e-5 relative, fp32 CPU), the official test.py protocol (LTE cell clipping
-at ×6, SwinIR flip padding), and one-line refusals of what is not supported (spec §8, §10, §11).
+at ×6, SwinIR flip padding), and one-line refusals of what is not supported (docs/method.md: Official checkpoints).
 
 The files are written with ``torch.save`` from the official re-statements (``official_liif``,
 ``official_lte``, ``official_swinir``) in the layout of the official ``train.py`` (model spec, Adam state,
@@ -99,7 +99,7 @@ def _flip_pad(inp: torch.Tensor, ws: int = 8) -> torch.Tensor:
 
 def _official_query(ref, lr: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor, swinir: bool):
     """The official function at ``coord``/``cell`` of ``lr`` (B, 3, h, w) in [0, 1]: for SwinIR on the
-    flip-padded input with the queries in the padded frame (spec §11.4: ``c' = (c + 1) h / h_pad - 1``,
+    flip-padded input with the queries in the padded frame (``docs/method.md`` "Evaluation protocol": ``c' = (c + 1) h / h_pad - 1``,
     ``cell' = cell h / h_pad``), as test.py evaluates it."""
     inp = (lr - 0.5) / 0.5
     if swinir:

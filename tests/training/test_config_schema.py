@@ -20,7 +20,7 @@ from liif_sr.conf.schema import SCHEMAS
 from liif_sr.data.datamodule import LIIFDataModule
 from liif_sr.data.options import DataConfig, DataOptionError, DataOptions, check_batch_split
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "liif_sr"
+SRC = Path(__file__).resolve().parents[2] / "src" / "liif_sr"
 
 # (overrides, the start of the one-line message)
 WRONG_TYPES = [

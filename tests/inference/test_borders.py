@@ -2,7 +2,7 @@
 inputs (a 1x1 red pixel at x30 came back (143, 102, 87)) and left errors along the edges of flat images.
 ``border="replicate"`` (``model.upscale`` and ``liif-sr upscale``'s default) pads the LR by
 ``BORDER_PX`` replicated pixels and maps the queries into the padded frame; ``border="none"`` stays the
-papers' protocol (its equality with the official code: ``test_parity.py``, ``test_parity_heads.py``)."""
+papers' protocol (its equality with the official code: ``tests/models/test_liif_parity.py``, ``test_lte_metasr_parity.py``)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,68 @@
+"""``bench_infer.py``: the Markdown table and the dated ``## Inference`` section of ``BENCHMARKS.md``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.infer_cases import fmt_bytes
+
+
+def table_row(r: dict) -> list[str]:
+    head = [r.get("device", "–"), r["case"], r["model"], r["path"]]
+    if r.get("oom"):
+        return [*head, "OOM", "", "", "", "", ""]
+    speedup = r["speedup_vs_plain"]
+    diff = "ref" if r["path"] == "plain" else r["max_abs_diff_vs_plain"]
+    return [
+        *head,
+        f"{r['ms_per_image']:,.0f}" if r["ms_per_image"] >= 100 else f"{r['ms_per_image']:.2f}",
+        f"{r['cpu_s_per_image']:,.1f}",
+        f"{r['output_mp_per_s']:.3g}",
+        fmt_bytes(r["peak_bytes"]),
+        "–" if speedup is None else f"{speedup:.2f}×",
+        diff if isinstance(diff, str) else ("–" if diff is None else f"{diff:.1e}"),
+    ]
+
+
+HEADER = [
+    "device",
+    "case",
+    "model",
+    "path",
+    "ms/image",
+    "CPU s/image",
+    "output MP/s",
+    "peak memory",
+    "speed-up vs plain",
+]
+HEADER.append("max abs diff vs plain")
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(table_row(r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+INFERENCE_HEADER = "## Inference"
+
+
+def add_section(path: Path, section: str) -> None:
+    """Insert ``section`` at the end of the ``## Inference`` part of ``path`` (other parts, e.g. training
+    benchmarks, may follow it); create that part, or the file, when missing."""
+    lines = path.read_text().splitlines(keepends=True) if path.exists() else []
+    start = next((i for i, line in enumerate(lines) if line.startswith(INFERENCE_HEADER)), None)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    if start is None:
+        if not lines:
+            lines = ["# Benchmarks\n"]
+        lines += ["\n", f"{INFERENCE_HEADER} (`make bench-infer`, `scripts/bench_infer.py`)\n"]
+        start = len(lines) - 1
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    while end > start + 1 and not lines[end - 1].strip():
+        end -= 1
+    block = ["\n", section] + (["\n"] if end < len(lines) and lines[end].strip() else [])
+    if lines and not lines[end - 1].endswith("\n"):
+        lines[end - 1] += "\n"
+    path.write_text("".join(lines[:end] + block + lines[end:]))
