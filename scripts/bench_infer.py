@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # run from
 
 from liif_sr.inference.tiling import auto_tile, upscale_tiled  # noqa: E402
 from liif_sr.models.build import build_model  # noqa: E402
-from liif_sr.models.liif import LIIF  # noqa: E402
+from liif_sr.models.implicit_sr import ImplicitSR  # noqa: E402
 
 PLAIN_CHUNK = 30000  # the official eval_bsize
 FAST_CHUNK = 65536
@@ -134,7 +134,7 @@ def fmt_bytes(n: float | None) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
-def build(model_key: str, device: torch.device) -> LIIF:
+def build(model_key: str, device: torch.device) -> ImplicitSR:
     """One model for both paths: ``head.fast`` is switched per path (same weights)."""
     torch.manual_seed(0)
     return build_model(MODELS[model_key][1]).to(device).eval()

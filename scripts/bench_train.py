@@ -52,7 +52,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from liif_sr.data.gpu_sampler import DeviceSampler
 from liif_sr.data.sampling import random_scale_sample
-from liif_sr.models import LIIF, RDN, EDSRBaseline, LIIFHead
+from liif_sr.models import RDN, EDSRBaseline, ImplicitSR, LIIFHead
 from liif_sr.training.fast import CompiledOrEager, channels_last_input
 
 Batch = dict[str, Tensor]
@@ -180,7 +180,7 @@ class Step:
         _, encoder_fn, hidden = MODELS[model]
         torch.manual_seed(0)  # the same initial weights for every variant of a model (heads: same params)
         encoder = encoder_fn()
-        net = LIIF(
+        net = ImplicitSR(
             encoder, LIIFHead(in_channels=encoder.out_dim, hidden_list=hidden, fast=v.head == "fast")
         ).to(device)
         if v.channels_last:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from liif_sr.models import LIIF, EDSRBaseline, LIIFHead
+from liif_sr.models import EDSRBaseline, ImplicitSR, LIIFHead
 from liif_sr.training.fast import CompiledOrEager, FastOptions
 
 TINY = [
@@ -29,9 +29,9 @@ TINY = [
 ]
 
 
-def _net(mode: str = "fast") -> LIIF:
+def _net(mode: str = "fast") -> ImplicitSR:
     torch.manual_seed(0)
-    return LIIF(
+    return ImplicitSR(
         EDSRBaseline(n_resblocks=1, n_feats=8),
         LIIFHead(in_channels=8, hidden_list=[16, 16], fast=mode == "fast"),
     )
@@ -132,9 +132,9 @@ def test_fast_head_under_bf16_autocast():
 
 def test_training_step_has_no_host_sync(monkeypatch):
     """No .item()/.tolist()/bool() of a tensor in the step (each one is a host-device sync on CUDA)."""
-    from liif_sr.training.module import LIIFModule
+    from liif_sr.training.module import SRTrainingModule
 
-    module = LIIFModule(
+    module = SRTrainingModule(
         EDSRBaseline(n_resblocks=1, n_feats=8),
         lambda in_channels: LIIFHead(in_channels=in_channels, hidden_list=[16, 16]),
         optimizer=lambda params: torch.optim.Adam(params),
@@ -186,9 +186,9 @@ def test_gpu_fast_trainer_config(compose_train):
 
 def test_unused_module_is_not_registered():
     """The compiled wrapper adds no state-dict keys."""
-    from liif_sr.training.module import LIIFModule
+    from liif_sr.training.module import SRTrainingModule
 
-    module = LIIFModule(
+    module = SRTrainingModule(
         EDSRBaseline(n_resblocks=1, n_feats=8),
         lambda in_channels: LIIFHead(in_channels=in_channels, hidden_list=[16, 16]),
         optimizer=lambda params: torch.optim.Adam(params),
@@ -240,7 +240,7 @@ def test_bench_train_smoke_and_markdown(tmp_path, monkeypatch):
 
 
 def test_datamodule_device_sampler_batches_and_resume_state():
-    from liif_sr.data.datamodule import LIIFDataModule
+    from liif_sr.data.datamodule import RandomScaleDataModule
 
     kw = {
         "train_sources": ["skimage:astronaut", "skimage:rocket"],
@@ -249,7 +249,7 @@ def test_datamodule_device_sampler_batches_and_resume_state():
         "batch_size": 2,
         "sampler": "device",
     }
-    dm = LIIFDataModule(**kw)
+    dm = RandomScaleDataModule(**kw)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == {"index"} and batch["index"].shape == (2,)
@@ -258,10 +258,10 @@ def test_datamodule_device_sampler_batches_and_resume_state():
     assert first["inp"].shape == (2, 3, 16, 16) and first["gt"].shape == (2, 64, 3)
     state = dm.state_dict()
     want = dm.on_after_batch_transfer(batch, 0)
-    resumed = LIIFDataModule(**kw)
+    resumed = RandomScaleDataModule(**kw)
     resumed.setup("fit")
     resumed.load_state_dict(state)  # before the sampler exists, as on resume
     got = resumed.on_after_batch_transfer(batch, 0)
     assert all(torch.equal(want[k], got[k]) for k in want)
     with pytest.raises(ValueError, match="sampler"):
-        LIIFDataModule(sampler="gpu")
+        RandomScaleDataModule(sampler="gpu")

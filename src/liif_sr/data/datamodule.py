@@ -97,7 +97,7 @@ def decorrelate_ranks(rank: int) -> None:
     torch.manual_seed(seed + 1_000_003 * rank)
 
 
-class LIIFDataModule(L.LightningDataModule):
+class RandomScaleDataModule(L.LightningDataModule):
     """Random-scale training data and full-image validation at fixed scales.
 
     Args:
@@ -290,3 +290,9 @@ class LIIFDataModule(L.LightningDataModule):
             self.device_sampler.generator.set_state(state)
         else:
             self._sampler_rng = state
+
+
+def __getattr__(name: str) -> Any:  # old names (issue 19): one release with a DeprecationWarning
+    from liif_sr.deprecated import renamed
+
+    return renamed(__name__, name)

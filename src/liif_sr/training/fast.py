@@ -1,4 +1,4 @@
-"""Training-speed options shared by :class:`~liif_sr.training.module.LIIFModule` and ``scripts/bench_train.py``.
+"""Training-speed options shared by :class:`~liif_sr.training.module.SRTrainingModule` and ``scripts/bench_train.py``.
 
 * ``channels_last``: the encoder's conv weights and its input in NHWC memory order (cuDNN's fast layout for
   convolutions, especially in bf16); the LIIF head then gathers contiguous 256-channel rows.

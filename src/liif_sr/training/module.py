@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liif_sr.metrics.sr import MeanPSNR, protocol_shave
-from liif_sr.models.liif import LIIF, HeadFactory
+from liif_sr.models.implicit_sr import HeadFactory, ImplicitSR
 from liif_sr.training.fast import CompiledOrEager, FastOptions, channels_last_input
 
 
@@ -21,12 +21,12 @@ def scale_key(scale: float) -> str:
     return f"x{float(scale):g}"
 
 
-class LIIFModule(L.LightningModule):
+class SRTrainingModule(L.LightningModule):
     """Train LIIF with L1 in the normalised space; validate with the paper's per-image PSNR.
 
     Args:
         encoder: encoder module (``model/encoder`` config group).
-        head: LIIF head factory (``model/head`` config group, ``_partial_``).
+        head: decoder head factory (``model/head`` config group, ``_partial_``).
         optimizer: optimizer factory taking ``params`` (``_partial_``), Adam 1e-4 in the paper.
         scheduler: LR scheduler factory taking ``optimizer`` (``_partial_``), or None.
         scheduler_interval: ``epoch`` (paper: MultiStepLR per epoch) or ``step``.
@@ -63,7 +63,7 @@ class LIIFModule(L.LightningModule):
             },
             logger=False,
         )
-        self.net = LIIF(encoder, head)
+        self.net = ImplicitSR(encoder, head)
         if self.fast.channels_last:
             self.net.encoder.to(memory_format=torch.channels_last)
         self._compiled_net: CompiledOrEager | None = None  # built at the first training step
@@ -134,3 +134,9 @@ class LIIFModule(L.LightningModule):
         from liif_sr import __version__
 
         checkpoint["liif_sr"] = {"model": self.net.config, "version": __version__}
+
+
+def __getattr__(name: str) -> Any:  # old names (issue 19): one release with a DeprecationWarning
+    from liif_sr.deprecated import renamed
+
+    return renamed(__name__, name)
