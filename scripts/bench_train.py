@@ -53,7 +53,7 @@ from torch.utils.data import DataLoader, Dataset
 from liif_sr.data.gpu_sampler import DeviceSampler
 from liif_sr.data.sampling import random_scale_sample
 from liif_sr.models import RDN, EDSRBaseline, ImplicitSR, LIIFHead
-from liif_sr.training.fast import CompiledOrEager, channels_last_input
+from liif_sr.training.speed import CompiledOrEager, channels_last_input
 
 Batch = dict[str, Tensor]
 
@@ -84,7 +84,7 @@ class Variant:
     channels_last: bool
     fused_adam: bool
     compile: bool = False
-    cudnn_benchmark: bool = False  # as trainer=gpu_fast (benchmark: true); set around each step
+    cudnn_benchmark: bool = False  # as trainer=gpu_speed (benchmark: true); set around each step
 
     def describe(self) -> str:
         parts = [f"{self.head} head", "bf16 autocast" if self.bf16 else "fp32"]
@@ -605,7 +605,7 @@ def markdown(rows: list[Row], data_rows: list[Row], meta: dict) -> str:
     if tf32:
         lines.append(
             f"TF32 (PyTorch defaults, unchanged): matmul {tf32['matmul']}, cuDNN {tf32['cudnn']}; cuDNN "
-            "benchmark on for the fast variants only (as `trainer=gpu_fast`)."
+            "benchmark on for the fast variants only (as `trainer=gpu_speed`)."
         )
     return "\n".join(lines) + "\n"
 

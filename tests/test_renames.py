@@ -62,3 +62,41 @@ def test_configs_target_the_new_names():
     assert "liif_sr.data.datamodule.RandomScaleDataModule" in targets
     for old in ("LIIFModule", "LIIFDataModule", "models.liif."):
         assert old not in targets
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("model.fast.compile=true", "model.speed.compile=true"),
+        ("+model.fast.compile_mode=max-autotune", "+model.speed.compile_mode=max-autotune"),
+        ("~model.fast", "~model.speed"),
+        ("model.fast={channels_last:true}", "model.speed={channels_last:true}"),
+        ("model.fast.channels_last=true,false", "model.speed.channels_last=true,false"),
+        ("trainer=gpu_fast", "trainer=gpu_speed"),
+        ("++trainer=gpu_fast", "++trainer=gpu_speed"),
+    ],
+)
+def test_old_training_speed_keys_are_rewritten_with_a_warning(old, new, caplog):
+    from liif_sr.training.renamed_keys import upgrade_overrides
+
+    with caplog.at_level("WARNING"):
+        assert upgrade_overrides(["-m", old, "data.sampler=device"]) == ["-m", new, "data.sampler=device"]
+    assert (
+        len(caplog.records) == 1
+        and "deprecated" in caplog.text
+        and new.lstrip("+~").split("=")[0] in caplog.text
+    )
+
+
+@pytest.mark.parametrize(
+    "arg", ["model.head.fast=false", "model.faster=1", "trainer=gpu_fast2", "trainer=gpu", "data.fast.x=1"]
+)
+def test_other_keys_are_left_alone(arg, caplog):
+    from liif_sr.training.renamed_keys import upgrade_overrides
+
+    assert upgrade_overrides([arg]) == [arg] and not caplog.records
+
+
+def test_gpu_fast_alias_composes_as_gpu_speed(compose_train):
+    old, new = compose_train("trainer=gpu_fast"), compose_train("trainer=gpu_speed")
+    assert old.trainer == new.trainer and new.trainer.precision == "bf16-mixed" and "fast" not in old.model

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from liif_sr.metrics.sr import MeanPSNR, protocol_shave
 from liif_sr.models.implicit_sr import HeadFactory, ImplicitSR
-from liif_sr.training.fast import CompiledOrEager, FastOptions, channels_last_input
+from liif_sr.training.speed import CompiledOrEager, SpeedOptions, channels_last_input
 
 
 def scale_key(scale: float) -> str:
@@ -33,7 +33,7 @@ class SRTrainingModule(L.LightningModule):
         val_scales: validation scales (metric names ``val/psnr_x{s}``); ``val/psnr`` is their mean.
         val_protocol: ``div2k`` (RGB, shave s+6) or ``benchmark`` (Y, shave s).
         val_chunk: queries decoded at once during validation.
-        fast: training-speed options ``{channels_last, compile, compile_mode}`` (:class:`liif_sr.training.fast.FastOptions`,
+        speed: training-speed options ``{channels_last, compile, compile_mode}`` (:class:`liif_sr.training.speed.SpeedOptions`,
             ``docs/training_speed.md``); mixed precision is the trainer's ``precision``.
     """
 
@@ -47,10 +47,10 @@ class SRTrainingModule(L.LightningModule):
         val_scales: Sequence[float] = (2, 3, 4),
         val_protocol: str = "div2k",
         val_chunk: int = 65536,
-        fast: Mapping[str, Any] | None = None,
+        speed: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.fast = FastOptions.from_config(fast)
+        self.speed = SpeedOptions.from_config(speed)
         # plain data only in hparams: checkpoints stay loadable with weights_only=True
         val_scales = [float(s) for s in val_scales]
         self.save_hyperparameters(
@@ -59,12 +59,12 @@ class SRTrainingModule(L.LightningModule):
                 "val_scales": val_scales,
                 "val_protocol": str(val_protocol),
                 "val_chunk": int(val_chunk),
-                "fast": self.fast.as_dict(),
+                "speed": self.speed.as_dict(),
             },
             logger=False,
         )
         self.net = ImplicitSR(encoder, head)
-        if self.fast.channels_last:
+        if self.speed.channels_last:
             self.net.encoder.to(memory_format=torch.channels_last)
         self._compiled_net: CompiledOrEager | None = None  # built at the first training step
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -77,13 +77,13 @@ class SRTrainingModule(L.LightningModule):
         return self.net(lr, coord, cell)
 
     def training_forward(self, inp: Tensor, coord: Tensor, cell: Tensor) -> Tensor:
-        """The training forward with the ``fast`` options (channels_last input, compiled net or eager)."""
-        if self.fast.channels_last:
+        """The training forward with the ``speed`` options (channels_last input, compiled net or eager)."""
+        if self.speed.channels_last:
             inp = channels_last_input(inp)
-        if not self.fast.compile:
+        if not self.speed.compile:
             return self.net(inp, coord, cell)
         if self._compiled_net is None:
-            self._compiled_net = CompiledOrEager(self.net, "the LIIF network", mode=self.fast.compile_mode)
+            self._compiled_net = CompiledOrEager(self.net, "the LIIF network", mode=self.speed.compile_mode)
         return self._compiled_net(inp, coord, cell)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
