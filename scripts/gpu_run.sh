@@ -32,7 +32,7 @@ if [ $DRY -eq 1 ]; then
   BENCH_TRAIN=(--device cpu --models edsr-small,rdn-small --batch 2 --q 64 --steps 1 --windows 1 --warmup 1
                --workers 1 --data-batches 2 --parity-steps 6)
   BENCH_INFER=(--device cpu --tiny --cpu-bf16 --tile 16 --batch 1,2 --repeats 1 --cases 100-800,512-4096,large,256x4)
-  TRAIN_DEV=(trainer=cpu trainer.precision=bf16-mixed trainer.benchmark=true model.fast.compile=false
+  TRAIN_DEV=(trainer=cpu trainer.precision=bf16-mixed trainer.benchmark=true model.speed.compile=false
              data.batch_size=2 data.sample_q=64 data.repeat=1)
   LOG_EVERY=1
 else
@@ -42,12 +42,12 @@ else
   BENCH_TRAIN=(--device cuda --models edsr,rdn --compile --parity-steps 300 --workers 8 --steps 20 --windows 3
                --warmup 5 --time-budget 120)
   BENCH_INFER=(--device cuda --batch 1,16 --chunk 262144 --repeats 3 --cases 100-800,512-4096,large,256x4)
-  TRAIN_DEV=(trainer=gpu_fast model.fast.compile=true data.num_workers=2)
+  TRAIN_DEV=(trainer=gpu_speed model.speed.compile=true data.num_workers=2)
   LOG_EVERY=50
 fi
 set_finetune_args() {  # FT: liif_sr.train overrides (needs MAX_STEPS, MAX_TIME, RUN_DIR)
   FT=(experiment=edsr_baseline_liif_t91_bsds init_weights=edsr-baseline-liif "${TRAIN_DEV[@]}"
-      model.fast.channels_last=true data.sampler=device +model.optimizer.fused=true
+      model.speed.channels_last=true data.sampler=device +model.optimizer.fused=true
       model.optimizer.lr=1e-4 '~model.scheduler'
       "+model.scheduler={_target_:torch.optim.lr_scheduler.OneCycleLR,_partial_:true,max_lr:1e-4,total_steps:$((MAX_STEPS + 10)),pct_start:0.05,anneal_strategy:cos,cycle_momentum:false,div_factor:25,final_div_factor:4}"
       model.scheduler_interval=step callbacks.lr_monitor.logging_interval=step

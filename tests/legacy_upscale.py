@@ -1,5 +1,5 @@
 """A frozen copy of the two render loops as they were before issue 19 (commit 711e648): the untiled
-``LIIF.upscale`` and ``inference.tiling.upscale_tiled``, plus ``upscale_tensor``'s routing. Used only by
+``ImplicitSR.upscale`` and ``inference.tiling.upscale_tiled``, plus ``upscale_tensor``'s routing. Used only by
 ``tests/test_upscale_road.py`` to show that the one render loop gives bit-identical outputs. Do not edit."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from liif_sr.coords import make_cell, make_coord
-from liif_sr.models.liif import clip_cell
+from liif_sr.models.implicit_sr import clip_cell
 from liif_sr.models.run_context import run_context, working_dtype
 
 

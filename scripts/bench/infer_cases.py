@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from liif_sr.models.build import build_model
-from liif_sr.models.liif import LIIF
+from liif_sr.models.implicit_sr import ImplicitSR
 
 PLAIN_CHUNK = 30000  # the official eval_bsize
 FAST_CHUNK = 65536
@@ -106,7 +106,7 @@ def fmt_bytes(n: float | None) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
-def build(model_key: str, device: torch.device) -> LIIF:
+def build(model_key: str, device: torch.device) -> ImplicitSR:
     """One model for both paths: ``head.fast`` is switched per path (same weights)."""
     torch.manual_seed(0)
     return build_model(MODELS[model_key][1]).to(device).eval()

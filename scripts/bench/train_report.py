@@ -68,7 +68,7 @@ def markdown(rows: list[Row], data_rows: list[Row], meta: dict) -> str:
     if tf32:
         lines.append(
             f"TF32 (PyTorch defaults, unchanged): matmul {tf32['matmul']}, cuDNN {tf32['cudnn']}; cuDNN "
-            "benchmark on for the fast variants only (as `trainer=gpu_fast`)."
+            "benchmark on for the fast variants only (as `trainer=gpu_speed`)."
         )
     return "\n".join(lines) + "\n"
 

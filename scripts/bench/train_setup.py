@@ -43,7 +43,7 @@ class Variant:
     channels_last: bool
     fused_adam: bool
     compile: bool = False
-    cudnn_benchmark: bool = False  # as trainer=gpu_fast (benchmark: true); set around each step
+    cudnn_benchmark: bool = False  # as trainer=gpu_speed (benchmark: true); set around each step
 
     def describe(self) -> str:
         parts = [f"{self.head} head", "bf16 autocast" if self.bf16 else "fp32"]

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.train_setup import MODELS, Batch, Variant
-from liif_sr.models import LIIF, LIIFHead
-from liif_sr.training.fast import CompiledOrEager, channels_last_input
+from liif_sr.models import ImplicitSR, LIIFHead
+from liif_sr.training.speed import CompiledOrEager, channels_last_input
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -38,7 +38,7 @@ class Step:
         _, encoder_fn, hidden = MODELS[model]
         torch.manual_seed(0)  # the same initial weights for every variant of a model (heads: same params)
         encoder = encoder_fn()
-        net = LIIF(
+        net = ImplicitSR(
             encoder, LIIFHead(in_channels=encoder.out_dim, hidden_list=hidden, fast=v.head == "fast")
         ).to(device)
         if v.channels_last:

@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["LIIF", "__version__", "load_model"]
+__all__ = ["ImplicitSR", "__version__", "load_model"]
 
 if TYPE_CHECKING:
     from liif_sr.checkpoints import load_model
-    from liif_sr.models.liif import LIIF
+    from liif_sr.models.implicit_sr import ImplicitSR
 
 
 def __getattr__(name: str) -> Any:  # lazy: keep `import liif_sr` (and CLI start-up) light
@@ -25,8 +25,10 @@ def __getattr__(name: str) -> Any:  # lazy: keep `import liif_sr` (and CLI start
         from liif_sr.checkpoints import load_model
 
         return load_model
-    if name == "LIIF":
-        from liif_sr.models.liif import LIIF
+    if name == "ImplicitSR":
+        from liif_sr.models.implicit_sr import ImplicitSR
 
-        return LIIF
-    raise AttributeError(name)
+        return ImplicitSR
+    from liif_sr.deprecated import renamed  # old names (LIIF): one release with a DeprecationWarning
+
+    return renamed(__name__, name)

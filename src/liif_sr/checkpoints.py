@@ -29,7 +29,7 @@ import torch
 from liif_sr.checkpoint_formats import read_checkpoint_file, sniff_checkpoint
 from liif_sr.errors import CheckpointError
 from liif_sr.models.build import build_model
-from liif_sr.models.liif import LIIF
+from liif_sr.models.implicit_sr import ImplicitSR
 
 __all__ = [
     "RUN_WEIGHTS",
@@ -117,7 +117,7 @@ def load_model(
     device: str | torch.device = "cpu",
     head_mode: str = "fast",
     expect: dict[str, Any] | None = None,
-) -> LIIF:
+) -> ImplicitSR:
     """Load a model for inference (eval mode) from a checkpoint file or a shipped model name.
 
     Args:
@@ -176,7 +176,7 @@ def _check_expected(config: dict[str, Any], expect: dict[str, Any], path: Path, 
             raise CheckpointError(f"{path}: checkpoint has {prefix}{k}={have!r}, expected {v!r}")
 
 
-def save_weights(model: LIIF, path: str | os.PathLike[str], half: bool = False) -> Path:
+def save_weights(model: ImplicitSR, path: str | os.PathLike[str], half: bool = False) -> Path:
     """Write weights only (``.safetensors`` with config metadata, or a plain ``.pth``), atomically."""
     path = Path(path)
     sd = {
@@ -207,7 +207,7 @@ def _umask() -> int:
 
 
 def complete_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The full :attr:`LIIF.config` of the model that ``config`` builds: the arguments a file omits (an
+    """The full :attr:`ImplicitSR.config` of the model that ``config`` builds: the arguments a file omits (an
     official checkpoint names only what its YAML set, e.g. no ``res_scale``) get the class defaults.
 
     Built on the ``meta`` device (no weights allocated); encoders that compute buffers at init are built

@@ -176,9 +176,12 @@ def _preflight(argv: Sequence[str]) -> list[str]:
     a resume's command line is rewritten first (the run's own overrides + the changes now)."""
     from liif_sr.training.launch_plan import dry_run_requested, print_plan
     from liif_sr.training.preflight import preflight_argv
+    from liif_sr.training.renamed_keys import upgrade_overrides
     from liif_sr.training.resume_plan import plan
 
-    argv = plan(argv)
+    argv = upgrade_overrides(
+        plan(upgrade_overrides(argv))
+    )  # model.fast.* → model.speed.*, also a resumed run's
     if dry_run_requested(argv):  # compose and check every job, print the plan (sbatch options); run nothing
         print_plan(argv)
         raise SystemExit(0)

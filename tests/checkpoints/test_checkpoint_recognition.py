@@ -9,15 +9,15 @@ from PIL import Image
 from liif_sr import load_model
 from liif_sr.checkpoints import read_checkpoint, resolve_checkpoint, save_weights, sniff_checkpoint
 from liif_sr.errors import CheckpointError
-from liif_sr.models import LIIF, EDSRBaseline, LIIFHead
+from liif_sr.models import EDSRBaseline, ImplicitSR, LIIFHead
 
 
-def _tiny(seed: int = 0) -> LIIF:
+def _tiny(seed: int = 0) -> ImplicitSR:
     torch.manual_seed(seed)
-    return LIIF(EDSRBaseline(n_resblocks=1, n_feats=8), LIIFHead(8, hidden_list=[16]))
+    return ImplicitSR(EDSRBaseline(n_resblocks=1, n_feats=8), LIIFHead(8, hidden_list=[16]))
 
 
-def _lightning_ckpt(model: LIIF, path) -> None:
+def _lightning_ckpt(model: ImplicitSR, path) -> None:
     sd = {f"net.{k}": v for k, v in model.state_dict().items()}
     torch.save({"liif_sr": {"model": model.config}, "state_dict": sd, "epoch": 3}, path)
 

@@ -13,11 +13,11 @@ from official_liif import OfficialEDSR, OfficialLIIF, official_checkpoint
 from liif_sr import load_model
 from liif_sr.checkpoints import read_checkpoint, save_weights
 from liif_sr.errors import CheckpointError
-from liif_sr.models import LIIF, RDN, EDSRBaseline, LIIFHead
+from liif_sr.models import RDN, EDSRBaseline, ImplicitSR, LIIFHead
 
 
-def _tiny() -> LIIF:
-    return LIIF(EDSRBaseline(n_resblocks=1, n_feats=8), LIIFHead(8, hidden_list=[16]))
+def _tiny() -> ImplicitSR:
+    return ImplicitSR(EDSRBaseline(n_resblocks=1, n_feats=8), LIIFHead(8, hidden_list=[16]))
 
 
 class _Payload:
@@ -67,7 +67,7 @@ def test_mismatch_is_named(tmp_path):
         load_model(path, expect={"encoder": {"name": "rdn"}})
     # weights of one model under another model's config
     config, sd = read_checkpoint(path)
-    bigger = LIIF(EDSRBaseline(n_resblocks=1, n_feats=16), LIIFHead(16, hidden_list=[16]))
+    bigger = ImplicitSR(EDSRBaseline(n_resblocks=1, n_feats=16), LIIFHead(16, hidden_list=[16]))
     torch.save({"format": "liif-sr", "model": bigger.config, "state_dict": sd}, tmp_path / "mix.pth")
     with pytest.raises(CheckpointError, match="size mismatch|do not match"):
         load_model(tmp_path / "mix.pth")
@@ -75,7 +75,7 @@ def test_mismatch_is_named(tmp_path):
 
 def test_roundtrip_formats_equal(tmp_path):
     torch.manual_seed(0)
-    model = LIIF(RDN(G0=8, D=2, C=2, G=4), LIIFHead(8, hidden_list=[16, 16], cell_decode=False)).eval()
+    model = ImplicitSR(RDN(G0=8, D=2, C=2, G=4), LIIFHead(8, hidden_list=[16, 16], cell_decode=False)).eval()
     lr = torch.rand(1, 3, 6, 7)
     want = model.upscale(lr, (13, 9))
     for name in ("a.safetensors", "b.pth"):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from liif_sr.data.datamodule import LIIFDataModule
+from liif_sr.data.datamodule import RandomScaleDataModule
 from liif_sr.data.sampling import random_scale_sample
 from liif_sr.errors import UserError
 
@@ -25,7 +25,7 @@ def _folder(tmp_path):
 
 
 def _dm(folder, **kw):
-    return LIIFDataModule(train_sources=[str(folder)], inp_size=16, sample_q=64, batch_size=2, **kw)
+    return RandomScaleDataModule(train_sources=[str(folder)], inp_size=16, sample_q=64, batch_size=2, **kw)
 
 
 def test_bad_training_files_fail_fast_with_the_list(tmp_path):

@@ -94,7 +94,7 @@ def _mini(mini_set: Path) -> list[str]:
 def test_set5_bicubic_and_model_one_prediction_at_a_time(run_eval, shared_data, tiny_checkpoint, monkeypatch):
     """Set5 x2/x3/x4: reports written, bicubic = published row, and never two predictions alive at once."""
     import liif_sr.evaluation.runner as ev
-    from liif_sr.models.liif import LIIF
+    from liif_sr.models.implicit_sr import ImplicitSR
 
     live: list[weakref.ref] = []
     calls = {"model": 0, "bicubic": 0}
@@ -110,7 +110,7 @@ def test_set5_bicubic_and_model_one_prediction_at_a_time(run_eval, shared_data, 
 
         return wrapper
 
-    monkeypatch.setattr(LIIF, "upscale", tracked("model", LIIF.upscale))
+    monkeypatch.setattr(ImplicitSR, "upscale", tracked("model", ImplicitSR.upscale))
     monkeypatch.setattr(ev, "bicubic_predictor", tracked("bicubic", ev.bicubic_predictor))
     results, out = run_eval(
         "benchmark=[set5]",

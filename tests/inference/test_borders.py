@@ -15,7 +15,7 @@ from PIL import Image
 
 from liif_sr import load_model
 from liif_sr.cli import main
-from liif_sr.models.liif import BORDER_PX
+from liif_sr.models.implicit_sr import BORDER_PX
 
 # (h, w), scale, colour, mean / max absolute error allowed (grey levels) with border=replicate;
 # measured on CPU: 0.25/0.8, 0.27/0.92, 0.67/1.92, 1.29/2.40, 0.0/0.0, 1.35/2.77

@@ -1,6 +1,6 @@
 """Inference memory is bounded by the query chunk for every head (issue #12 item 9).
 
-``LIIF.upscale`` prepares the head's state once per image (its size follows the latent grid) and decodes the
+``ImplicitSR.upscale`` prepares the head's state once per image (its size follows the latent grid) and decodes the
 output in chunks: no head ever sees more than ``chunk`` queries at once, whatever the output size.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from liif_sr.models import LIIF, EDSRBaseline, LIIFHead, LTEHead, MetaSRHead
+from liif_sr.models import EDSRBaseline, ImplicitSR, LIIFHead, LTEHead, MetaSRHead
 
 HEADS = {
     "liif": lambda c: LIIFHead(c, hidden_list=[16, 16]),
@@ -24,7 +24,7 @@ def test_decode_sees_at_most_chunk_queries(head, fast):
     torch.manual_seed(0)
     h = HEADS[head](8)
     h.fast = fast
-    model = LIIF(EDSRBaseline(n_resblocks=1, n_feats=8), h).eval()
+    model = ImplicitSR(EDSRBaseline(n_resblocks=1, n_feats=8), h).eval()
     seen: list[int] = []
     decode = model.head.decode
 

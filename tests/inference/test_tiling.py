@@ -18,7 +18,7 @@ from liif_sr.inference.tiling import (
 )
 from liif_sr.models.encoders import RDN, EDSRBaseline
 from liif_sr.models.heads.liif import LIIFHead
-from liif_sr.models.liif import LIIF
+from liif_sr.models.implicit_sr import ImplicitSR
 
 SWITCHES = list(itertools.product([True, False], repeat=3))
 ENCODERS = {
@@ -33,9 +33,9 @@ def _one_thread():
         yield
 
 
-def _model(encoder: str, hidden=(64, 64), **switches) -> LIIF:
+def _model(encoder: str, hidden=(64, 64), **switches) -> ImplicitSR:
     torch.manual_seed(0)
-    model = LIIF(ENCODERS[encoder](), LIIFHead(16, hidden_list=hidden, **switches)).eval()
+    model = ImplicitSR(ENCODERS[encoder](), LIIFHead(16, hidden_list=hidden, **switches)).eval()
     with torch.no_grad():  # non-trivial biases everywhere
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.01)
@@ -133,7 +133,7 @@ def test_tiled_equals_untiled_more(lr_size, tile, size, cell_clip):
 def test_tiled_paper_head_and_plain_reference():
     """The paper-sized head (256 x 4) and the plain reference path agree with the tiled fast decode."""
     torch.manual_seed(0)
-    model = LIIF(EDSRBaseline(n_resblocks=2, n_feats=16), LIIFHead(16, fast=False)).eval()
+    model = ImplicitSR(EDSRBaseline(n_resblocks=2, n_feats=16), LIIFHead(16, fast=False)).eval()
     lr = _lr(1, 30, 41)
     want = model.upscale(lr, (67, 90), chunk=30000)
     got = upscale_tiled(model, lr, (67, 90), tile=11)
@@ -145,7 +145,7 @@ def test_border_centre_queries_match_plain(lr_size, size):
     """Queries on the centre line of the border latents (x3 here): all four area products are ~0 and the
     weights are ratios of ~1e-9 values, so latent centres must be bit-identical to the reference's."""
     torch.manual_seed(0)
-    model = LIIF(EDSRBaseline(n_resblocks=1, n_feats=16), LIIFHead(16, hidden_list=(64, 64))).eval()
+    model = ImplicitSR(EDSRBaseline(n_resblocks=1, n_feats=16), LIIFHead(16, hidden_list=(64, 64))).eval()
     lr = _lr(2, *lr_size)
     fast = model.upscale(lr, size)
     tiled = upscale_tiled(model, lr, size, tile=4)
@@ -197,13 +197,13 @@ def test_encoder_input_bounded_by_tile(encoder):
 
 
 def test_auto_tile():
-    edsr = LIIF(EDSRBaseline(), LIIFHead(64))
+    edsr = ImplicitSR(EDSRBaseline(), LIIFHead(64))
     m = tile_margin(edsr.encoder, edsr.head.reach)
     small = auto_tile(3456, 4608, 2 * 1024**3, edsr, chunk=16384)
     large = auto_tile(3456, 4608, 8 * 1024**3, edsr, chunk=16384)
     assert 16 <= small < large < 4608
     assert auto_tile(100, 120, 8 * 1024**3, edsr) == 120  # fits: one tile
-    rdn = LIIF(RDN(), LIIFHead(64))
+    rdn = ImplicitSR(RDN(), LIIFHead(64))
     assert auto_tile(3456, 4608, 8 * 1024**3, rdn, chunk=16384) < large  # RDN needs more per pixel
     with pytest.raises(ValueError):
         auto_tile(3456, 4608, 10**6, edsr)
@@ -226,7 +226,7 @@ def test_tiling_refused_for_unbounded_receptive_field():
     from liif_sr.models.encoders import SwinIR
 
     enc = SwinIR(embed_dim=8, depths=[1], num_heads=[1], window_size=4, out_dim=8)
-    model = LIIF(enc, LIIFHead(8, hidden_list=[8])).eval()
+    model = ImplicitSR(enc, LIIFHead(8, hidden_list=[8])).eval()
     with pytest.raises(TilingUnsupportedError, match="bounded receptive field"):
         upscale_tiled(model, _lr(1, 16, 16), (32, 32), tile=8)
 
@@ -323,7 +323,7 @@ def _swinir_model():
 
     torch.manual_seed(0)
     enc = SwinIR(embed_dim=8, depths=[1], num_heads=[1], window_size=4, out_dim=8)
-    return LIIF(enc, LIIFHead(8, hidden_list=[8])).eval()
+    return ImplicitSR(enc, LIIFHead(8, hidden_list=[8])).eval()
 
 
 @pytest.mark.parametrize("tile", [64, 49, 1000])

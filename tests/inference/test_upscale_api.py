@@ -22,13 +22,13 @@ from liif_sr.inference.upscale import (
     target_size,
     upscale_tensor,
 )
-from liif_sr.models import LIIF, EDSRBaseline, LIIFHead
+from liif_sr.models import EDSRBaseline, ImplicitSR, LIIFHead
 
 
 @pytest.fixture(scope="module")
-def model() -> LIIF:
+def model() -> ImplicitSR:
     torch.manual_seed(0)
-    return LIIF(EDSRBaseline(n_resblocks=1, n_feats=8), LIIFHead(8, hidden_list=[16])).eval()
+    return ImplicitSR(EDSRBaseline(n_resblocks=1, n_feats=8), LIIFHead(8, hidden_list=[16])).eval()
 
 
 @pytest.mark.parametrize(

@@ -17,13 +17,13 @@ from PIL import Image
 
 from liif_sr.checkpoints import save_weights
 from liif_sr.cli import main
-from liif_sr.models import LIIF, EDSRBaseline, LIIFHead
+from liif_sr.models import EDSRBaseline, ImplicitSR, LIIFHead
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
     torch.manual_seed(0)
-    model = LIIF(EDSRBaseline(n_resblocks=1, n_feats=8), LIIFHead(8, hidden_list=[16, 16]))
+    model = ImplicitSR(EDSRBaseline(n_resblocks=1, n_feats=8), LIIFHead(8, hidden_list=[16, 16]))
     return save_weights(model, tmp_path_factory.mktemp("w") / "tiny.safetensors")
 
 

@@ -16,11 +16,11 @@ from liif_sr.errors import InvalidArgumentError, UserError
 from liif_sr.inference.tile_policy import budget_tile, min_tile, resolve_tile
 from liif_sr.inference.tiling import upscale_tiled
 from liif_sr.inference.upscale import upscale_tensor, upscale_with
-from liif_sr.models import LIIF, EDSRBaseline, LTEHead, MetaSRHead, UpscaleOptions
+from liif_sr.models import EDSRBaseline, ImplicitSR, LTEHead, MetaSRHead, UpscaleOptions
 
 
 @pytest.fixture(scope="module")
-def shipped() -> LIIF:
+def shipped() -> ImplicitSR:
     return load_model("edsr-baseline-liif")
 
 
@@ -69,7 +69,7 @@ def test_budget_and_tile_options_are_bit_identical(shipped):
 @pytest.mark.parametrize("head", [LTEHead, MetaSRHead])
 def test_other_heads_are_bit_identical(head):
     torch.manual_seed(0)
-    model = LIIF(EDSRBaseline(n_resblocks=1, n_feats=8), head(in_channels=8, hidden_list=[16])).eval()
+    model = ImplicitSR(EDSRBaseline(n_resblocks=1, n_feats=8), head(in_channels=8, hidden_list=[16])).eval()
     lr = _lr(1, 14, 11, seed=3)
     for size in ((28, 22), (90, 70)):
         _same(model.upscale(lr, size, chunk=300), legacy_upscale(model, lr, size, chunk=300))
@@ -101,7 +101,7 @@ def test_options_are_checked_once_and_frozen():
 def test_lr_is_checked_once_per_call(shipped, monkeypatch):
     """``check_lr`` reads the whole tensor back to the host: once per call, whichever path."""
     import liif_sr.inference.upscale as up
-    import liif_sr.models.liif as liif_mod
+    import liif_sr.models.implicit_sr as liif_mod
 
     calls = []
     real = liif_mod.check_lr

@@ -100,10 +100,10 @@ def test_official_checkpoint_keys_and_args(tmp_path):
 
 def test_cpu_block_decode_under_inference_mode_and_threads():
     """The threaded CPU decode re-enters inference mode / no_grad in its workers (Lightning validation)."""
-    from liif_sr.models import LIIF, EDSRBaseline, LIIFHead
+    from liif_sr.models import EDSRBaseline, ImplicitSR, LIIFHead
 
     torch.manual_seed(0)
-    model = LIIF(EDSRBaseline(n_resblocks=1, n_feats=8), LIIFHead(8, hidden_list=[16])).eval()
+    model = ImplicitSR(EDSRBaseline(n_resblocks=1, n_feats=8), LIIFHead(8, hidden_list=[16])).eval()
     lr = torch.rand(1, 3, 12, 12)
     threads = torch.get_num_threads()
     try:

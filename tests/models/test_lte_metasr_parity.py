@@ -11,7 +11,7 @@ from official_liif import OfficialEDSR, OfficialRDN, official_make_coord
 from official_lte import OfficialLTE, OfficialMetaSR, official_head_checkpoint
 
 from liif_sr.inference.tiling import upscale_tiled
-from liif_sr.models import LIIF, EDSRBaseline, LTEHead, MetaSRHead, build_model
+from liif_sr.models import EDSRBaseline, ImplicitSR, LTEHead, MetaSRHead, build_model
 from liif_sr.models.heads.lte import bilinear_border
 from liif_sr.models.official import official_to_ours
 from liif_sr.models.official_heads import OFFICIAL_HEADS, head_from_official
@@ -43,7 +43,7 @@ def _official(head: str, encoder: str) -> tuple[torch.nn.Module, dict]:
     return ref, official_head_checkpoint(ref, head, encoder, enc_args)
 
 
-def _ours(ckpt: dict, fast: bool = True) -> LIIF:
+def _ours(ckpt: dict, fast: bool = True) -> ImplicitSR:
     """Our model from an official checkpoint dict, through the generic converter of ``load_model``."""
     config, sd = official_to_ours(ckpt["model"])
     model = build_model(config, head_mode="fast" if fast else "plain")
@@ -76,7 +76,7 @@ def test_official_parity(head, encoder):
     ]
     queries += [_grid(h, w, 2) for h, w in [(18, 26), (27, 65), (21, 30)]]
     errors = {}
-    with torch.no_grad():  # encode once per model (RDN is the slow part), then query like LIIF.query
+    with torch.no_grad():  # encode once per model (RDN is the slow part), then query like ImplicitSR.query
         x = (lr - 0.5) / 0.5
         ref.gen_feat(x)
         states = [m.head.prepare(m.encode(lr), x) for m in (fast, plain)]
@@ -123,11 +123,11 @@ def test_bilinear_skip_matches_grid_sample_on_windows():
         bilinear_border(window, coord, (3, 2), (11, 8))
 
 
-def _small(head: str, fast: bool = True) -> LIIF:
+def _small(head: str, fast: bool = True) -> ImplicitSR:
     torch.manual_seed(0)
     cls = {"lte": LTEHead, "metasr": MetaSRHead}[head]
     kwargs = {"hidden_dim": 32, "hidden_list": [32, 32]} if head == "lte" else {"hidden_list": [32]}
-    model = LIIF(EDSRBaseline(n_resblocks=1, n_feats=8), cls(8, fast=fast, **kwargs)).eval()
+    model = ImplicitSR(EDSRBaseline(n_resblocks=1, n_feats=8), cls(8, fast=fast, **kwargs)).eval()
     _perturb(model, 0.05)
     return model
 

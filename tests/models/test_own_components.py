@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from liif_sr import load_model
 from liif_sr.checkpoints import save_weights
 from liif_sr.errors import CheckpointError
-from liif_sr.models import LIIF, DecoderHead, Encoder, register_encoder, register_head
+from liif_sr.models import DecoderHead, Encoder, ImplicitSR, register_encoder, register_head
 from liif_sr.models.heads.base import HeadState, window_of
 from liif_sr.models.registry import UnknownComponentError
 
@@ -116,7 +116,7 @@ def test_own_encoder_and_head_train_save_reload_upscale(run_train, tmp_path):
 
 def test_own_components_from_python(tmp_path):
     torch.manual_seed(0)
-    model = LIIF(TinyEncoder(8), NearestHead).eval()  # a head factory, called with in_channels=8
+    model = ImplicitSR(TinyEncoder(8), NearestHead).eval()  # a head factory, called with in_channels=8
     assert model.name == "test_tiny_conv-test_nearest_mlp"
     lr = torch.rand(2, 3, 12, 10)
     from liif_sr.inference.tiling import upscale_tiled
@@ -128,7 +128,7 @@ def test_own_components_from_python(tmp_path):
 
 
 def test_unknown_name_at_load_time_is_one_line(tmp_path):
-    model = LIIF(TinyEncoder(8), NearestHead(8)).eval()
+    model = ImplicitSR(TinyEncoder(8), NearestHead(8)).eval()
     path = save_weights(model, tmp_path / "m.safetensors")
     from liif_sr.models import registry
 
@@ -154,7 +154,7 @@ def test_registration_rules():
 
     Unregistered.name = "test_tiny_conv"  # same name, another class: refused when a model is built
     with pytest.raises(UnknownComponentError, match="decorate it with @liif_sr.models.register_encoder"):
-        LIIF(Unregistered(8), NearestHead(8))
+        ImplicitSR(Unregistered(8), NearestHead(8))
 
 
 def test_the_removed_mode_alias_fails_loudly():

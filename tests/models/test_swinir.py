@@ -12,7 +12,7 @@ from official_liif import OfficialLIIF, official_make_coord
 from official_swinir import OfficialSwinIR, official_swinir_eval
 
 from liif_sr.coords import make_cell, make_coord, to_padded_frame
-from liif_sr.models import LIIF, EDSRBaseline, LIIFHead, build_model
+from liif_sr.models import EDSRBaseline, ImplicitSR, LIIFHead, build_model
 from liif_sr.models.encoders.swinir import OFFICIAL_CONFIG, SwinIR, flip_pad, official_state_dict_to_ours
 
 SMALL = {"embed_dim": 24, "depths": [2, 2], "num_heads": [2, 2], "window_size": 8}
@@ -119,10 +119,10 @@ def test_flip_pad_refuses_tiny_inputs():
             flip_pad(torch.zeros(1, 3, h, w), 8)
 
 
-def _models(head_mode: str) -> tuple[OfficialLIIF, LIIF]:
+def _models(head_mode: str) -> tuple[OfficialLIIF, ImplicitSR]:
     ref = OfficialLIIF(_official_small(), hidden_list=(32, 32)).eval()
     _perturb(ref.imnet, torch.Generator().manual_seed(3), std=0.01)
-    ours = LIIF(
+    ours = ImplicitSR(
         SwinIR(**SMALL, out_dim=64), LIIFHead(64, hidden_list=[32, 32], fast=head_mode == "fast")
     ).eval()
     sd = {k.replace("imnet.", "head.mlp."): v for k, v in ref.state_dict().items()}
@@ -191,7 +191,7 @@ def test_non_integer_scale_and_query_use_the_padded_latent(head_mode):
 
 def test_encoders_without_padding_are_unchanged():
     torch.manual_seed(0)
-    model = LIIF(EDSRBaseline(n_resblocks=1, n_feats=8), LIIFHead(8, hidden_list=[16])).eval()
+    model = ImplicitSR(EDSRBaseline(n_resblocks=1, n_feats=8), LIIFHead(8, hidden_list=[16])).eval()
     lr = torch.rand(1, 3, 7, 9)
     coord, cell = make_coord((20, 27)).unsqueeze(0), make_cell((20, 27), 540).unsqueeze(0)
     with torch.no_grad():
@@ -204,7 +204,7 @@ def test_config_round_trip_and_state_dict_reload(tmp_path):
     from liif_sr.checkpoints import load_model, save_weights
 
     torch.manual_seed(0)
-    model = LIIF(SwinIR(**SMALL, out_dim=16), LIIFHead(16, hidden_list=[16])).eval()
+    model = ImplicitSR(SwinIR(**SMALL, out_dim=16), LIIFHead(16, hidden_list=[16])).eval()
     assert model.config["encoder"]["name"] == "swinir"
     rebuilt = build_model(model.config)
     assert rebuilt.config == model.config

@@ -178,7 +178,7 @@ def test_gpu_flavour_arguments_parse_and_compose(compose_train):
     ft = [o for o in args["FT"] if not o.startswith("hydra.")]
     cfg = compose_train(*ft)
     assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.accelerator == "gpu"
-    assert cfg.model.fast.compile and cfg.model.fast.channels_last and cfg.data.sampler == "device"
+    assert cfg.model.speed.compile and cfg.model.speed.channels_last and cfg.data.sampler == "device"
     assert cfg.trainer.max_steps == 1000 and cfg.trainer.max_time == "00:00:03:00"
     module = instantiate(cfg.model, _convert_="all")
     init_weights(module.net, cfg.init_weights)  # the shipped weights fit the experiment's model

@@ -17,7 +17,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import OmegaConf
 
 from liif_sr.conf.schema import SCHEMAS
-from liif_sr.data.datamodule import LIIFDataModule
+from liif_sr.data.datamodule import RandomScaleDataModule
 from liif_sr.data.options import DataConfig, DataOptionError, DataOptions, check_batch_split
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "liif_sr"
@@ -35,7 +35,7 @@ WRONG_TYPES = [
     ("model.scheduler.gamma=half", "model.scheduler.gamma=half: expected a number"),
     ("model.scheduler.milestones=[10,later]", "model.scheduler.milestones=[10,later]: expected an integer"),
     ("model.val_chunk=big", "model.val_chunk=big: expected an integer"),
-    ("model.fast.compile=maybe", "model.fast.compile=maybe: expected true or false"),
+    ("model.speed.compile=maybe", "model.speed.compile=maybe: expected true or false"),
     ("model.encoder.n_resblocks=many", "model.encoder.n_resblocks=many: expected an integer"),
     ("model/encoder=rdn_small model.encoder.D=x", "model.encoder.D=x: expected an integer"),
     (
@@ -141,19 +141,21 @@ def test_encoder_and_head_schemas_match_their_classes(group, name, schema):
 
 def test_the_data_module_takes_one_options_object():
     options = DataOptions(train_sources=["skimage:astronaut"], inp_size=16, sample_q=64, batch_size=4)
-    by_object = LIIFDataModule(options)
-    by_keywords = LIIFDataModule(train_sources=["skimage:astronaut"], inp_size=16, sample_q=64, batch_size=4)
+    by_object = RandomScaleDataModule(options)
+    by_keywords = RandomScaleDataModule(
+        train_sources=["skimage:astronaut"], inp_size=16, sample_q=64, batch_size=4
+    )
     assert by_object.options == by_keywords.options == options
     assert dict(by_object.hparams) == dict(by_keywords.hparams) == dataclasses.asdict(options)
-    assert LIIFDataModule(options, batch_size=8).options.batch_size == 8
+    assert RandomScaleDataModule(options, batch_size=8).options.batch_size == 8
     with pytest.raises(TypeError):
-        LIIFDataModule(batch_sise=8)  # a misspelt option is not silently ignored
+        RandomScaleDataModule(batch_sise=8)  # a misspelt option is not silently ignored
 
 
 def test_instantiate_of_the_composed_data_config_builds_the_same_options():
     cfg = _compose("data.batch_size=4", "data.inp_size=24")
     dm = instantiate(cfg.data, _convert_="all")
-    assert isinstance(dm, LIIFDataModule)
+    assert isinstance(dm, RandomScaleDataModule)
     assert dm.options == DataOptions.from_mapping(cfg.data)
     assert dm.options.inp_size == 24 and dm.options.batch_size == 4
 

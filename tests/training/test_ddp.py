@@ -21,7 +21,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import open_dict, read_write
 
-from liif_sr.data.datamodule import LIIFDataModule
+from liif_sr.data.datamodule import RandomScaleDataModule
 from liif_sr.errors import UserError
 from liif_sr.training.launch import check_launch
 
@@ -107,8 +107,8 @@ def _fake_trainer(world: int, rank: int) -> SimpleNamespace:
 
 
 def test_global_batch_size_and_per_rank_sampling():
-    def first_sample(world: int, rank: int) -> tuple[LIIFDataModule, torch.Tensor]:
-        dm = LIIFDataModule(
+    def first_sample(world: int, rank: int) -> tuple[RandomScaleDataModule, torch.Tensor]:
+        dm = RandomScaleDataModule(
             train_sources=["skimage:astronaut"],
             val_sources=["skimage:chelsea"],
             inp_size=16,

@@ -182,15 +182,15 @@ def test_resume_sets_run_dir():
 @pytest.mark.parametrize(("every", "save_on_exception"), [(None, False), (100, True)])
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, every, save_on_exception):
     """Checked every step (CPU default) or lazily (GPU style: at epoch end / before any checkpoint write)."""
-    from liif_sr.training.module import LIIFModule
+    from liif_sr.training.module import SRTrainingModule
 
-    step_fn = LIIFModule.training_step
+    step_fn = SRTrainingModule.training_step
 
     def poisoned(self, batch, batch_idx):  # step 6 (epoch 1) returns NaN: its backward makes the weights NaN
         loss = step_fn(self, batch, batch_idx)
         return loss * float("nan") if self.global_step == 6 else loss
 
-    monkeypatch.setattr(LIIFModule, "training_step", poisoned)
+    monkeypatch.setattr(SRTrainingModule, "training_step", poisoned)
     run = tmp_path / "run"
     every_arg = "null" if every is None else str(every)
     with pytest.raises(NonFiniteLossError) as info:

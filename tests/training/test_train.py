@@ -136,7 +136,7 @@ def test_init_weights_starts_from_a_checkpoint(run_train, compose_train, tmp_pat
     source = instantiate(compose_train(*TINY).model).net
     path = save_weights(source, tmp_path / "start.safetensors")
     torch.manual_seed(8)
-    net = instantiate(compose_train(*TINY, "model.fast.channels_last=true").model).net
+    net = instantiate(compose_train(*TINY, "model.speed.channels_last=true").model).net
     init_weights(net, str(path))
     for (k, a), b in zip(source.state_dict().items(), net.state_dict().values()):
         assert torch.equal(a, b), k

@@ -1,4 +1,4 @@
-"""The fast training path: model.fast options, compile fallback, bf16 autocast in the head, device sampler."""
+"""The fast training path: model.speed options, compile fallback, bf16 autocast in the head, device sampler."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from liif_sr.models import LIIF, EDSRBaseline, LIIFHead
-from liif_sr.training.fast import CompiledOrEager, FastOptions
+from liif_sr.models import EDSRBaseline, ImplicitSR, LIIFHead
+from liif_sr.training.speed import CompiledOrEager, SpeedOptions
 
 TINY = [
     "data.repeat=2",
@@ -29,9 +29,9 @@ TINY = [
 ]
 
 
-def _net(mode: str = "fast") -> LIIF:
+def _net(mode: str = "fast") -> ImplicitSR:
     torch.manual_seed(0)
-    return LIIF(
+    return ImplicitSR(
         EDSRBaseline(n_resblocks=1, n_feats=8),
         LIIFHead(in_channels=8, hidden_list=[16, 16], fast=mode == "fast"),
     )
@@ -47,11 +47,11 @@ def _batch(b: int = 2, q: int = 50) -> tuple[torch.Tensor, torch.Tensor, torch.T
 
 
 def test_fast_options_from_config():
-    assert FastOptions.from_config(None) == FastOptions()
-    opts = FastOptions.from_config({"channels_last": True, "compile": True, "compile_mode": "default"})
+    assert SpeedOptions.from_config(None) == SpeedOptions()
+    opts = SpeedOptions.from_config({"channels_last": True, "compile": True, "compile_mode": "default"})
     assert opts.channels_last and opts.compile and opts.compile_mode is None
     with pytest.raises(ValueError, match="unknown option"):
-        FastOptions.from_config({"compiled": True})
+        SpeedOptions.from_config({"compiled": True})
 
 
 def _failing_compiler(module, **kwargs):
@@ -79,7 +79,7 @@ def _failing_backward_compiler(module, **kwargs):
 def test_compile_failure_falls_back_to_eager(caplog, compiler):
     net = _net()
     runner = CompiledOrEager(net, "tiny", compiler=compiler)
-    with caplog.at_level(logging.WARNING, logger="liif_sr.training.fast"):
+    with caplog.at_level(logging.WARNING, logger="liif_sr.training.speed"):
         out = runner(*_batch())
     assert not runner.active
     assert "continuing in eager mode" in caplog.text
@@ -132,13 +132,13 @@ def test_fast_head_under_bf16_autocast():
 
 def test_training_step_has_no_host_sync(monkeypatch):
     """No .item()/.tolist()/bool() of a tensor in the step (each one is a host-device sync on CUDA)."""
-    from liif_sr.training.module import LIIFModule
+    from liif_sr.training.module import SRTrainingModule
 
-    module = LIIFModule(
+    module = SRTrainingModule(
         EDSRBaseline(n_resblocks=1, n_feats=8),
         lambda in_channels: LIIFHead(in_channels=in_channels, hidden_list=[16, 16]),
         optimizer=lambda params: torch.optim.Adam(params),
-        fast={"channels_last": True},
+        speed={"channels_last": True},
     )
     lr, coord, cell = _batch()
     batch = {"inp": lr, "coord": coord, "cell": cell, "gt": torch.rand(2, 50, 3)}
@@ -160,39 +160,39 @@ def test_training_step_has_no_host_sync(monkeypatch):
 def test_fit_with_device_sampler_bf16_channels_last(run_train):
     """The whole fast configuration (minus compile) through Lightning on the CPU."""
     cfg, (metrics, objs) = run_train(
-        *TINY, "data.sampler=device", "trainer.precision=bf16-mixed", "model.fast.channels_last=true"
+        *TINY, "data.sampler=device", "trainer.precision=bf16-mixed", "model.speed.channels_last=true"
     )
     assert objs["trainer"].global_step == 2 and math.isfinite(metrics["train/loss"])
     sampler = objs["datamodule"].device_sampler
     assert sampler is not None and sampler.device.type == "cpu" and len(sampler) == 2
-    assert objs["model"].hparams.fast["channels_last"] is True
+    assert objs["model"].hparams.speed["channels_last"] is True
 
 
 @pytest.mark.slow
 def test_fit_with_compile(run_train):
     """torch.compile on the CPU (inductor needs a C++ compiler; else the eager fallback): ~1-2 min."""
-    cfg, (metrics, objs) = run_train(*TINY, "model.fast.compile=true", "model.fast.channels_last=true")
+    cfg, (metrics, objs) = run_train(*TINY, "model.speed.compile=true", "model.speed.channels_last=true")
     assert objs["trainer"].global_step == 2 and math.isfinite(metrics["train/loss"])
     runner = objs["model"]._compiled_net
     assert runner is not None and (runner.verified or not runner.active)  # compiled, or eager after a warning
 
 
-def test_gpu_fast_trainer_config(compose_train):
-    cfg = compose_train("experiment=edsr_baseline_liif", "trainer=gpu_fast", "data.sampler=device")
+def test_gpu_speed_trainer_config(compose_train):
+    cfg = compose_train("experiment=edsr_baseline_liif", "trainer=gpu_speed", "data.sampler=device")
     assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.benchmark is True
     assert cfg.trainer.accelerator == "gpu" and cfg.data.sampler == "device"
-    assert dict(cfg.model.fast) == {"channels_last": False, "compile": False, "compile_mode": None}
+    assert dict(cfg.model.speed) == {"channels_last": False, "compile": False, "compile_mode": None}
 
 
 def test_unused_module_is_not_registered():
     """The compiled wrapper adds no state-dict keys."""
-    from liif_sr.training.module import LIIFModule
+    from liif_sr.training.module import SRTrainingModule
 
-    module = LIIFModule(
+    module = SRTrainingModule(
         EDSRBaseline(n_resblocks=1, n_feats=8),
         lambda in_channels: LIIFHead(in_channels=in_channels, hidden_list=[16, 16]),
         optimizer=lambda params: torch.optim.Adam(params),
-        fast={"compile": True},
+        speed={"compile": True},
     )
     keys = set(module.state_dict())
     module._compiled_net = CompiledOrEager(module.net, compiler=lambda m, **kw: m)
@@ -240,7 +240,7 @@ def test_bench_train_smoke_and_markdown(tmp_path, monkeypatch):
 
 
 def test_datamodule_device_sampler_batches_and_resume_state():
-    from liif_sr.data.datamodule import LIIFDataModule
+    from liif_sr.data.datamodule import RandomScaleDataModule
 
     kw = {
         "train_sources": ["skimage:astronaut", "skimage:rocket"],
@@ -249,7 +249,7 @@ def test_datamodule_device_sampler_batches_and_resume_state():
         "batch_size": 2,
         "sampler": "device",
     }
-    dm = LIIFDataModule(**kw)
+    dm = RandomScaleDataModule(**kw)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == {"index"} and batch["index"].shape == (2,)
@@ -258,10 +258,10 @@ def test_datamodule_device_sampler_batches_and_resume_state():
     assert first["inp"].shape == (2, 3, 16, 16) and first["gt"].shape == (2, 64, 3)
     state = dm.state_dict()
     want = dm.on_after_batch_transfer(batch, 0)
-    resumed = LIIFDataModule(**kw)
+    resumed = RandomScaleDataModule(**kw)
     resumed.setup("fit")
     resumed.load_state_dict(state)  # before the sampler exists, as on resume
     got = resumed.on_after_batch_transfer(batch, 0)
     assert all(torch.equal(want[k], got[k]) for k in want)
     with pytest.raises(ValueError, match="sampler"):
-        LIIFDataModule(sampler="gpu")
+        RandomScaleDataModule(sampler="gpu")

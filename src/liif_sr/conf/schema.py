@@ -110,7 +110,7 @@ class SchedulerConfig:
 
 
 @dataclass
-class FastConfig:
+class SpeedConfig:
     channels_last: bool = False
     compile: bool = False
     compile_mode: Optional[str] = None
@@ -120,7 +120,7 @@ class FastConfig:
 class ModelConfig:
     """The LightningModule node (``model/liif.yaml``); ``encoder`` and ``head`` have their own schemas."""
 
-    _target_: str = "liif_sr.training.module.LIIFModule"
+    _target_: str = "liif_sr.training.module.SRTrainingModule"
     encoder: Any = None
     head: Any = None
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -129,7 +129,7 @@ class ModelConfig:
     val_scales: List[float] = field(default_factory=lambda: [2.0, 3.0, 4.0])
     val_protocol: str = "div2k"
     val_chunk: int = 65536
-    fast: FastConfig = field(default_factory=FastConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
 
 
 @dataclass

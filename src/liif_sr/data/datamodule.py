@@ -99,11 +99,11 @@ def decorrelate_ranks(rank: int) -> None:
     torch.manual_seed(seed + 1_000_003 * rank)
 
 
-class LIIFDataModule(L.LightningDataModule):
+class RandomScaleDataModule(L.LightningDataModule):
     """Random-scale training data and full-image validation at fixed scales.
 
-    Takes one :class:`~liif_sr.data.options.DataOptions` (``LIIFDataModule(options)``), or its fields as
-    keywords (``LIIFDataModule(train_sources=[...], batch_size=8)``, as ``instantiate(cfg.data)`` passes them).
+    Takes one :class:`~liif_sr.data.options.DataOptions` (``RandomScaleDataModule(options)``), or its fields as
+    keywords (``RandomScaleDataModule(train_sources=[...], batch_size=8)``, as ``instantiate(cfg.data)`` passes them).
 
     Options:
         train_sources / val_sources: folders, files or ``skimage:<name>`` (see :mod:`liif_sr.data.sources`).
@@ -272,3 +272,9 @@ class LIIFDataModule(L.LightningDataModule):
             self.device_sampler.generator.set_state(state)
         else:
             self._sampler_rng = state
+
+
+def __getattr__(name: str) -> Any:  # old names (issue 19): one release with a DeprecationWarning
+    from liif_sr.deprecated import renamed
+
+    return renamed(__name__, name)

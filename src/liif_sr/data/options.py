@@ -1,6 +1,6 @@
 """The data module's options as one typed object, and the schema of the ``data`` config group.
 
-:class:`DataOptions` is what :class:`~liif_sr.data.datamodule.LIIFDataModule` takes (``LIIFDataModule(options)``
+:class:`DataOptions` is what :class:`~liif_sr.data.datamodule.RandomScaleDataModule` takes (``RandomScaleDataModule(options)``
 or, for Python users and ``instantiate(cfg.data)``, its fields as keywords). :class:`DataConfig` adds the
 ``_target_`` and is registered in Hydra's ``ConfigStore`` as ``data/_schema`` (:mod:`liif_sr.conf.schema`):
 ``data/_base.yaml`` starts from it, so OmegaConf refuses a value of the wrong type (``data.batch_size=abc``,
@@ -28,7 +28,7 @@ class DataOptionError(InvalidArgumentError):
 
 @dataclass
 class DataOptions:
-    """Options of :class:`~liif_sr.data.datamodule.LIIFDataModule` (see its docstring for each field)."""
+    """Options of :class:`~liif_sr.data.datamodule.RandomScaleDataModule` (see its docstring for each field)."""
 
     train_sources: List[str] = field(default_factory=list)  # noqa: UP006
     val_sources: List[str] = field(default_factory=list)  # noqa: UP006
@@ -97,7 +97,7 @@ def check_batch_split(batch_size: int, world_size: int) -> int:
 class DataConfig(DataOptions):
     """Schema of the ``data`` config group: :class:`DataOptions` plus the class Hydra instantiates."""
 
-    _target_: str = "liif_sr.data.datamodule.LIIFDataModule"
+    _target_: str = "liif_sr.data.datamodule.RandomScaleDataModule"
 
     def __post_init__(self) -> None:  # a schema holds values to check at composition only
         pass

@@ -1,5 +1,5 @@
 """The start-up check of a data config's images, without decoding them: what
-:meth:`LIIFDataModule.setup <liif_sr.data.datamodule.LIIFDataModule.setup>` would refuse later.
+:meth:`RandomScaleDataModule.setup <liif_sr.data.datamodule.RandomScaleDataModule.setup>` would refuse later.
 
 * a downloadable dataset (``dataset_name``) that is missing names its download command;
 * every source exists (folder, file, ``skimage:NAME``) and the training sources hold images;

@@ -10,7 +10,7 @@ import math
 
 from liif_sr.errors import UserError
 from liif_sr.inference.tiling import TilingUnsupportedError, covers, tile_margin
-from liif_sr.models.liif import LIIF
+from liif_sr.models.implicit_sr import ImplicitSR
 from liif_sr.models.upscale_options import UpscaleOptions
 
 # a tile smaller than this many encoder margins re-encodes more than (1 + 2/2)^2 = 4x the pixels
@@ -18,12 +18,12 @@ _MIN_TILE_MARGINS = 2
 _MIN_TILE_ABS = 16
 
 
-def min_tile(model: LIIF) -> int:
+def min_tile(model: ImplicitSR) -> int:
     """Smallest useful tile: ``2 * margin`` LR pixels (at most 4x re-encoding), and at least 16."""
     return max(_MIN_TILE_ABS, _MIN_TILE_MARGINS * tile_margin(model.encoder, model.head.reach))
 
 
-def raise_tile(model: LIIF, tile: int) -> tuple[int, str | None]:
+def raise_tile(model: ImplicitSR, tile: int) -> tuple[int, str | None]:
     """A checked ``tile`` (0 = off) raised to :func:`min_tile` if smaller: ``(tile, note or None)``.
 
     Tiling computes the same function (up to float rounding), so a larger tile changes memory and speed,
@@ -42,7 +42,9 @@ def raise_tile(model: LIIF, tile: int) -> tuple[int, str | None]:
     return tile, None
 
 
-def estimate_tile(model: LIIF, lr_shape: tuple[int, ...], opts: UpscaleOptions, dtype_bytes: int = 4) -> int:
+def estimate_tile(
+    model: ImplicitSR, lr_shape: tuple[int, ...], opts: UpscaleOptions, dtype_bytes: int = 4
+) -> int:
     """The largest tile side whose estimated peak memory fits ``opts.max_memory`` (unfloored; may be < 1).
 
     Per LR pixel of a tile crop: the encoder's activations (:meth:`Encoder.activation_bytes_per_pixel`), the
@@ -73,7 +75,7 @@ def estimate_tile(model: LIIF, lr_shape: tuple[int, ...], opts: UpscaleOptions, 
     return int(math.isqrt(avail // per_px)) - 2 * m
 
 
-def budget_tile(model: LIIF, lr_shape: tuple[int, ...], opts: UpscaleOptions) -> int:
+def budget_tile(model: ImplicitSR, lr_shape: tuple[int, ...], opts: UpscaleOptions) -> int:
     """The tile ``opts.max_memory`` allows for one image: 0 when it fits untiled; refused (one line) when only
     tiles below :func:`min_tile` fit, or when an encoder that cannot be tiled does not fit."""
     h, w = int(lr_shape[-2]), int(lr_shape[-1])
@@ -97,7 +99,7 @@ def budget_tile(model: LIIF, lr_shape: tuple[int, ...], opts: UpscaleOptions) ->
     return max(tile, floor)
 
 
-def resolve_tile(model: LIIF, lr_shape: tuple[int, ...], opts: UpscaleOptions) -> int:
+def resolve_tile(model: ImplicitSR, lr_shape: tuple[int, ...], opts: UpscaleOptions) -> int:
     """The LR tile for one image under ``opts`` (already raised to the floor): 0 = untiled (no tile, or a tile
     that covers the border-padded image — the same output), else ``opts.tile`` or the budget's tile."""
     tile = opts.tile

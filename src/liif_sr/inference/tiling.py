@@ -1,4 +1,4 @@
-"""Tiled upscaling: bounded memory for large inputs, the same function as the untiled :meth:`LIIF.upscale`.
+"""Tiled upscaling: bounded memory for large inputs, the same function as the untiled :meth:`ImplicitSR.upscale`.
 
 The LR image is split into ``tile x tile`` tiles. Each tile is encoded from an LR crop that extends
 ``margin = encoder.receptive_radius + head.reach`` pixels past the tile on every side that is not an image
@@ -53,7 +53,7 @@ from torch import Tensor, nn
 
 from liif_sr.coords import make_cell, make_coord
 from liif_sr.errors import UserError
-from liif_sr.models.liif import LIIF, border_px, clip_cell
+from liif_sr.models.implicit_sr import ImplicitSR, border_px, clip_cell
 from liif_sr.models.render import Block, render
 from liif_sr.models.upscale_options import UpscaleOptions
 
@@ -90,7 +90,7 @@ def _spans(owners: Tensor, n_tiles: int) -> list[tuple[int, int]]:
 
 
 def tile_blocks(
-    model: LIIF, lr: Tensor, opts: UpscaleOptions, tile: tuple[int, int], margin: int | None = None
+    model: ImplicitSR, lr: Tensor, opts: UpscaleOptions, tile: tuple[int, int], margin: int | None = None
 ) -> Iterator[Block]:
     """The tiled producer: one :class:`~liif_sr.models.render.Block` per LR tile that owns output pixels.
 
@@ -141,14 +141,14 @@ def tile_blocks(
 
 @torch.no_grad()
 def upscale_tiled(
-    model: LIIF,
+    model: ImplicitSR,
     lr: Tensor,
     size: tuple[int, int],
     tile: int | tuple[int, int],
     margin: int | None = None,
     **options: Any,
 ) -> Tensor:
-    """Like :meth:`LIIF.upscale` (same output, ≤ 1e-5 in fp32) with the encoder run tile by tile.
+    """Like :meth:`ImplicitSR.upscale` (same output, ≤ 1e-5 in fp32) with the encoder run tile by tile.
 
     ``options``: ``chunk``, ``cell_clip``, ``border`` (:class:`UpscaleOptions`, checked once);
     :func:`tile_blocks` feeds the one render loop (:func:`liif_sr.models.render.render`). ``tile``: LR tile size
@@ -167,7 +167,7 @@ def auto_tile(
     h: int,
     w: int,
     max_memory_bytes: int,
-    model: LIIF,
+    model: ImplicitSR,
     *,
     batch: int = 1,
     out_size: tuple[int, int] | None = None,
@@ -195,7 +195,7 @@ def parse_bytes(text: str) -> int:
     return int(value)
 
 
-def upscale_budgeted(model: LIIF, lr: Tensor, size: tuple[int, int], **options: Any) -> Tensor:
+def upscale_budgeted(model: ImplicitSR, lr: Tensor, size: tuple[int, int], **options: Any) -> Tensor:
     """:func:`~liif_sr.inference.upscale.upscale_tensor` (kept for scripts): tiled with ``tile`` (> 0), or with
     the tile :mod:`~liif_sr.inference.tile_policy` picks from ``max_memory``; untiled when it fits."""
     from liif_sr.inference.upscale import upscale_tensor

@@ -31,7 +31,7 @@ from liif_sr.models.checks import (  # noqa: F401  (the API checks, re-exported)
     check_size,
     check_upscale_args,
 )
-from liif_sr.models.liif import LIIF
+from liif_sr.models.implicit_sr import ImplicitSR
 from liif_sr.models.render import render, whole_image
 from liif_sr.models.run_context import working_dtype
 from liif_sr.models.upscale_options import Precision, UpscaleOptions
@@ -80,7 +80,7 @@ def parse_scale(text: str) -> float | tuple[float, float]:
     raise UserError(f"--scale {text!r}: expected one number or SYxSX")
 
 
-def check_tile(model: LIIF, tile: object) -> tuple[int, str | None]:
+def check_tile(model: ImplicitSR, tile: object) -> tuple[int, str | None]:
     """``tile`` checked (an int >= 0, 0 = off) and raised to the model's minimum:
     :func:`~liif_sr.inference.tile_policy.raise_tile`."""
     return raise_tile(model, UpscaleOptions.create(tile=tile).tile)
@@ -131,20 +131,20 @@ def to_uint8(img: Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def upscale_tensor(model: LIIF, lr: Tensor, size: tuple[int, int] | int, **options: Any) -> Tensor:
+def upscale_tensor(model: ImplicitSR, lr: Tensor, size: tuple[int, int] | int, **options: Any) -> Tensor:
     """``lr`` (B, 3, h, w) in [0, 1] → (B, 3, H, W) float32 in [0, 1] at ``size``: the keyword form of the road.
 
     ``options`` are the fields of :class:`UpscaleOptions` (``chunk``, ``cell_clip``, ``border``, ``tile``,
     ``max_memory``, ``precision``), checked once by :meth:`UpscaleOptions.create`; then :func:`upscale_with`.
     ``tile`` > 0, or a ``max_memory`` budget in bytes: tiled upscaling (:mod:`liif_sr.inference.tiling`); a tile
     below the model's minimum is raised to it with a warning; a memory budget that allows only such tiles is
-    refused. ``cell_clip``, ``border``: as in :meth:`LIIF.upscale`.
+    refused. ``cell_clip``, ``border``: as in :meth:`ImplicitSR.upscale`.
     """
     opts = UpscaleOptions.create(size=size, **options)
     return upscale_with(model, lr, for_model(model, opts, warn=True))
 
 
-def for_model(model: LIIF, opts: UpscaleOptions, warn: bool = False) -> UpscaleOptions:
+def for_model(model: ImplicitSR, opts: UpscaleOptions, warn: bool = False) -> UpscaleOptions:
     """``opts`` resolved for ``model`` once: ``cell_clip="auto"`` and the tile's floor (a note, as a warning
     when ``warn``; the CLI prints its own, :func:`tile_note`)."""
     tile, note = raise_tile(model, opts.tile)
@@ -153,13 +153,13 @@ def for_model(model: LIIF, opts: UpscaleOptions, warn: bool = False) -> UpscaleO
     return dataclasses.replace(opts.for_model(model), tile=tile)
 
 
-def tile_note(model: LIIF, opts: UpscaleOptions) -> str | None:
+def tile_note(model: ImplicitSR, opts: UpscaleOptions) -> str | None:
     """The note :func:`for_model` gives for ``opts.tile`` (None when the tile is used as given)."""
     return raise_tile(model, opts.tile)[1]
 
 
 @torch.no_grad()
-def upscale_with(model: LIIF, lr: Tensor, opts: UpscaleOptions) -> Tensor:
+def upscale_with(model: ImplicitSR, lr: Tensor, opts: UpscaleOptions) -> Tensor:
     """The inference road: ``lr`` (B, 3, h, w) in [0, 1], ``opts`` resolved (:func:`for_model`) → (B, 3, H, W)
     float32 in [0, 1].
 

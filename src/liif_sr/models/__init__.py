@@ -1,20 +1,22 @@
-"""Models: encoders, decoder heads (LIIF, LTE, MetaSR) and the LIIF model."""
+"""Models: encoders, decoder heads (LIIF, LTE, MetaSR) and the model that joins them (:class:`ImplicitSR`)."""
+
+from typing import Any
 
 from liif_sr.models.build import build_model
 from liif_sr.models.encoders import RDN, EDSRBaseline, Encoder, SwinIR
 from liif_sr.models.heads import DecoderHead, LIIFHead, LTEHead, MetaSRHead
-from liif_sr.models.liif import LIIF
+from liif_sr.models.implicit_sr import ImplicitSR
 from liif_sr.models.registry import ENCODERS, HEADS, register_encoder, register_head
 from liif_sr.models.upscale_options import UpscaleOptions
 
 __all__ = [
     "ENCODERS",
     "HEADS",
-    "LIIF",
     "RDN",
     "DecoderHead",
     "EDSRBaseline",
     "Encoder",
+    "ImplicitSR",
     "LIIFHead",
     "LTEHead",
     "MetaSRHead",
@@ -24,3 +26,9 @@ __all__ = [
     "register_encoder",
     "register_head",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    from liif_sr.deprecated import renamed  # old names (LIIF): one release with a DeprecationWarning
+
+    return renamed(__name__, name)

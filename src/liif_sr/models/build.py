@@ -1,16 +1,16 @@
-"""Build a model from plain data (a checkpoint's ``LIIF.config``): registered classes only."""
+"""Build a model from plain data (a checkpoint's ``ImplicitSR.config``): registered classes only."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from liif_sr.errors import CheckpointError
-from liif_sr.models.liif import LIIF
+from liif_sr.models.implicit_sr import ImplicitSR
 from liif_sr.models.registry import UnknownComponentError, encoder_class, head_class
 
 
-def build_model(config: dict[str, Any], head_mode: str = "fast") -> LIIF:
-    """Build a :class:`LIIF` from :attr:`LIIF.config` plain data.
+def build_model(config: dict[str, Any], head_mode: str = "fast") -> ImplicitSR:
+    """Build a :class:`ImplicitSR` from :attr:`ImplicitSR.config` plain data.
 
     ``config["head"]`` names its head in ``"name"`` (default ``"liif"``: liif-sr files before 0.2 have no
     name); ``head_mode``: ``"fast"`` (optimised path) or ``"plain"`` (the head's reference algorithm).
@@ -31,4 +31,4 @@ def build_model(config: dict[str, Any], head_mode: str = "fast") -> LIIF:
         head = head_cls(in_channels=encoder.out_dim, fast=head_mode == "fast", **head_cfg)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"model config has unexpected arguments: {exc}") from None
-    return LIIF(encoder, head)
+    return ImplicitSR(encoder, head)

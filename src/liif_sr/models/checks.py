@@ -1,4 +1,4 @@
-"""Argument checks of the model's inference API (:meth:`LIIF.query`, :meth:`LIIF.upscale`).
+"""Argument checks of the model's inference API (:meth:`ImplicitSR.query`, :meth:`ImplicitSR.upscale`).
 
 Each raises :class:`~liif_sr.errors.InvalidArgumentError` (a ``ValueError`` too) with a one-line message.
 A leaf module: the model, inference and the CLIs import it.
@@ -20,7 +20,7 @@ _LR_RANGE = (-0.5, 1.5)
 
 
 def check_lr(lr: object) -> None:
-    """Refuse an input that :meth:`LIIF.upscale` / :meth:`LIIF.query` / :meth:`LIIF.encode` would misread.
+    """Refuse an input that :meth:`ImplicitSR.upscale` / :meth:`ImplicitSR.query` / :meth:`ImplicitSR.encode` would misread.
 
     ``lr`` must be a floating-point tensor (B, 3, h, w) with values in [0, 1]: uint8 data is refused (divide
     by 255 first) rather than silently read as values up to 255 (an almost white result), and so are
@@ -110,7 +110,7 @@ def check_cell_clip(cell_clip: object) -> float | None:
 def check_upscale_args(
     lr: object, size: object, chunk: object = 65536, cell_clip: object = None
 ) -> tuple[tuple[int, int], int, float | None]:
-    """All checks of :meth:`LIIF.upscale`'s arguments: returns the normalised ``(size, chunk, cell_clip)``."""
+    """All checks of :meth:`ImplicitSR.upscale`'s arguments: returns the normalised ``(size, chunk, cell_clip)``."""
     check_lr(lr)
     return check_size(size), check_chunk(chunk), check_cell_clip(cell_clip)
 

@@ -10,7 +10,7 @@ builds the classes registered under its names. A component registers itself wher
 
 The built-in components (``models/encoders/``, ``models/heads/``) register when those packages are imported,
 which every lookup here does first; a user's component registers when the user's module is imported (also
-by a Hydra ``_target_``). :class:`~liif_sr.models.liif.LIIF` refuses a class that is not registered when it is
+by a Hydra ``_target_``). :class:`~liif_sr.models.implicit_sr.ImplicitSR` refuses a class that is not registered when it is
 built (a checkpoint could not name it), and loading a checkpoint that names an unknown component says which
 module to import. This module imports no model code at import time (the packages import it).
 """

@@ -5,7 +5,7 @@ of the output image with their mapped coordinates and cells). :func:`render` dec
 ``chunk`` queries, maps the prediction back from the normalised space (:func:`denormalise`, the one place),
 clamps it and writes it into the output. Two producers feed it:
 
-* :func:`whole_image` — one state for the whole image, every output pixel (:meth:`LIIF.upscale`);
+* :func:`whole_image` — one state for the whole image, every output pixel (:meth:`ImplicitSR.upscale`);
 * :func:`liif_sr.inference.tiling.tile_blocks` — one state per LR tile, the output pixels the tile owns.
 """
 
@@ -76,7 +76,7 @@ def whole_image(model, lr: Tensor, opts: UpscaleOptions) -> Iterator[Block]:  # 
 
     ``opts`` are resolved for the model (``cell_clip`` not ``"auto"``); ``lr`` (B, 3, h, w) is checked.
     """
-    from liif_sr.models.liif import clip_cell
+    from liif_sr.models.implicit_sr import clip_cell
 
     out_h, out_w = opts.out_size
     prepared = model._prepare(lr, opts.border)  # lr checked at the entry

@@ -1,5 +1,5 @@
-"""How the inference API (:meth:`LIIF.prepare` / :meth:`~LIIF.decode` / :meth:`~LIIF.query` /
-:meth:`~LIIF.upscale`) runs a model, whatever the caller's tensors and grad mode (issue 18, class 7).
+"""How the inference API (:meth:`ImplicitSR.prepare` / :meth:`~ImplicitSR.decode` / :meth:`~ImplicitSR.query` /
+:meth:`~ImplicitSR.upscale`) runs a model, whatever the caller's tensors and grad mode (issue 18, class 7).
 
 * **dtypes**: inputs of any floating dtype (float64, float16, bfloat16, float32) are cast to the model's
   working dtype (:func:`working_dtype`: float32, or float64 for a float64 model); a float16/bfloat16 model runs
@@ -8,7 +8,7 @@
 * **autograd**: the API is for inference: it runs under ``torch.no_grad()`` unless grad mode is on **and** an
   input (``lr``, ``coord``, ``cell``, or the prepared state) requires grad — then the graph is kept, for
   gradients with respect to the inputs. Gradients with respect to the weights are training's
-  (:meth:`LIIF.forward`).
+  (:meth:`ImplicitSR.forward`).
 """
 
 from __future__ import annotations

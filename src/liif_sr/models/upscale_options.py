@@ -2,7 +2,7 @@
 
 Every way to upscale builds one :class:`UpscaleOptions` at its entry and hands it down unchanged:
 
-* the Python API: :meth:`LIIF.upscale` and :func:`liif_sr.inference.upscale.upscale_tensor` build it from
+* the Python API: :meth:`ImplicitSR.upscale` and :func:`liif_sr.inference.upscale.upscale_tensor` build it from
   their keywords (:meth:`UpscaleOptions.create`);
 * ``liif-sr upscale``: :func:`liif_sr.inference.upscale_cli.options_from_args`, once per command;
 * ``liif-sr-eval``: once per checkpoint row (``chunk``, ``cell_clip``, ``border`` of the eval config).
@@ -23,7 +23,7 @@ from liif_sr.errors import InvalidArgumentError
 from liif_sr.models.checks import as_int, check_border, check_cell_clip, check_chunk, check_size
 
 if TYPE_CHECKING:
-    from liif_sr.models.liif import LIIF
+    from liif_sr.models.implicit_sr import ImplicitSR
 
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -91,7 +91,7 @@ class UpscaleOptions:
         """The same options for an output of ``size`` (checked)."""
         return dataclasses.replace(self, size=check_size(size))
 
-    def for_model(self, model: LIIF) -> UpscaleOptions:
+    def for_model(self, model: ImplicitSR) -> UpscaleOptions:
         """``cell_clip="auto"`` → the head's paper protocol (LTE: 4.0; LIIF, MetaSR: None), once per model.
 
         The tile's floor depends on the model too: :func:`liif_sr.inference.tile_policy.resolve_tile`."""

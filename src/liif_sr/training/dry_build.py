@@ -62,12 +62,12 @@ def requested_net_config(cfg: DictConfig) -> dict[str, Any]:
     import torch
     from hydra.utils import instantiate
 
-    from liif_sr.models.liif import LIIF
+    from liif_sr.models.implicit_sr import ImplicitSR
 
     def build() -> dict[str, Any]:
         encoder = instantiate(cfg.model.encoder, _convert_="all")
         head = instantiate(cfg.model.head, _convert_="all")
-        net = LIIF(encoder, head)
+        net = ImplicitSR(encoder, head)
         data = cfg.get("data") or {}
         inp, multiple = data.get("inp_size"), int(encoder.input_multiple)
         if isinstance(inp, int) and multiple > 1 and inp % multiple:

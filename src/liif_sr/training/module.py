@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liif_sr.metrics.sr import MeanPSNR, protocol_shave
-from liif_sr.models.liif import LIIF, HeadFactory
-from liif_sr.training.fast import CompiledOrEager, FastOptions, channels_last_input
+from liif_sr.models.implicit_sr import HeadFactory, ImplicitSR
+from liif_sr.training.speed import CompiledOrEager, SpeedOptions, channels_last_input
 
 
 def scale_key(scale: float) -> str:
@@ -21,19 +21,19 @@ def scale_key(scale: float) -> str:
     return f"x{float(scale):g}"
 
 
-class LIIFModule(L.LightningModule):
+class SRTrainingModule(L.LightningModule):
     """Train LIIF with L1 in the normalised space; validate with the paper's per-image PSNR.
 
     Args:
         encoder: encoder module (``model/encoder`` config group).
-        head: LIIF head factory (``model/head`` config group, ``_partial_``).
+        head: decoder head factory (``model/head`` config group, ``_partial_``).
         optimizer: optimizer factory taking ``params`` (``_partial_``), Adam 1e-4 in the paper.
         scheduler: LR scheduler factory taking ``optimizer`` (``_partial_``), or None.
         scheduler_interval: ``epoch`` (paper: MultiStepLR per epoch) or ``step``.
         val_scales: validation scales (metric names ``val/psnr_x{s}``); ``val/psnr`` is their mean.
         val_protocol: ``div2k`` (RGB, shave s+6) or ``benchmark`` (Y, shave s).
         val_chunk: queries decoded at once during validation.
-        fast: training-speed options ``{channels_last, compile, compile_mode}`` (:class:`liif_sr.training.fast.FastOptions`,
+        speed: training-speed options ``{channels_last, compile, compile_mode}`` (:class:`liif_sr.training.speed.SpeedOptions`,
             ``docs/training_speed.md``); mixed precision is the trainer's ``precision``.
     """
 
@@ -47,10 +47,10 @@ class LIIFModule(L.LightningModule):
         val_scales: Sequence[float] = (2, 3, 4),
         val_protocol: str = "div2k",
         val_chunk: int = 65536,
-        fast: Mapping[str, Any] | None = None,
+        speed: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.fast = FastOptions.from_config(fast)
+        self.speed = SpeedOptions.from_config(speed)
         # plain data only in hparams: checkpoints stay loadable with weights_only=True
         val_scales = [float(s) for s in val_scales]
         self.save_hyperparameters(
@@ -59,12 +59,12 @@ class LIIFModule(L.LightningModule):
                 "val_scales": val_scales,
                 "val_protocol": str(val_protocol),
                 "val_chunk": int(val_chunk),
-                "fast": self.fast.as_dict(),
+                "speed": self.speed.as_dict(),
             },
             logger=False,
         )
-        self.net = LIIF(encoder, head)
-        if self.fast.channels_last:
+        self.net = ImplicitSR(encoder, head)
+        if self.speed.channels_last:
             self.net.encoder.to(memory_format=torch.channels_last)
         self._compiled_net: CompiledOrEager | None = None  # built at the first training step
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -77,13 +77,13 @@ class LIIFModule(L.LightningModule):
         return self.net(lr, coord, cell)
 
     def training_forward(self, inp: Tensor, coord: Tensor, cell: Tensor) -> Tensor:
-        """The training forward with the ``fast`` options (channels_last input, compiled net or eager)."""
-        if self.fast.channels_last:
+        """The training forward with the ``speed`` options (channels_last input, compiled net or eager)."""
+        if self.speed.channels_last:
             inp = channels_last_input(inp)
-        if not self.fast.compile:
+        if not self.speed.compile:
             return self.net(inp, coord, cell)
         if self._compiled_net is None:
-            self._compiled_net = CompiledOrEager(self.net, "the LIIF network", mode=self.fast.compile_mode)
+            self._compiled_net = CompiledOrEager(self.net, "the LIIF network", mode=self.speed.compile_mode)
         return self._compiled_net(inp, coord, cell)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -134,3 +134,9 @@ class LIIFModule(L.LightningModule):
         from liif_sr import __version__
 
         checkpoint["liif_sr"] = {"model": self.net.config, "version": __version__}
+
+
+def __getattr__(name: str) -> Any:  # old names (issue 19): one release with a DeprecationWarning
+    from liif_sr.deprecated import renamed
+
+    return renamed(__name__, name)

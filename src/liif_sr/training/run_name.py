@@ -23,6 +23,11 @@ MULTIRUN_FILE = "multirun.yaml"
 _IN_MODEL_NAME = {"model/encoder", "model/head"}
 
 
+def model_name(encoder: str, head: str) -> str:
+    """``<encoder>-<head>``: the one spelling of a model's name (run names, ``ImplicitSR.name``, eval rows)."""
+    return f"{encoder}-{head}"
+
+
 @dataclass(frozen=True)
 class RunIdentity:
     """``encoder``/``head`` config names and the swept ``{override key: value}`` of a run."""
@@ -34,7 +39,7 @@ class RunIdentity:
     @property
     def model(self) -> str | None:
         """``<encoder>-<head>``, or None when either is unknown."""
-        return f"{self.encoder}-{self.head}" if self.encoder and self.head else None
+        return model_name(self.encoder, self.head) if self.encoder and self.head else None
 
     @property
     def name(self) -> str | None:

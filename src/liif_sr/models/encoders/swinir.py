@@ -191,7 +191,7 @@ class SwinIR(Encoder):
         if size[0] % ws or size[1] % ws:
             raise ValueError(
                 f"SwinIR: input {size[0]}x{size[1]} is not a multiple of the window size {ws}; crop training "
-                "patches to a multiple (e.g. 48) and pad inference input with pad_input (LIIF.upscale does)"
+                "patches to a multiple (e.g. 48) and pad inference input with pad_input (ImplicitSR.upscale does)"
             )
         mask = shifted_window_mask(size, ws, ws // 2, x.device) if self._has_shift else None
         x0 = self.conv_first(x)

@@ -1,4 +1,4 @@
-"""Training-speed options shared by :class:`~liif_sr.training.module.LIIFModule` and ``scripts/bench_train.py``.
+"""Training-speed options shared by :class:`~liif_sr.training.module.SRTrainingModule` and ``scripts/bench_train.py``.
 
 * ``channels_last``: the encoder's conv weights and its input in NHWC memory order (cuDNN's fast layout for
   convolutions, especially in bf16); the LIIF head then gathers contiguous 256-channel rows.
@@ -22,12 +22,12 @@ from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CompiledOrEager", "FastOptions"]
+__all__ = ["CompiledOrEager", "SpeedOptions"]
 
 
 @dataclass(frozen=True)
-class FastOptions:
-    """The ``model.fast`` config block.
+class SpeedOptions:
+    """The ``model.speed`` config block.
 
     Args:
         channels_last: NHWC memory order for the encoder (weights and input).
@@ -40,15 +40,15 @@ class FastOptions:
     compile_mode: str | None = None
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | FastOptions | None) -> FastOptions:
+    def from_config(cls, cfg: Mapping[str, Any] | SpeedOptions | None) -> SpeedOptions:
         if cfg is None:
             return cls()
-        if isinstance(cfg, FastOptions):
+        if isinstance(cfg, SpeedOptions):
             return cfg
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(cfg) - known)
         if unknown:
-            raise ValueError(f"model.fast: unknown option(s) {unknown}; known: {sorted(known)}")
+            raise ValueError(f"model.speed: unknown option(s) {unknown}; known: {sorted(known)}")
         mode = cfg.get("compile_mode")
         return cls(
             channels_last=bool(cfg.get("channels_last", False)),
