@@ -48,8 +48,8 @@ fi
 set_finetune_args() {  # FT: liif_sr.train overrides (needs MAX_STEPS, MAX_TIME, RUN_DIR)
   FT=(experiment=edsr_baseline_liif_t91_bsds init_weights=edsr-baseline-liif "${TRAIN_DEV[@]}"
       model.speed.channels_last=true data.sampler=device +model.optimizer.fused=true
-      model.optimizer.lr=1e-4 '~model.scheduler'
-      "+model.scheduler={_target_:torch.optim.lr_scheduler.OneCycleLR,_partial_:true,max_lr:1e-4,total_steps:$((MAX_STEPS + 10)),pct_start:0.05,anneal_strategy:cos,cycle_momentum:false,div_factor:25,final_div_factor:4}"
+      model.optimizer.lr=1e-4 model.scheduler=null
+      "model.scheduler={_target_:torch.optim.lr_scheduler.OneCycleLR,_partial_:true,max_lr:1e-4,total_steps:$((MAX_STEPS + 10)),pct_start:0.05,anneal_strategy:cos,cycle_momentum:false,div_factor:25,final_div_factor:4}"
       model.scheduler_interval=step callbacks.lr_monitor.logging_interval=step
       trainer.max_steps="$MAX_STEPS" trainer.max_time="$MAX_TIME" trainer.log_every_n_steps=$LOG_EVERY
       callbacks.model_checkpoint.every_n_epochs=1000 "tags=[finetune,gpu_run]" task_name=finetune

@@ -52,19 +52,6 @@ def make_cell(
     return cell.expand(n, 2).clone()
 
 
-def query_grid(
-    size: tuple[int, int], batch: int = 1, device: torch.device | str | None = None
-) -> tuple[Tensor, Tensor]:
-    """Coordinates and cells of every pixel of an ``H x W`` output.
-
-    Returns:
-        ``coord`` (B, H*W, 2) and ``cell`` (B, H*W, 2).
-    """
-    coord = make_coord(size, device=device)
-    cell = make_cell(size, coord.shape[0], device=device)
-    return coord.unsqueeze(0).expand(batch, -1, -1), cell.unsqueeze(0).expand(batch, -1, -1)
-
-
 @dataclass(frozen=True)
 class Frame:
     """Where an ``h x w`` image sits inside the padded ``h' x w'`` grid a model decodes.

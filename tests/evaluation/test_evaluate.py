@@ -110,7 +110,7 @@ def test_set5_bicubic_and_model_one_prediction_at_a_time(run_eval, shared_data, 
 
         return wrapper
 
-    monkeypatch.setattr(ImplicitSR, "upscale", tracked("model", ImplicitSR.upscale))
+    monkeypatch.setattr(ImplicitSR, "render", tracked("model", ImplicitSR.render))  # eval: options ready
     monkeypatch.setattr(ev, "bicubic_predictor", tracked("bicubic", ev.bicubic_predictor))
     results, out = run_eval(
         "benchmark=[set5]",

@@ -124,7 +124,9 @@ class ModelConfig:
     encoder: Any = None
     head: Any = None
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    scheduler: Optional[SchedulerConfig] = field(default_factory=SchedulerConfig)
+    # Any: a run may swap the schedule (`model.scheduler=null "model.scheduler={_target_: ...OneCycleLR, ...}"`,
+    # scripts/gpu_run.sh); the default MultiStepLR node stays typed (SchedulerConfig)
+    scheduler: Any = field(default_factory=SchedulerConfig)
     scheduler_interval: str = "epoch"
     val_scales: List[float] = field(default_factory=lambda: [2.0, 3.0, 4.0])
     val_protocol: str = "div2k"

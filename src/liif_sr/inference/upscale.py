@@ -12,7 +12,6 @@ import dataclasses
 import math
 import re
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -185,8 +184,3 @@ def upscale_alpha(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
     a = torch.from_numpy(alpha).float()[None, None] / 255
     return to_uint8(upsample_bicubic(a, size)[0])[..., 0]
-
-
-def batched(items: list, n: int) -> Iterator[list]:
-    for i in range(0, len(items), n):
-        yield items[i : i + n]

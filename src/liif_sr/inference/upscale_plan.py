@@ -244,8 +244,3 @@ def plan(
             out.rmdir()
         raise
     return Plan(jobs, skipped, notes)
-
-
-def plan_jobs(inputs: list[str], output: str, fmt: str | None, overwrite: bool) -> list[Job]:
-    """:func:`plan`'s jobs (kept for callers of the old name)."""
-    return plan(inputs, output, fmt, overwrite).jobs
