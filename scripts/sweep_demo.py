@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -42,35 +41,11 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> int:
 
 
 def records(run_file: Path) -> tuple[dict, list[dict], dict]:
-    """(run, history rows, summary) of an offline ``run-<id>.wandb`` file (LevelDB-log framed protobufs)."""
-    from wandb.proto import wandb_internal_pb2 as pb
+    """(run, history rows, summary) of an offline ``run-<id>.wandb`` file."""
+    from liif_sr.training.loggers.wandb_records import read_run
 
-    data, pos, chunk, block = run_file.read_bytes(), 7, b"", 32768
-    run: dict = {}
-    rows: list[dict] = []
-    summary: dict = {}
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:
-            pos += block - pos % block
-            continue
-        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        chunk, pos = chunk + data[pos + 7 : pos + 7 + length], pos + 7 + length
-        if kind not in (1, 4):
-            continue
-        record = pb.Record()
-        record.ParseFromString(chunk)
-        chunk = b""
-        which = record.WhichOneof("record_type")
-        if which == "run":
-            run = {"id": record.run.run_id, "group": record.run.run_group, "name": record.run.display_name}
-        elif which == "history":
-            rows.append(
-                {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item}
-            )
-        elif which == "summary":
-            for i in record.summary.update:
-                summary[i.key or "/".join(i.nested_key)] = json.loads(i.value_json)
-    return run, rows, summary
+    rec = read_run(run_file)
+    return {"id": rec.run_id, "group": rec.group, "name": rec.name}, rec.history, rec.summary
 
 
 def main() -> None:

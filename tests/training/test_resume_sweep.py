@@ -6,10 +6,8 @@ copied run folder resumes in place. W&B runs offline; its records are read back 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 import torch
 import yaml
 from test_sweeps import SWEEP_TINY
+from wandb_records import read_run
 
 SCRIPT = Path(sys.executable).parent / "liif-sr-train"
 TINY = [
@@ -53,34 +52,9 @@ def _lr(run: Path) -> float:
 
 
 def wandb_records(run_file: Path) -> tuple[dict, list[dict]]:
-    """(run record fields, history rows) of an offline ``run-<id>.wandb`` file (LevelDB-log framed protobufs)."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data, pos, chunk, block = run_file.read_bytes(), 7, b"", 32768
-    run: dict = {}
-    rows: list[dict] = []
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:
-            pos += block - pos % block
-            continue
-        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        chunk, pos = chunk + data[pos + 7 : pos + 7 + length], pos + 7 + length
-        if kind in (1, 4):
-            record = pb.Record()
-            record.ParseFromString(chunk)
-            chunk = b""
-            which = record.WhichOneof("record_type")
-            if which == "run":
-                run = {
-                    "id": record.run.run_id,
-                    "group": record.run.run_group,
-                    "name": record.run.display_name,
-                }
-            elif which == "history":
-                rows.append(
-                    {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item}
-                )
-    return run, rows
+    """(run record fields, history rows) of an offline ``run-<id>.wandb`` file."""
+    rec = read_run(run_file)
+    return {"id": rec.run_id, "group": rec.group, "name": rec.name}, rec.history
 
 
 def _segments(job: Path) -> list[tuple[dict, list[dict]]]:

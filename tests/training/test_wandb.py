@@ -5,12 +5,11 @@ keep their W&B id, sweep grouping. No network: W&B runs in offline mode.
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
 import pytest
 from test_train import TINY
-from wandb_records import read_job
+from wandb_records import read_job, read_run
 
 from liif_sr.training.loggers.wandb_run import ID_FILE, prepare_wandb, read_run_id
 
@@ -49,28 +48,9 @@ def _train(run_train, *overrides: str):
 
 
 def _config_and_summary(run_file: Path) -> tuple[dict, dict]:
-    """The config and the final summary of an offline ``run-<id>.wandb`` file (LevelDB-log framed protobufs:
-    a 7-byte file header, 32 KiB blocks, 7-byte record headers ``<crc32, length, type>``)."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data, pos, chunk, block = run_file.read_bytes(), 7, b"", 32768
-    config: dict = {}
-    summary: dict = {}
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:  # block trailer: zero padding
-            pos += block - pos % block
-            continue
-        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        chunk, pos = chunk + data[pos + 7 : pos + 7 + length], pos + 7 + length
-        if kind in (1, 4):  # FULL or LAST part of a record
-            record = pb.Record()
-            record.ParseFromString(chunk)
-            chunk = b""
-            which = record.WhichOneof("record_type")
-            target = {"config": config, "summary": summary}.get(which)
-            for item in getattr(record, which).update if target is not None else ():
-                target[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
-    return config, summary
+    """The config and the final summary of an offline ``run-<id>.wandb`` file."""
+    rec = read_run(run_file)
+    return rec.config, rec.summary
 
 
 def _tensorboard_images(run_dir: Path) -> dict[str, list]:
