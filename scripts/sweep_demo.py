@@ -84,7 +84,8 @@ def main() -> None:
     print((sweep / "sweep_status.json").read_text() if (sweep / "sweep_status.json").exists() else "")
     md = sweep / "eval_latest" / "results.md"
     print(md.read_text() if md.exists() else "(no eval table)")
-    for run_file in sorted(sweep.glob("**/offline-run-*/run-*.wandb")):
+    evals = sorted((root / "logs" / "eval").glob("runs/*/wandb/offline-run-*/run-*.wandb"))
+    for run_file in [*sorted(sweep.glob("**/offline-run-*/run-*.wandb")), *evals]:
         info, rows, summary = records(run_file)
         steps = [r.get("_step") for r in rows]
         psnr = [(r.get("_step"), round(r["val/psnr"], 3)) for r in rows if "val/psnr" in r]
@@ -93,7 +94,7 @@ def main() -> None:
             for k, v in summary.items()
             if k.startswith(("val/", "status", "failure", "eval/", "train/ms"))
         }
-        print(f"{run_file.relative_to(sweep)}: name={info.get('name')!r} group={info.get('group')!r} "
+        print(f"{run_file.relative_to(root)}: name={info.get('name')!r} group={info.get('group')!r} "
               f"id={info.get('id')} steps={steps[:1]}..{steps[-1:]} ({len(rows)} rows) val/psnr={psnr} "
               f"summary={json.dumps(keep)[:400]}")  # fmt: skip
 
