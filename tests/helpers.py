@@ -8,6 +8,16 @@ from pathlib import Path
 
 import torch
 
+#: tiny training data for 1-2 step runs (two skimage photos, 16-px LR crops, 64 queries, one validation photo)
+TINY_DATA = [
+    "data.repeat=1",
+    "data.batch_size=2",
+    "data.inp_size=16",
+    "data.sample_q=64",
+    "data.train_sources=[skimage:astronaut,skimage:rocket]",
+    "data.val_sources=[skimage:coffee]",
+]
+
 
 def compose_in(run_dir: Path, *overrides: str, mkdir: bool = True):
     """Compose ``train.yaml`` for a run writing into ``run_dir`` (what Hydra's ``hydra.run.dir`` does).

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TINY_DATA
 from torch import Tensor, nn
 
 from liif_sr import load_model
@@ -89,12 +90,7 @@ def test_own_encoder_and_head_train_save_reload_upscale(run_train, tmp_path):
         "model/encoder=tiny_conv",
         "model/head=nearest_mlp",
         "model.head.hidden_list=[16]",  # the quickstart experiment sets it too
-        "data.repeat=1",
-        "data.batch_size=2",
-        "data.inp_size=16",
-        "data.sample_q=64",
-        "data.train_sources=[skimage:astronaut,skimage:rocket]",
-        "data.val_sources=[skimage:coffee]",
+        *TINY_DATA,
         "trainer.accelerator=cpu",
         "trainer.max_steps=2",
         "callbacks.progress_bar=null",

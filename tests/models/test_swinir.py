@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import TINY_DATA
 from official_liif import OfficialLIIF, official_make_coord
 from official_swinir import OfficialSwinIR, official_swinir_eval
 
@@ -259,12 +260,7 @@ def test_swinir_small_fast_dev_run(run_train):
     """Lightning: one training step and one validation (full-image upscale with the inference padding)."""
     _, (metrics, objs) = run_train(
         "debug=fdr",
-        "data.repeat=1",
-        "data.batch_size=2",
-        "data.inp_size=16",
-        "data.sample_q=64",
-        "data.train_sources=[skimage:astronaut,skimage:rocket]",
-        "data.val_sources=[skimage:coffee]",
+        *TINY_DATA,
         "model/encoder=swinir_small",
         "model.head.hidden_list=[16,16]",
         "trainer.accelerator=cpu",

@@ -6,17 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TINY_DATA
 from hydra.utils import instantiate
 
 from liif_sr import load_model
 
 TINY = [
-    "data.repeat=1",
-    "data.batch_size=2",
-    "data.inp_size=16",
-    "data.sample_q=64",
-    "data.train_sources=[skimage:astronaut,skimage:rocket]",
-    "data.val_sources=[skimage:coffee]",
+    *TINY_DATA,
     "model.encoder.n_resblocks=1",
     "model.encoder.n_feats=8",
     "model.head.hidden_list=[16,16]",
