@@ -14,6 +14,7 @@ from typing import Any
 from torch import Tensor
 
 from liif_sr.models.heads.base import DecoderHead
+from liif_sr.models.official_lmf import LMLIIF_PREFIXES, LMLTE_PREFIXES, lmliif_config, lmlte_config
 
 
 def official_mlp(name: str, args: Mapping[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -96,6 +97,9 @@ OFFICIAL_HEADS: dict[str, OfficialHead] = {
         _lte_config, {"coef.": "coef.", "freq.": "freq.", "phase.": "phase.", "imnet.": "mlp."}
     ),
     "metasr": OfficialHead(_metasr_config, {"imnet.": "mlp."}),
+    # the LMF repository's heads (models/official_lmf.py)
+    "lmliif": OfficialHead(lmliif_config, LMLIIF_PREFIXES),
+    "lmlte": OfficialHead(lmlte_config, LMLTE_PREFIXES),
 }
 
 

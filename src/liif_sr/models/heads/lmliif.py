@@ -1,0 +1,132 @@
+"""The LM-LIIF head (He et al., CVPR 2024): LIIF with a latent modulated render MLP.
+
+Per latent: the latent MLP (``hypernet``, ``9C + 2 → [208] → 2·16·D + 16``) reads the 3x3-unfolded latent
+(``F.unfold`` layout ``c·9 + k``) and ``rel_cell = cell · (h, w)``; it gives D scale and D shift vectors and a
+16-wide latent code ``z``. Per query and ensemble member (LIIF's four shifted nearest latents, relative
+coordinate, area weights with the diagonal swap): the :class:`~.lmf_common.ModulatedMLP` (width 16, depth D)
+decodes ``z(p) ‖ rel ‖ rel_cell`` with the modulations of the same latent ``p``. There is no LR skip.
+(docs/method.md: LM-LIIF head; ``liif_spec.md`` §12.)
+
+The latent MLP runs once per image and cell, in the first ``decode`` (its input needs the output grid's
+cell, :func:`~.lmf_common.modulations`); ``prepare`` keeps the unfolded latent. Two paths
+(:attr:`LMLIIFHead.fast`): the fast path gathers the four members' rows with global indices (also on windows);
+the reference (``fast=False``, whole-grid states) follows the official steps with ``grid_sample``.
+
+``reach = 2``: a query reads the latents one cell around its own LR pixel, each of which depends on its 3x3
+neighbourhood (the unfold).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from liif_sr.models.heads.base import DecoderHead, window_of
+from liif_sr.models.heads.geometry import const, validate_latent, validate_queries
+from liif_sr.models.heads.lmf_common import (
+    LMState,
+    ModulatedMLP,
+    blend,
+    gather_members,
+    modulations,
+    reference_members,
+    rows_to_map,
+)
+from liif_sr.models.mlp import MLP
+from liif_sr.models.registry import register_head
+
+
+@register_head("lmliif")
+class LMLIIFHead(DecoderHead):
+    """Latent modulated LIIF head.
+
+    Args:
+        in_channels: latent channels ``C`` of the encoder (64).
+        hidden_dim: width of the render MLP and of the latent code ``z`` (16).
+        hidden_depth: modulated hidden layers of the render MLP (6; 8 in the SwinIR recipe).
+        hypernet_hidden: hidden sizes of the latent MLP (``[208]``).
+        out_dim: output channels (3).
+        fast: the gather path (default) or the official step-by-step reference (whole-grid states).
+    """
+
+    reach = 2
+    paper_cell_clip = 4.0  # LMF test.py: cell * max(scale / scale_max, 1), scale_max = 4
+
+    def __init__(
+        self,
+        in_channels: int = 64,
+        hidden_dim: int = 16,
+        hidden_depth: int = 6,
+        hypernet_hidden: Sequence[int] = (208,),
+        out_dim: int = 3,
+        fast: bool = True,
+    ) -> None:
+        super().__init__()
+        self.in_channels, self.fast = in_channels, bool(fast)
+        self.render = ModulatedMLP(hidden_dim + 4, out_dim, hidden_dim, hidden_depth)
+        self.hypernet = MLP(in_channels * 9 + 2, self.render.mod_dim + hidden_dim, list(hypernet_hidden))
+        self.config = {
+            "hidden_dim": hidden_dim,
+            "hidden_depth": hidden_depth,
+            "hypernet_hidden": [int(h) for h in hypernet_hidden],
+            "out_dim": out_dim,
+        }
+
+    def state_bytes_per_latent(self, dtype_bytes: int = 4) -> int:
+        return (self.in_channels * 9 + self.hypernet.out_dim) * dtype_bytes
+
+    def decode_bytes_per_query(self, dtype_bytes: int = 4) -> int:
+        return 4 * (2 * self.hypernet.out_dim + 4 * self.render.hidden_dim + 8) * dtype_bytes
+
+    # ------------------------------------------------------------------ contract
+    def prepare(
+        self,
+        feat: Tensor,
+        lr: Tensor | None = None,
+        offset: tuple[int, int] | None = None,
+        full_size: tuple[int, int] | None = None,
+    ) -> LMState:
+        """The 3x3-unfolded window ``feat`` (B, C, th, tw); the latent MLP runs in ``decode`` (it needs the cell)."""
+        validate_latent("LMLIIFHead", feat, self.in_channels)
+        offset, full, size = window_of(feat, offset, full_size)
+        b, c, th, tw = feat.shape
+        unfolded = F.unfold(feat, 3, padding=1).view(b, c * 9, th, tw)
+        return LMState(offset, full, size, latent=unfolded)
+
+    def _modulate(self, state: LMState, rel_cell: Tensor) -> Tensor:
+        """The latent MLP on every latent of the window at each item's ``rel_cell`` (B, 2) → (B, th, tw, M)."""
+        x = state.latent.permute(0, 2, 3, 1)  # (B, th, tw, 9C)
+        cell = rel_cell.to(x.dtype).view(-1, 1, 1, 2).expand(-1, *x.shape[1:3], 2)
+        return self.hypernet(torch.cat([x, cell], dim=-1))
+
+    def decode(self, state: LMState, coord: Tensor, cell: Tensor | None = None) -> Tensor:
+        """(B, Q, 2) global coordinates and cells → (B, Q, out_dim) in the normalised output space."""
+        validate_queries("LMLIIFHead", state.latent.shape[0], coord, cell, need_cell=True)
+        h, w = state.full_size
+        rows = modulations(state, cell, state.full_size, self._modulate, check=not torch.is_grad_enabled())
+        rel_cell = cell * const([h, w], coord.device, cell.dtype)
+        if not self.fast and state.size == state.full_size:
+            return self._decode_reference(state, rows, coord, rel_cell)
+        _, rel_coord, q_rows = gather_members(state, rows, coord, "LMLIIFHead")
+        mod_dim, b, q = self.render.mod_dim, coord.shape[0], coord.shape[1]
+        z = q_rows[..., mod_dim:]
+        inp = torch.cat(
+            [z, rel_coord.to(z.dtype), rel_cell.to(z.dtype).unsqueeze(1).expand(b, 4, q, 2)], dim=-1
+        )
+        pred = self.render(inp, q_rows)  # (B, 4, Q, out)
+        return blend(pred.float(), rel_coord)
+
+    # ------------------------------------------------------------------ reference
+    def _decode_reference(self, state: LMState, rows: Tensor, coord: Tensor, rel_cell: Tensor) -> Tensor:
+        """The official ``query_rgb`` step by step on the whole grid (``grid_sample`` lookups per member)."""
+        maps = rows_to_map(rows, coord.shape[0], state.size)
+        mod_dim = self.render.mod_dim
+        preds, rels = [], []
+        for q_rows, rel_coord in reference_members(maps, coord):
+            inp = torch.cat([q_rows[..., mod_dim:], rel_coord, rel_cell], dim=-1)
+            preds.append(self.render(inp, q_rows))
+            rels.append(rel_coord)
+        return blend(torch.stack(preds, 1), torch.stack(rels, 1))

@@ -1,0 +1,158 @@
+"""The LM-LTE head (He et al., CVPR 2024): LTE with a latent modulated render MLP.
+
+Per latent: ``coef``, ``freq`` = Conv3x3(C → 128) each and ``phase = Linear(2 → 64, no bias)``; the latent
+MLP (``hypernet``, ``128 → [288] → 2·16·D + 32``) reads ``coef ⊙ [cos πf, sin πf]`` with
+``f_k = freq_{2k} + freq_{2k+1} + phase(rel_cell)_k`` (no coordinate) and gives D scale and D shift vectors,
+then ``coef'`` (16) and ``freq'`` (16). Per query and ensemble member (LIIF's four shifted nearest latents,
+relative coordinate, area weights with the diagonal swap): ``φ_k = freq'_{2k} rel_0 + freq'_{2k+1} rel_1 +
+imphase(rel_cell)_k`` with ``imphase = Linear(2 → 8, no bias)``, and the :class:`~.lmf_common.ModulatedMLP`
+(width 16, depth D = 8) decodes ``coef' ⊙ [cos πφ, sin πφ]``. The blended prediction gets LTE's bilinear
+skip of the normalised LR (border padding, ``align_corners=False``). (docs/method.md: LM-LTE head;
+``liif_spec.md`` §12.)
+
+As LM-LIIF, the latent MLP runs once per image and cell in the first ``decode``; ``fast=False`` is the
+official step-by-step reference on whole-grid states. ``reach = 2``: members one latent around the query's
+own, each depending on its 3x3 neighbourhood (the convolutions); the skip reads at most one LR pixel around.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from liif_sr.models.heads.base import DecoderHead, window_of
+from liif_sr.models.heads.geometry import const, validate_latent, validate_queries
+from liif_sr.models.heads.lmf_common import (
+    LMState,
+    ModulatedMLP,
+    blend,
+    gather_members,
+    modulations,
+    reference_members,
+    rows_to_map,
+)
+from liif_sr.models.heads.lte import bilinear_border
+from liif_sr.models.mlp import MLP
+from liif_sr.models.registry import register_head
+
+
+@register_head("lmlte")
+class LMLTEHead(DecoderHead):
+    """Latent modulated LTE head.
+
+    Args:
+        in_channels: latent channels ``C`` of the encoder (64).
+        latent_dim: channels of ``coef`` and ``freq`` (even; 128), the latent MLP's input width.
+        hidden_dim: width of the render MLP (even; 16); ``coef'`` and ``freq'`` are as wide.
+        hidden_depth: modulated hidden layers of the render MLP (8).
+        hypernet_hidden: hidden sizes of the latent MLP (``[288]``).
+        out_dim: output channels (3).
+        fast: the gather path (default) or the official step-by-step reference (whole-grid states).
+    """
+
+    reach = 2
+    paper_cell_clip = 4.0  # LMF test.py: cell * max(scale / scale_max, 1), scale_max = 4
+
+    def __init__(
+        self,
+        in_channels: int = 64,
+        latent_dim: int = 128,
+        hidden_dim: int = 16,
+        hidden_depth: int = 8,
+        hypernet_hidden: Sequence[int] = (288,),
+        out_dim: int = 3,
+        fast: bool = True,
+    ) -> None:
+        super().__init__()
+        for name, v in (("latent_dim", latent_dim), ("hidden_dim", hidden_dim)):
+            if v < 2 or v % 2:
+                raise ValueError(f"LMLTEHead: {name} must be even and >= 2, got {v}")
+        self.in_channels, self.fast = in_channels, bool(fast)
+        self.coef = nn.Conv2d(in_channels, latent_dim, 3, padding=1)
+        self.freq = nn.Conv2d(in_channels, latent_dim, 3, padding=1)
+        self.phase = nn.Linear(2, latent_dim // 2, bias=False)
+        self.render = ModulatedMLP(hidden_dim, out_dim, hidden_dim, hidden_depth)
+        self.hypernet = MLP(latent_dim, self.render.mod_dim + 2 * hidden_dim, list(hypernet_hidden))
+        self.imphase = nn.Linear(2, hidden_dim // 2, bias=False)
+        self.config = {
+            "latent_dim": latent_dim,
+            "hidden_dim": hidden_dim,
+            "hidden_depth": hidden_depth,
+            "hypernet_hidden": [int(h) for h in hypernet_hidden],
+            "out_dim": out_dim,
+        }
+
+    def state_bytes_per_latent(self, dtype_bytes: int = 4) -> int:
+        return (2 * self.coef.out_channels + self.hypernet.out_dim + 3) * dtype_bytes
+
+    def decode_bytes_per_query(self, dtype_bytes: int = 4) -> int:
+        return 4 * (2 * self.hypernet.out_dim + 4 * self.render.hidden_dim + 8) * dtype_bytes
+
+    # ------------------------------------------------------------------ contract
+    def prepare(
+        self,
+        feat: Tensor,
+        lr: Tensor | None = None,
+        offset: tuple[int, int] | None = None,
+        full_size: tuple[int, int] | None = None,
+    ) -> LMState:
+        """``coef``/``freq`` of the window ``feat`` (B, C, th, tw) and its normalised LR ``lr`` (B, 3, th, tw)."""
+        validate_latent("LMLTEHead", feat, self.in_channels)
+        if lr is None or lr.shape != (feat.shape[0], 3, *feat.shape[-2:]):
+            got = None if lr is None else tuple(lr.shape)
+            raise ValueError(
+                f"LMLTEHead: needs the normalised LR (B, 3, th, tw) of the latent window, got {got}"
+            )
+        offset, full, size = window_of(feat, offset, full_size)
+        latent = torch.cat([self.coef(feat), self.freq(feat)], dim=1)
+        return LMState(offset, full, size, latent=latent, lr=lr)
+
+    def _modulate(self, state: LMState, rel_cell: Tensor) -> Tensor:
+        """The latent MLP on every latent of the window at each item's ``rel_cell`` (B, 2) → (B, th, tw, M)."""
+        d = self.coef.out_channels
+        x = state.latent.permute(0, 2, 3, 1)  # (B, th, tw, 2D)
+        coef, freq = x[..., :d], x[..., d:]
+        freq = torch.stack(torch.split(freq, 2, dim=-1), dim=-1).sum(dim=-2)  # f_{2k} + f_{2k+1}
+        freq = freq + self.phase(rel_cell.to(x.dtype)).view(-1, 1, 1, d // 2)
+        basis = torch.cat([torch.cos(math.pi * freq), torch.sin(math.pi * freq)], dim=-1)
+        return self.hypernet(coef * basis)
+
+    def _render_input(self, q_rows: Tensor, rel_coord: Tensor, phase: Tensor) -> Tensor:
+        """``coef' ⊙ [cos πφ, sin πφ]`` from members' rows (..., M), ``rel_coord`` (..., 2), ``imphase`` (..., H/2)."""
+        hd = self.render.hidden_dim
+        coef = q_rows[..., self.render.mod_dim : self.render.mod_dim + hd]
+        freq = q_rows[..., self.render.mod_dim + hd :]
+        freq = torch.stack(torch.split(freq, 2, dim=-1), dim=-1)  # (..., 2, H/2)
+        theta = (freq * rel_coord.unsqueeze(-1).to(freq.dtype)).sum(dim=-2) + phase
+        return coef * torch.cat([torch.cos(math.pi * theta), torch.sin(math.pi * theta)], dim=-1)
+
+    def decode(self, state: LMState, coord: Tensor, cell: Tensor | None = None) -> Tensor:
+        """(B, Q, 2) global coordinates and cells → (B, Q, out_dim) in the normalised output space."""
+        validate_queries("LMLTEHead", state.latent.shape[0], coord, cell, need_cell=True)
+        h, w = state.full_size
+        rows = modulations(state, cell, state.full_size, self._modulate, check=not torch.is_grad_enabled())
+        phase = self.imphase(cell * const([h, w], coord.device, cell.dtype))  # (B, Q, H/2)
+        if not self.fast and state.size == state.full_size:
+            return self._decode_reference(state, rows, coord, phase)
+        _, rel_coord, q_rows = gather_members(state, rows, coord, "LMLTEHead")
+        pred = self.render(self._render_input(q_rows, rel_coord, phase.unsqueeze(1)), q_rows)
+        out = blend(pred.float(), rel_coord)
+        return out + bilinear_border(state.lr, coord, state.offset, state.full_size)
+
+    # ------------------------------------------------------------------ reference
+    def _decode_reference(self, state: LMState, rows: Tensor, coord: Tensor, phase: Tensor) -> Tensor:
+        """The official ``query_rgb`` step by step on the whole grid (``grid_sample`` lookups per member)."""
+        maps = rows_to_map(rows, coord.shape[0], state.size)
+        preds, rels = [], []
+        for q_rows, rel_coord in reference_members(maps, coord):
+            preds.append(self.render(self._render_input(q_rows, rel_coord, phase), q_rows))
+            rels.append(rel_coord)
+        out = blend(torch.stack(preds, 1), torch.stack(rels, 1))
+        skip = F.grid_sample(
+            state.lr, coord.flip(-1).unsqueeze(1), mode="bilinear", padding_mode="border", align_corners=False
+        )
+        return out + skip[:, :, 0, :].permute(0, 2, 1)
