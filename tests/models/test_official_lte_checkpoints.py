@@ -22,8 +22,9 @@ from official_swinir import OfficialSwinIR, batched_predict, official_swinir_eva
 from liif_sr import load_model
 from liif_sr.checkpoints import read_checkpoint, save_weights
 from liif_sr.errors import CheckpointError
+from liif_sr.models.official import supported
 
-SUPPORTED = "supported: liif, lte, metasr with edsr-baseline, rdn, swinir"
+SUPPORTED = f"supported: {supported()}"  # every registered official head (liif, lte, metasr, lm*) x encoder
 PAIRS = [
     ("lte", "edsr-baseline"),
     ("lte", "rdn"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from liif_sr.errors import UserError
-from liif_sr.inference.tiling import TilingUnsupportedError, covers, tile_margin
+from liif_sr.inference.tiling import TilingUnsupportedError, covers, tile_margin, untileable
 from liif_sr.models.implicit_sr import ImplicitSR
 from liif_sr.models.upscale_options import UpscaleOptions
 
@@ -20,7 +20,8 @@ _MIN_TILE_ABS = 16
 
 def min_tile(model: ImplicitSR) -> int:
     """Smallest useful tile: ``2 * margin`` LR pixels (at most 4x re-encoding), and at least 16."""
-    return max(_MIN_TILE_ABS, _MIN_TILE_MARGINS * tile_margin(model.encoder, model.head.reach))
+    margin = tile_margin(model.encoder, model.head.reach, model.head.name)
+    return max(_MIN_TILE_ABS, _MIN_TILE_MARGINS * margin)
 
 
 def raise_tile(model: ImplicitSR, tile: int) -> tuple[int, str | None]:
@@ -28,10 +29,10 @@ def raise_tile(model: ImplicitSR, tile: int) -> tuple[int, str | None]:
 
     Tiling computes the same function (up to float rounding), so a larger tile changes memory and speed,
     not the result; a tile smaller than the encoder's margin would re-encode ``(2 * margin + tile)^2 /
-    tile^2`` times the image. An encoder that cannot be tiled (SwinIR) keeps any tile here: one that covers
-    the image runs untiled, a smaller one is refused when the image is seen.
+    tile^2`` times the image. A model that cannot be tiled (a SwinIR encoder, an LM-CiaoSR head) keeps any
+    tile here: one that covers the image runs untiled, a smaller one is refused when the image is seen.
     """
-    if model.encoder.receptive_radius is None or tile == 0:
+    if untileable(model) is not None or tile == 0:
         return tile, None
     floor = min_tile(model)
     if tile < floor:
@@ -51,14 +52,14 @@ def estimate_tile(
     latent window and the head's prepared state (:meth:`DecoderHead.state_bytes_per_latent`, counted twice
     for its working copy). Fixed: the (padded) normalised LR, the output image (if ``opts.size``) and the
     decoding working set of ``opts.chunk`` queries (:meth:`DecoderHead.decode_bytes_per_query`). An encoder
-    that cannot be tiled (SwinIR): the estimate of one untiled run (no margin).
+    or head that cannot be tiled (SwinIR, LM-CiaoSR): the estimate of one untiled run (no margin).
 
     Raises:
         ValueError: the fixed costs alone exceed the budget.
     """
     encoder, head = model.encoder, model.head
     batch, h, w = int(lr_shape[0]), int(lr_shape[-2]), int(lr_shape[-1])
-    m = 0 if encoder.receptive_radius is None else tile_margin(encoder, head.reach)
+    m = 0 if untileable(model) is not None else tile_margin(encoder, head.reach)
     per_px = (
         encoder.activation_bytes_per_pixel(dtype_bytes)
         + int(encoder.out_dim) * dtype_bytes
@@ -77,7 +78,7 @@ def estimate_tile(
 
 def budget_tile(model: ImplicitSR, lr_shape: tuple[int, ...], opts: UpscaleOptions) -> int:
     """The tile ``opts.max_memory`` allows for one image: 0 when it fits untiled; refused (one line) when only
-    tiles below :func:`min_tile` fit, or when an encoder that cannot be tiled does not fit."""
+    tiles below :func:`min_tile` fit, or when a model that cannot be tiled does not fit."""
     h, w = int(lr_shape[-2]), int(lr_shape[-1])
     try:
         tile = max(1, min(estimate_tile(model, lr_shape, opts), max(h, w)))
@@ -85,10 +86,11 @@ def budget_tile(model: ImplicitSR, lr_shape: tuple[int, ...], opts: UpscaleOptio
         raise UserError(f"--max-memory: {exc}") from None
     if tile >= max(h, w):
         return 0
-    if model.encoder.receptive_radius is None:
+    part = untileable(model)
+    if part is not None:
         raise TilingUnsupportedError(
             f"--max-memory {opts.max_memory} B: too small for a {h}x{w} input with this model untiled (room "
-            f"for {tile}-pixel tiles), and its {model.encoder.name} encoder cannot be tiled: raise --max-memory"
+            f"for {tile}-pixel tiles), and {part} cannot be tiled: raise --max-memory"
         )
     floor = min_tile(model)
     if tile < min(floor, max(h, w)):

@@ -62,16 +62,33 @@ class TilingUnsupportedError(UserError, ValueError):
     """The model cannot be tiled exactly (its encoder's receptive field spans the image)."""
 
 
-def tile_margin(encoder: nn.Module, reach: int = 2) -> int:
+def untileable(model: ImplicitSR) -> str | None:
+    """The part of ``model`` that cannot be tiled exactly (``"its swinir encoder"``, ``"its lmciaosr head"``:
+    an unbounded encoder receptive field or head ``reach``), or None when tiles compute the same function."""
+    if model.encoder.receptive_radius is None:
+        return f"its {model.encoder.name} encoder"
+    if model.head.reach is None:
+        return f"its {model.head.name} head"
+    return None
+
+
+def tile_margin(encoder: nn.Module, reach: int | None = 2, head_name: str = "this") -> int:
     """LR pixels of context each tile needs beyond its edges: ``receptive_radius + reach`` (see module doc).
 
-    Raises :class:`TilingUnsupportedError` for encoders without a bounded receptive field (SwinIR).
+    Raises :class:`TilingUnsupportedError` for encoders without a bounded receptive field (SwinIR) and heads
+    without a bounded reach (``reach=None``: non-local heads such as LM-CiaoSR).
     """
     radius = encoder.receptive_radius
     if radius is None:
         raise TilingUnsupportedError(
             f"exact tiling needs an encoder with a bounded receptive field; {encoder.name}'s shifted-window "
             "attention spans the whole image, so tiles would change the output: run it untiled "
+            "(drop --tile/--max-memory)"
+        )
+    if reach is None:
+        raise TilingUnsupportedError(
+            f"exact tiling needs a head with a bounded reach; the {head_name} head's non-local attention looks "
+            "across the whole latent grid, so tiles would change the output: run it untiled "
             "(drop --tile/--max-memory)"
         )
     return int(radius) + int(reach)
@@ -99,8 +116,9 @@ def tile_blocks(
     ``border="replicate"`` the padded image is the one that is tiled (its frame mapped as untiled).
     """
     ty, tx = tile
+    m_exact = tile_margin(model.encoder, model.head.reach, model.head.name)  # refuses what cannot be tiled
     reach = int(model.head.reach)
-    m = tile_margin(model.encoder, reach) if margin is None else int(margin)
+    m = m_exact if margin is None else int(margin)
     if m < reach:
         raise ValueError(f"upscale_tiled: margin must be >= the head's reach {reach}, got {m}")
     (out_h, out_w), cell_clip = opts.out_size, opts.cell_clip

@@ -1,8 +1,9 @@
 """Official LIIF / LTE checkpoint specs → our plain config and state dict (docs/method.md: Official checkpoints).
 
-The official ``train_liif.py`` (LIIF) and ``train.py`` (LTE) save ``{"model": {"name", "args", "sd"}, ...}``.
+The official ``train_liif.py`` (LIIF) and ``train.py`` (LTE, LMF) save ``{"model": {"name", "args", "sd"}, ...}``.
 One generic converter handles every registered head with an official format (``liif``, ``lte``,
-``metasr``: :data:`~liif_sr.models.official_heads.OFFICIAL_HEADS`) on every
+``metasr``, LMF's ``lmciaosr``: :data:`~liif_sr.models.official_heads.OFFICIAL_HEADS`, each naming the
+``args`` key of its encoder spec: ``encoder_spec``, or ``encoder`` for ``lmciaosr``) on every
 registered encoder with one (``edsr-baseline``, ``rdn``, ``swinir``: :attr:`Encoder.official_name`,
 :meth:`Encoder.official_config` / :meth:`~Encoder.official_state_dict`). Anything else is refused in one
 line naming what the file has and what is supported.
@@ -30,6 +31,7 @@ from liif_sr.models.heads.base import DecoderHead
 from liif_sr.models.official_heads import OFFICIAL_HEADS
 from liif_sr.models.registry import encoders, heads
 
+_KEYS = tuple(dict.fromkeys(["encoder_spec", *(f.encoder_key for f in OFFICIAL_HEADS.values())]))
 _LIIF_ARGS = {"encoder_spec", "imnet_spec", "feat_unfold", "local_ensemble", "cell_decode"}
 
 
@@ -80,13 +82,16 @@ def official_to_ours(spec: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
     if not isinstance(args, Mapping):
         raise CheckpointError(f"official model spec has args of type {type(args).__name__}, not a dict")
     name = _resolve_name(spec.get("name"), args)
-    enc_spec = args.get("encoder_spec")
+    head_cls = official_heads().get(name)
+    # the head's format names its encoder key (LIIF/LTE: encoder_spec; LMF's lmciaosr: encoder); an unknown
+    # model with any such key is an implicit model we do not support, one with none a fixed-scale network
+    keys = [OFFICIAL_HEADS[head_cls.name].encoder_key] if head_cls else list(_KEYS)
+    key = next((k for k in keys if k in args), keys[0])
+    enc_spec = args.get(key)
     if not isinstance(enc_spec, Mapping):
-        raise _refuse(
-            f"official model {name!r} (no encoder_spec: a fixed-scale network, not an implicit decoder)"
-        )
+        raise _refuse(f"official model {name!r} (no {key}: a fixed-scale network, not an implicit decoder)")
     enc_name = enc_spec.get("name")
-    head_cls, enc_cls = official_heads().get(name), official_encoders().get(enc_name)
+    enc_cls = official_encoders().get(enc_name)
     if head_cls is None or enc_cls is None:
         raise _refuse(f"official model {name!r} with encoder {enc_name!r}")
     try:

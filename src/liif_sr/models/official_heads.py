@@ -1,4 +1,4 @@
-"""The official LIIF / LTE / MetaSR head formats: config and state-dict conversion (used by :mod:`.official`).
+"""The official LIIF / LTE / MetaSR / LM-CiaoSR head formats: config and state-dict conversion (used by :mod:`.official`).
 
 Kept out of the head contract (:class:`~liif_sr.models.heads.base.DecoderHead`): a head is the algorithm; how
 the papers' code stored it is one :class:`OfficialHead` entry here, keyed by our head name. A new head needs
@@ -14,7 +14,14 @@ from typing import Any
 from torch import Tensor
 
 from liif_sr.models.heads.base import DecoderHead
-from liif_sr.models.official_lmf import LMLIIF_PREFIXES, LMLTE_PREFIXES, lmliif_config, lmlte_config
+from liif_sr.models.official_lmf import (
+    LMCIAOSR_PREFIXES,
+    LMLIIF_PREFIXES,
+    LMLTE_PREFIXES,
+    lmciaosr_config,
+    lmliif_config,
+    lmlte_config,
+)
 
 
 def official_mlp(name: str, args: Mapping[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -67,10 +74,13 @@ class OfficialHead:
     Attributes:
         config: official model ``args`` → our head config (without ``in_channels``); ValueError if refused.
         prefixes: official state-dict key prefix → ours (relative to the head), e.g. ``{"imnet.": "mlp."}``.
+        encoder_key: the model ``args`` key holding the encoder spec (``"encoder_spec"``; LMF's lmciaosr:
+            ``"encoder"``).
     """
 
     config: Callable[[Mapping[str, Any]], dict[str, Any]]
     prefixes: Mapping[str, str]
+    encoder_key: str = "encoder_spec"
 
     def state_dict(self, name: str, sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """The head's own state dict (keys relative to the head) from an official model state dict.
@@ -100,6 +110,7 @@ OFFICIAL_HEADS: dict[str, OfficialHead] = {
     # the LMF repository's heads (models/official_lmf.py)
     "lmliif": OfficialHead(lmliif_config, LMLIIF_PREFIXES),
     "lmlte": OfficialHead(lmlte_config, LMLTE_PREFIXES),
+    "lmciaosr": OfficialHead(lmciaosr_config, LMCIAOSR_PREFIXES, encoder_key="encoder"),
 }
 
 

@@ -99,3 +99,65 @@ LMLTE_PREFIXES = {
     "hypernet.": "hypernet.",
     "imnet.": "render.",
 }
+
+
+#: LMF's lmciaosr switches our head implements (the repository's configuration; constructor defaults apply)
+LMCIAOSR_FIXED = {
+    "local_size": 2,
+    "feat_unfold": True,
+    "non_local_attn": True,
+    "multi_scale": [2],
+    "softmax_scale": 1,
+    "mod_input": True,
+}
+_LMCIAOSR_DEFAULTS = {**LMCIAOSR_FIXED, "mod_input": False}
+_LMCIAOSR_NETS = ("prenet_q", "hypernet_q", "imnet_q", "imnet_k", "imnet_v")
+
+
+def lmciaosr_config(args: Mapping[str, Any]) -> dict[str, Any]:
+    """Official ``lmciaosr`` args (its encoder under ``encoder``) → :class:`~liif_sr.models.heads.lmciaosr.
+    LMCiaoSRHead` config, with ``lr_skip="eval"``: the official skip in evaluation only."""
+    name = "lmciaosr"
+    unknown = sorted(set(args) - {"encoder", *_LMCIAOSR_NETS, *LMCIAOSR_FIXED, "cmsr_spec"})
+    if unknown:
+        raise ValueError(f"official {name} model has arguments the official code does not take: {unknown}")
+    if args.get("cmsr_spec") is not None:
+        raise ValueError(
+            f"official {name} model has a cmsr_spec: CMSR (an approximation with per-model tables) is not "
+            "supported; the plain decode is"
+        )
+    for key, want in LMCIAOSR_FIXED.items():
+        got = args.get(key, _LMCIAOSR_DEFAULTS[key])
+        if (list(got) if isinstance(got, (list, tuple)) else got) != want:
+            raise ValueError(
+                f"official {name} model sets {key}={got!r}; only the recipes' {want!r} is supported"
+            )
+    render = _spec_args(name, args, "imnet_q", "lmmlp")
+    if not (render.get("mod_scale", True) and render.get("mod_shift", True)) or render.get("use_conv"):
+        raise ValueError(f"official {name} model: only an lmmlp imnet_q with both modulations, no use_conv")
+    if int(render.get("out_dim", 3)) != 3:
+        raise ValueError(f"official {name} model renders {render.get('out_dim')} channels, not 3")
+    if "hidden_dim" not in render or "hidden_depth" not in render:
+        raise ValueError(f"official {name} model: imnet_q has no hidden_dim/hidden_depth")
+    nets = [k for k in _LMCIAOSR_NETS if k != "imnet_q"]
+    hidden = {k: _spec_args(name, args, k, "mlp").get("hidden_list", []) for k in nets}
+    attn = {k: [int(h) for h in v] for k, v in hidden.items() if k != "hypernet_q"}
+    if len({tuple(v) for v in attn.values()}) != 1:
+        raise ValueError(f"official {name} model: prenet_q, imnet_k, imnet_v hidden lists differ ({attn})")
+    return {
+        "hidden_dim": int(render["hidden_dim"]),
+        "hidden_depth": int(render["hidden_depth"]),
+        "attn_hidden": attn["prenet_q"],
+        "hypernet_hidden": [int(h) for h in hidden["hypernet_q"]],
+        "lr_skip": "eval",
+    }
+
+
+LMCIAOSR_PREFIXES = {
+    "cs_attn.": "attention.",
+    "prenet_q.": "prenet_q.",
+    "imnet_k.": "imnet_k.",
+    "imnet_v.": "imnet_v.",
+    "hypernet_q.": "hypernet.",
+    "imnet_q.": "render.",
+}

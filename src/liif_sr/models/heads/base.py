@@ -56,7 +56,8 @@ class DecoderHead(nn.Module, ABC):
             :mod:`liif_sr.models.official_heads`, not here.
         reach: latent pixels beyond a query's own LR pixel that its output may depend on (ensemble
             neighbours plus the head's own convolution/unfold radius); tiling keeps that many latents of
-            context around each tile.
+            context around each tile. None: unbounded (a non-local head, e.g. LM-CiaoSR's attention looks
+            across the whole latent grid): tiles would change the output, so tiling refuses the head.
         paper_cell_clip: the cell clipping of the head's paper test protocol (LTE: 4.0, i.e. the x4 cell
             for larger scales), or None. Applied by evaluation and upscaling by default, never by ``decode``.
 
@@ -67,7 +68,7 @@ class DecoderHead(nn.Module, ABC):
     """
 
     name: ClassVar[str]
-    reach: ClassVar[int] = 2
+    reach: ClassVar[int | None] = 2
     paper_cell_clip: ClassVar[float | None] = None
 
     in_channels: int
