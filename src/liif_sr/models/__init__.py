@@ -1,10 +1,10 @@
-"""Models: encoders, decoder heads (LIIF, LTE, MetaSR) and the model that joins them (:class:`ImplicitSR`)."""
+"""Models: encoders, decoder heads (LIIF, LTE, MetaSR, LM-LIIF, LM-LTE) and the model that joins them (:class:`ImplicitSR`)."""
 
 from typing import Any
 
 from liif_sr.models.build import build_model
 from liif_sr.models.encoders import RDN, EDSRBaseline, Encoder, SwinIR
-from liif_sr.models.heads import DecoderHead, LIIFHead, LTEHead, MetaSRHead
+from liif_sr.models.heads import DecoderHead, LIIFHead, LMLIIFHead, LMLTEHead, LTEHead, MetaSRHead
 from liif_sr.models.implicit_sr import ImplicitSR
 from liif_sr.models.registry import ENCODERS, HEADS, register_encoder, register_head
 from liif_sr.models.upscale_options import UpscaleOptions
@@ -18,6 +18,8 @@ __all__ = [
     "Encoder",
     "ImplicitSR",
     "LIIFHead",
+    "LMLIIFHead",
+    "LMLTEHead",
     "LTEHead",
     "MetaSRHead",
     "SwinIR",
