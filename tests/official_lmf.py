@@ -118,11 +118,11 @@ def _batched(query, coord, cell):
 
 
 class OfficialLMLIIF(nn.Module):
-    def __init__(self, encoder, hidden_depth=6, hypernet_hidden=(208,)):
+    def __init__(self, encoder, hidden_depth=6, hidden_list=(208,)):
         super().__init__()
         self.encoder = encoder
         self.mod_dim = 2 * 16 * hidden_depth
-        self.hypernet = OfficialMLP(encoder.out_dim * 9 + 2, self.mod_dim + 16, list(hypernet_hidden))
+        self.hypernet = OfficialMLP(encoder.out_dim * 9 + 2, self.mod_dim + 16, list(hidden_list))
         self.imnet = OfficialLMMLP(16 + 4, 3, 16, hidden_depth)
 
     def gen_modulations(self, feat, cell):
@@ -155,14 +155,14 @@ class OfficialLMLIIF(nn.Module):
 
 
 class OfficialLMLTE(nn.Module):
-    def __init__(self, encoder, hidden_dim=128, hidden_depth=8, hypernet_hidden=(288,)):
+    def __init__(self, encoder, hidden_dim=128, hidden_depth=8, hidden_list=(288,)):
         super().__init__()
         self.encoder = encoder
         self.coef = nn.Conv2d(encoder.out_dim, hidden_dim, 3, padding=1)
         self.freq = nn.Conv2d(encoder.out_dim, hidden_dim, 3, padding=1)
         self.phase = nn.Linear(2, hidden_dim // 2, bias=False)
         self.mod_dim = 2 * 16 * hidden_depth
-        self.hypernet = OfficialMLP(hidden_dim, self.mod_dim + 32, list(hypernet_hidden))
+        self.hypernet = OfficialMLP(hidden_dim, self.mod_dim + 32, list(hidden_list))
         self.imphase = nn.Linear(2, 8, bias=False)
         self.imnet = OfficialLMMLP(16, 3, 16, hidden_depth)
 

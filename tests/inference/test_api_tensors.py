@@ -20,6 +20,8 @@ HEADS = {
     "liif": {"hidden_list": [8]},
     "lte": {"name": "lte", "hidden_dim": 8, "hidden_list": [8]},
     "metasr": {"name": "metasr"},
+    "lmliif": {"name": "lmliif", "hidden_list": [8], "hidden_dim": 8, "hidden_depth": 2},
+    "lmlte": {"name": "lmlte", "latent_dim": 8, "hidden_list": [8], "hidden_dim": 8, "hidden_depth": 2},
 }
 # largest difference from the float32 result in [0, 1] units (the input's own rounding dominates)
 TOL = {torch.float64: 1e-6, torch.float16: 2e-3, torch.bfloat16: 1e-2}

@@ -35,6 +35,13 @@ HEADS = {
     "liif": ["model.head.hidden_list=[16,16]"],
     "lte": ["model.head.hidden_dim=16", "model.head.hidden_list=[16]"],
     "metasr": ["model.head.hidden_list=[16]"],
+    "lmliif": ["model.head.hidden_list=[16]", "model.head.hidden_dim=8", "model.head.hidden_depth=2"],
+    "lmlte": [
+        "model.head.latent_dim=16",
+        "model.head.hidden_list=[16]",
+        "model.head.hidden_dim=8",
+        "model.head.hidden_depth=2",
+    ],
 }
 GRID = [(e, h) for e in ENCODERS for h in HEADS]  # ~1-3 s each on 2 busy cores
 TINY = [
@@ -136,11 +143,27 @@ RECIPES = {
     "swinir_liif": ("swinir", "liif", 16, 1e-4, [200, 400, 600, 800]),
     "edsr_baseline_metasr": ("edsr_baseline", "metasr", 16, 1e-4, [200, 400, 600, 800]),
     "rdn_metasr": ("rdn", "metasr", 16, 1e-4, [200, 400, 600, 800]),
+    # LMF (configs/train-lmf): EDSR-baseline 1200 epochs with a fifth halving; SwinIR-LM-LIIF render depth 8
+    "edsr_baseline_lmliif": ("edsr_baseline", "lmliif", 16, 1e-4, [200, 400, 600, 800, 1000]),
+    "rdn_lmliif": ("rdn", "lmliif", 16, 1e-4, [200, 400, 600, 800]),
+    "swinir_lmliif": ("swinir", "lmliif", 32, 2e-4, [500, 800, 900, 950]),
+    "edsr_baseline_lmlte": ("edsr_baseline", "lmlte", 16, 1e-4, [200, 400, 600, 800, 1000]),
+    "rdn_lmlte": ("rdn", "lmlte", 16, 1e-4, [200, 400, 600, 800]),
+    "swinir_lmlte": ("swinir", "lmlte", 32, 2e-4, [500, 800, 900, 950]),
 }
+EPOCHS = {"edsr_baseline_lmliif": 1200, "edsr_baseline_lmlte": 1200}
 #: parameters of the paper-size networks (LTE head 493,827 and MetaSR head 445,120 on 64 channels, docs/method.md "Architecture")
 PARAMS = {
     "edsr_baseline_lte": 1_220_416 + 493_827,
     "edsr_baseline_metasr": 1_220_416 + 445_120,
+    "edsr_baseline_lmliif": 1_220_416 + 165_651,  # LM-LIIF head: 578->208->208 latent MLP, lmmlp 20->16x6->3
+    "edsr_baseline_lmlte": 1_220_416 + 270_467,  # LM-LTE head: convs 64->128 x2, 128->288->288, lmmlp 16x8
+}
+HEAD_CONFIGS = {
+    "lte": {"hidden_dim": 256, "hidden_list": [256, 256, 256], "out_dim": 3},
+    "metasr": {"hidden_list": [256], "out_dim": 3},
+    "lmliif": {"hidden_dim": 16, "hidden_depth": 6, "hidden_list": [208], "out_dim": 3},
+    "lmlte": {"latent_dim": 128, "hidden_dim": 16, "hidden_depth": 8, "hidden_list": [288], "out_dim": 3},
 }
 
 
@@ -157,24 +180,25 @@ def test_experiments_compose_with_their_recipe(tmp_path, experiment):
         }[encoder]
     )
     assert cfg.model.head._target_.endswith(
-        {"liif": "LIIFHead", "lte": "LTEHead", "metasr": "MetaSRHead"}[head]
+        {
+            "liif": "LIIFHead",
+            "lte": "LTEHead",
+            "metasr": "MetaSRHead",
+            "lmliif": "LMLIIFHead",
+            "lmlte": "LMLTEHead",
+        }[head]
     )
     assert cfg.data.dataset_name == "div2k" and cfg.data.inp_size == 48 and cfg.data.sample_q == 2304
     assert cfg.data.scale_min == 1 and cfg.data.scale_max == 4 and cfg.data.repeat == 20
     assert cfg.data.batch_size == batch and cfg.model.optimizer.lr == lr
     assert list(cfg.model.scheduler.milestones) == milestones and cfg.model.scheduler.gamma == 0.5
-    assert cfg.trainer.max_epochs == 1000 and experiment in cfg.tags
+    assert cfg.trainer.max_epochs == EPOCHS.get(experiment, 1000) and experiment in cfg.tags
+    if experiment == "swinir_lmliif":
+        assert cfg.model.head.hidden_depth == 8
     if experiment in PARAMS:  # the cheap ones are built
         net = instantiate(cfg.model, _convert_="all").net
         assert sum(p.numel() for p in net.parameters()) == PARAMS[experiment]
-        assert (
-            net.head.name == head
-            and net.head.config
-            == {
-                "lte": {"hidden_dim": 256, "hidden_list": [256, 256, 256], "out_dim": 3},
-                "metasr": {"hidden_list": [256], "out_dim": 3},
-            }[head]
-        )
+        assert net.head.name == head and net.head.config == HEAD_CONFIGS[head]
 
 
 @pytest.mark.parametrize(
@@ -190,7 +214,8 @@ def test_experiments_compose_with_their_recipe(tmp_path, experiment):
         (
             "model.head._target_=test_encoder_head_grid.UserHead",
             UnknownComponentError,
-            "head class test_encoder_head_grid.UserHead is not registered (known heads: liif, lte, metasr",
+            "head class test_encoder_head_grid.UserHead is not registered (known heads: liif, lmliif, lte, lmlte, "
+            "metasr",
         ),
         (
             "+model.head.in_channels=7",

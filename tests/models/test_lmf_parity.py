@@ -149,7 +149,7 @@ def test_upscale_x6_matches_lmf_test_protocol(official_files, head, encoder):
 
 def _small(head: str, fast: bool = True) -> ImplicitSR:
     torch.manual_seed(0)
-    kwargs = {"hypernet_hidden": [24]} if head == "lmliif" else {"latent_dim": 16, "hypernet_hidden": [24]}
+    kwargs = {"hidden_list": [24]} if head == "lmliif" else {"latent_dim": 16, "hidden_list": [24]}
     model = ImplicitSR(EDSRBaseline(n_resblocks=1, n_feats=8), HEADS[head](8, fast=fast, **kwargs)).eval()
     with torch.no_grad():
         for p in model.head.parameters():

@@ -22,9 +22,8 @@ from official_swinir import OfficialSwinIR, batched_predict, official_swinir_eva
 from liif_sr import load_model
 from liif_sr.checkpoints import read_checkpoint, save_weights
 from liif_sr.errors import CheckpointError
-from liif_sr.models.official import supported
 
-SUPPORTED = f"supported: {supported()}"  # every registered official head (liif, lte, metasr, lm*) x encoder
+SUPPORTED = "supported: liif, lte, metasr, lmliif, lmlte, lmciaosr with edsr-baseline, rdn, swinir"
 PAIRS = [
     ("lte", "edsr-baseline"),
     ("lte", "rdn"),
@@ -270,7 +269,9 @@ def test_unknown_head_in_a_liif_sr_file_is_one_line(tmp_path):
     torch.save(
         {"format": "liif-sr", "model": config, "state_dict": model.state_dict()}, tmp_path / "nope.pth"
     )
-    with pytest.raises(CheckpointError, match="unknown head 'nope'; known: liif, lte, metasr") as exc:
+    with pytest.raises(
+        CheckpointError, match="unknown head 'nope'; known: liif, lmliif, lte, lmlte, metasr"
+    ) as exc:
         load_model(tmp_path / "nope.pth")
     assert "\n" not in str(exc.value) and "nope.pth" in str(exc.value)
 

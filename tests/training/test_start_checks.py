@@ -44,7 +44,7 @@ REFUSED = [
     ("data.train_sources=[/nonexistent]", "image source not found: /nonexistent"),
     ("trainer.precision=banana", "trainer: Precision 'banana' is invalid"),
     ("model.optimizer.lr=-1", "model.optimizer: Invalid learning rate: -1"),
-    ("-m model/head=liif,bogus", "In 'model/liif': Could not find 'model/head/bogus' (available: liif, lte"),
+    ("-m model/head=liif,bogus", "In 'model/liif': Could not find 'model/head/bogus' (available: liif, "),
     # other values of the class: what torch, Lightning and the data module refuse themselves
     ("+model.optimizer.betas=[1.5,0.9]", "model.optimizer: Invalid beta parameter at index 0"),
     ("+model.optimizer.weight_decay=-1", "model.optimizer: Invalid weight_decay value: -1"),

@@ -93,6 +93,29 @@ class MetaSRHeadConfig:
 
 
 @dataclass
+class LMLIIFHeadConfig:
+    _target_: str = "liif_sr.models.heads.lmliif.LMLIIFHead"
+    _partial_: bool = True
+    hidden_dim: int = 16
+    hidden_depth: int = 6
+    hidden_list: List[int] = field(default_factory=lambda: [208])
+    out_dim: int = 3
+    fast: bool = True
+
+
+@dataclass
+class LMLTEHeadConfig:
+    _target_: str = "liif_sr.models.heads.lmlte.LMLTEHead"
+    _partial_: bool = True
+    latent_dim: int = 128
+    hidden_dim: int = 16
+    hidden_depth: int = 8
+    hidden_list: List[int] = field(default_factory=lambda: [288])
+    out_dim: int = 3
+    fast: bool = True
+
+
+@dataclass
 class OptimizerConfig:
     """An optimizer factory (``_partial_``); other torch optimizers' own options are added with ``+``."""
 
@@ -195,6 +218,8 @@ SCHEMAS: tuple[tuple[str | None, str, type], ...] = (
     ("model/head", "_liif_schema", LIIFHeadConfig),
     ("model/head", "_lte_schema", LTEHeadConfig),
     ("model/head", "_metasr_schema", MetaSRHeadConfig),
+    ("model/head", "_lmliif_schema", LMLIIFHeadConfig),
+    ("model/head", "_lmlte_schema", LMLTEHeadConfig),
 )
 
 

@@ -2,8 +2,9 @@
 
 The official ``train_liif.py`` (LIIF) and ``train.py`` (LTE, LMF) save ``{"model": {"name", "args", "sd"}, ...}``.
 One generic converter handles every registered head with an official format (``liif``, ``lte``,
-``metasr``, LMF's ``lmciaosr``: :data:`~liif_sr.models.official_heads.OFFICIAL_HEADS`, each naming the
-``args`` key of its encoder spec: ``encoder_spec``, or ``encoder`` for ``lmciaosr``) on every
+``metasr``; the LMF repository's ``lmliif``, ``lmlte``, ``lmciaosr``:
+:data:`~liif_sr.models.official_heads.OFFICIAL_HEADS`, each naming the ``args`` key of its encoder spec:
+``encoder_spec``, or ``encoder`` for ``lmciaosr``) on every
 registered encoder with one (``edsr-baseline``, ``rdn``, ``swinir``: :attr:`Encoder.official_name`,
 :meth:`Encoder.official_config` / :meth:`~Encoder.official_state_dict`). Anything else is refused in one
 line naming what the file has and what is supported.
@@ -41,12 +42,13 @@ def official_encoders() -> dict[str, type[Encoder]]:
 
 
 def official_heads() -> dict[str, type[DecoderHead]]:
-    """Official model name → our head class (those with an official format, :data:`OFFICIAL_HEADS`)."""
-    return {n: cls for n, cls in heads().items() if n in OFFICIAL_HEADS}
+    """Official model name → our head class (those with an official format, in :data:`OFFICIAL_HEADS` order)."""
+    registered = heads()
+    return {n: registered[n] for n in OFFICIAL_HEADS if n in registered}
 
 
 def supported() -> str:
-    """``"liif, lte, metasr with edsr-baseline, rdn, swinir"``."""
+    """``"liif, lte, metasr, lmliif, lmlte, lmciaosr with edsr-baseline, rdn, swinir"``."""
     return f"{', '.join(official_heads())} with {', '.join(official_encoders())}"
 
 

@@ -5,7 +5,7 @@ An LMF model spec has ``imnet_spec`` = ``lmmlp`` (the render MLP: ``hidden_dim``
 ``out_dim`` is overridden by the official constructor, so the recipes' 208/288 is ignored, as there). Only what
 the recipes configure is mapped (local ensemble, cell decoding, ``mod_input``, both modulations, LM-LIIF's
 unfold); other values, a ``cmsr_spec`` or unknown arguments are refused in one line (ValueError → the
-converter's :class:`~liif_sr.errors.CheckpointError`). :func:`lmf_render_args` and :func:`lmf_hypernet_hidden`
+converter's :class:`~liif_sr.errors.CheckpointError`). :func:`lmf_render_args` and :func:`lmf_hypernet_hidden_list`
 are shared by every LM head's entry in :data:`~liif_sr.models.official_heads.OFFICIAL_HEADS`.
 """
 
@@ -60,7 +60,7 @@ def lmf_render_args(name: str, args: Mapping[str, Any]) -> dict[str, int]:
     }
 
 
-def lmf_hypernet_hidden(name: str, args: Mapping[str, Any]) -> list[int]:
+def lmf_hypernet_hidden_list(name: str, args: Mapping[str, Any]) -> list[int]:
     """The latent MLP's hidden sizes (``hypernet_spec.args.hidden_list``; its ``out_dim`` is ignored)."""
     hyper = _spec_args(name, args, "hypernet_spec", "mlp")
     if hyper.get("use_conv"):
@@ -75,7 +75,7 @@ def lmliif_config(args: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(
             "official lmliif model sets feat_unfold to false; only the recipes' true is supported"
         )
-    return {**lmf_render_args("lmliif", args), "hypernet_hidden": lmf_hypernet_hidden("lmliif", args)}
+    return {**lmf_render_args("lmliif", args), "hidden_list": lmf_hypernet_hidden_list("lmliif", args)}
 
 
 def lmlte_config(args: Mapping[str, Any]) -> dict[str, Any]:
@@ -85,7 +85,7 @@ def lmlte_config(args: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "latent_dim": int(args.get("hidden_dim", 128)),
         **render,
-        "hypernet_hidden": lmf_hypernet_hidden("lmlte", args),
+        "hidden_list": lmf_hypernet_hidden_list("lmlte", args),
     }
 
 

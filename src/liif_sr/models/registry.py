@@ -72,7 +72,7 @@ def register_head(name: str | None = None) -> Callable[[C], C]:
 @functools.cache
 def _load_builtins() -> None:
     import liif_sr.models.encoders  # noqa: F401  (registers edsr_baseline, rdn, swinir)
-    import liif_sr.models.heads  # noqa: F401  (registers liif, lte, metasr)
+    import liif_sr.models.heads  # noqa: F401  (registers the package heads)
 
 
 def encoders() -> dict[str, type]:

@@ -47,7 +47,7 @@ class LMLIIFHead(DecoderHead):
         in_channels: latent channels ``C`` of the encoder (64).
         hidden_dim: width of the render MLP and of the latent code ``z`` (16).
         hidden_depth: modulated hidden layers of the render MLP (6; 8 in the SwinIR recipe).
-        hypernet_hidden: hidden sizes of the latent MLP (``[208]``).
+        hidden_list: hidden sizes of the latent MLP (``[208]``).
         out_dim: output channels (3).
         fast: the gather path (default) or the official step-by-step reference (whole-grid states).
     """
@@ -60,18 +60,18 @@ class LMLIIFHead(DecoderHead):
         in_channels: int = 64,
         hidden_dim: int = 16,
         hidden_depth: int = 6,
-        hypernet_hidden: Sequence[int] = (208,),
+        hidden_list: Sequence[int] = (208,),
         out_dim: int = 3,
         fast: bool = True,
     ) -> None:
         super().__init__()
         self.in_channels, self.fast = in_channels, bool(fast)
         self.render = ModulatedMLP(hidden_dim + 4, out_dim, hidden_dim, hidden_depth)
-        self.hypernet = MLP(in_channels * 9 + 2, self.render.mod_dim + hidden_dim, list(hypernet_hidden))
+        self.hypernet = MLP(in_channels * 9 + 2, self.render.mod_dim + hidden_dim, list(hidden_list))
         self.config = {
             "hidden_dim": hidden_dim,
             "hidden_depth": hidden_depth,
-            "hypernet_hidden": [int(h) for h in hypernet_hidden],
+            "hidden_list": [int(h) for h in hidden_list],
             "out_dim": out_dim,
         }
 

@@ -49,7 +49,7 @@ class LMLTEHead(DecoderHead):
         latent_dim: channels of ``coef`` and ``freq`` (even; 128), the latent MLP's input width.
         hidden_dim: width of the render MLP (even; 16); ``coef'`` and ``freq'`` are as wide.
         hidden_depth: modulated hidden layers of the render MLP (8).
-        hypernet_hidden: hidden sizes of the latent MLP (``[288]``).
+        hidden_list: hidden sizes of the latent MLP (``[288]``).
         out_dim: output channels (3).
         fast: the gather path (default) or the official step-by-step reference (whole-grid states).
     """
@@ -63,7 +63,7 @@ class LMLTEHead(DecoderHead):
         latent_dim: int = 128,
         hidden_dim: int = 16,
         hidden_depth: int = 8,
-        hypernet_hidden: Sequence[int] = (288,),
+        hidden_list: Sequence[int] = (288,),
         out_dim: int = 3,
         fast: bool = True,
     ) -> None:
@@ -76,13 +76,13 @@ class LMLTEHead(DecoderHead):
         self.freq = nn.Conv2d(in_channels, latent_dim, 3, padding=1)
         self.phase = nn.Linear(2, latent_dim // 2, bias=False)
         self.render = ModulatedMLP(hidden_dim, out_dim, hidden_dim, hidden_depth)
-        self.hypernet = MLP(latent_dim, self.render.mod_dim + 2 * hidden_dim, list(hypernet_hidden))
+        self.hypernet = MLP(latent_dim, self.render.mod_dim + 2 * hidden_dim, list(hidden_list))
         self.imphase = nn.Linear(2, hidden_dim // 2, bias=False)
         self.config = {
             "latent_dim": latent_dim,
             "hidden_dim": hidden_dim,
             "hidden_depth": hidden_depth,
-            "hypernet_hidden": [int(h) for h in hypernet_hidden],
+            "hidden_list": [int(h) for h in hidden_list],
             "out_dim": out_dim,
         }
 
