@@ -48,6 +48,7 @@ MODELS = {
     "lte": ("EDSR-baseline-LTE", _config("edsr_baseline", "lte")),
     "metasr": ("EDSR-baseline-MetaSR", _config("edsr_baseline", "metasr")),
     "swinir": ("SwinIR-LIIF", _config("swinir", "liif")),
+    "lmciaosr": ("EDSR-baseline-LM-CiaoSR", _config("edsr_baseline", "lmciaosr")),
 }
 #: --tiny: reduced models (same code paths) and every case divided by TINY_DIV
 TINY_MODELS = {

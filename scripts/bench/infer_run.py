@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from bench.infer_cases import MODELS, PLAIN_CHUNK, Case, build, measure
-from liif_sr.inference.tiling import auto_tile, upscale_tiled
+from liif_sr.inference.tiling import auto_tile, untileable, upscale_tiled
 
 
 @contextlib.contextmanager
@@ -138,6 +138,11 @@ def run_case(case: Case, model_key: str, args, device: torch.device, batch: int 
     tile = 0
     chunk = args.chunk
     if case.large:
+        if untileable(model):  # e.g. LM-CiaoSR's non-local attention: tiles would change the image
+            print(
+                f"skipping {case.name} for {model_key}: {untileable(model)} cannot be tiled", file=sys.stderr
+            )
+            return []
         tile = args.tile or auto_tile(
             *case.lr, int(args.tile_memory * 2**30), model, chunk=chunk, out_size=case.out
         )

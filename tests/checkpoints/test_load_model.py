@@ -95,7 +95,7 @@ def test_official_module_prefix_and_unsupported(tmp_path):
     torch.save(ck, tmp_path / "fast.pth")
     want = (
         "official model 'lte-fast' with encoder 'edsr-baseline' is not supported; "
-        "supported: liif, lte, metasr, lmliif, lmlte with edsr-baseline, rdn, swinir"
+        "supported: liif, lte, metasr, lmliif, lmlte, lmciaosr with edsr-baseline, rdn, swinir"
     )
     with pytest.raises(CheckpointError, match=re.escape(want)):
         load_model(tmp_path / "fast.pth")

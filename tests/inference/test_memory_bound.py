@@ -9,7 +9,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from liif_sr.models import EDSRBaseline, ImplicitSR, LIIFHead, LMLIIFHead, LMLTEHead, LTEHead, MetaSRHead
+from liif_sr.models import (
+    EDSRBaseline,
+    ImplicitSR,
+    LIIFHead,
+    LMCiaoSRHead,
+    LMLIIFHead,
+    LMLTEHead,
+    LTEHead,
+    MetaSRHead,
+)
 
 HEADS = {
     "liif": lambda c: LIIFHead(c, hidden_list=[16, 16]),
@@ -17,6 +26,7 @@ HEADS = {
     "metasr": lambda c: MetaSRHead(c, hidden_list=[16]),
     "lmliif": lambda c: LMLIIFHead(c, hidden_list=[16], hidden_depth=2),
     "lmlte": lambda c: LMLTEHead(c, latent_dim=16, hidden_list=[16], hidden_depth=2),
+    "lmciaosr": lambda c: LMCiaoSRHead(c, attn_hidden=[16], hidden_list=[16], hidden_depth=2),
 }
 
 

@@ -42,6 +42,12 @@ HEADS = {
         "model.head.hidden_dim=8",
         "model.head.hidden_depth=2",
     ],
+    "lmciaosr": [
+        "model.head.attn_hidden=[16]",
+        "model.head.hidden_list=[16]",
+        "model.head.hidden_dim=8",
+        "model.head.hidden_depth=2",
+    ],
 }
 GRID = [(e, h) for e in ENCODERS for h in HEADS]  # ~1-3 s each on 2 busy cores
 TINY = [
@@ -150,20 +156,43 @@ RECIPES = {
     "edsr_baseline_lmlte": ("edsr_baseline", "lmlte", 16, 1e-4, [200, 400, 600, 800, 1000]),
     "rdn_lmlte": ("rdn", "lmlte", 16, 1e-4, [200, 400, 600, 800]),
     "swinir_lmlte": ("swinir", "lmlte", 32, 2e-4, [500, 800, 900, 950]),
+    # LM-CiaoSR: 64x64 crops with 4096 queries on EDSR-baseline and RDN (1200 epochs); SwinIR 48x48
+    "edsr_baseline_lmciaosr": ("edsr_baseline", "lmciaosr", 16, 1e-4, [200, 400, 600, 800, 1000]),
+    "rdn_lmciaosr": ("rdn", "lmciaosr", 16, 1e-4, [200, 400, 600, 800, 1000]),
+    "swinir_lmciaosr": ("swinir", "lmciaosr", 32, 2e-4, [500, 800, 900, 950]),
 }
-EPOCHS = {"edsr_baseline_lmliif": 1200, "edsr_baseline_lmlte": 1200}
+EPOCHS = {
+    "edsr_baseline_lmliif": 1200,
+    "edsr_baseline_lmlte": 1200,
+    "edsr_baseline_lmciaosr": 1200,
+    "rdn_lmciaosr": 1200,
+}
+CROPS = {
+    "edsr_baseline_lmciaosr": (64, 4096),
+    "rdn_lmciaosr": (64, 4096),
+}  # (inp_size, sample_q); else 48, 2304
 #: parameters of the paper-size networks (LTE head 493,827 and MetaSR head 445,120 on 64 channels, docs/method.md "Architecture")
 PARAMS = {
     "edsr_baseline_lte": 1_220_416 + 493_827,
     "edsr_baseline_metasr": 1_220_416 + 445_120,
     "edsr_baseline_lmliif": 1_220_416 + 165_651,  # LM-LIIF head: 578->208->208 latent MLP, lmmlp 20->16x6->3
     "edsr_baseline_lmlte": 1_220_416 + 270_467,  # LM-LTE head: convs 64->128 x2, 128->288->288, lmmlp 16x8
+    "edsr_baseline_lmciaosr": 1_220_416
+    + 734_998,  # LM-CiaoSR head: attention, prenet/imnet_k/imnet_v [256], 320->288->288
 }
 HEAD_CONFIGS = {
     "lte": {"hidden_dim": 256, "hidden_list": [256, 256, 256], "out_dim": 3},
     "metasr": {"hidden_list": [256], "out_dim": 3},
     "lmliif": {"hidden_dim": 16, "hidden_depth": 6, "hidden_list": [208], "out_dim": 3},
     "lmlte": {"latent_dim": 128, "hidden_dim": 16, "hidden_depth": 8, "hidden_list": [288], "out_dim": 3},
+    "lmciaosr": {
+        "hidden_dim": 16,
+        "hidden_depth": 8,
+        "attn_hidden": [256],
+        "hidden_list": [288],
+        "out_dim": 3,
+        "lr_skip": "always",
+    },
 }
 
 
@@ -186,9 +215,11 @@ def test_experiments_compose_with_their_recipe(tmp_path, experiment):
             "metasr": "MetaSRHead",
             "lmliif": "LMLIIFHead",
             "lmlte": "LMLTEHead",
+            "lmciaosr": "LMCiaoSRHead",
         }[head]
     )
-    assert cfg.data.dataset_name == "div2k" and cfg.data.inp_size == 48 and cfg.data.sample_q == 2304
+    crop, queries = CROPS.get(experiment, (48, 2304))
+    assert cfg.data.dataset_name == "div2k" and cfg.data.inp_size == crop and cfg.data.sample_q == queries
     assert cfg.data.scale_min == 1 and cfg.data.scale_max == 4 and cfg.data.repeat == 20
     assert cfg.data.batch_size == batch and cfg.model.optimizer.lr == lr
     assert list(cfg.model.scheduler.milestones) == milestones and cfg.model.scheduler.gamma == 0.5
@@ -214,8 +245,8 @@ def test_experiments_compose_with_their_recipe(tmp_path, experiment):
         (
             "model.head._target_=test_encoder_head_grid.UserHead",
             UnknownComponentError,
-            "head class test_encoder_head_grid.UserHead is not registered (known heads: liif, lmliif, lte, lmlte, "
-            "metasr",
+            "head class test_encoder_head_grid.UserHead is not registered (known heads: liif, lte, lmciaosr, "
+            "lmliif, lmlte, metasr",
         ),
         (
             "+model.head.in_channels=7",

@@ -179,9 +179,7 @@ def test_swinir_window_contract(out):
 
 def _small(lr_skip: str = "always") -> ImplicitSR:
     torch.manual_seed(0)
-    head = LMCiaoSRHead(
-        8, hidden_dim=4, hidden_depth=2, attn_hidden=[16], hypernet_hidden=[16], lr_skip=lr_skip
-    )
+    head = LMCiaoSRHead(8, hidden_dim=4, hidden_depth=2, attn_hidden=[16], hidden_list=[16], lr_skip=lr_skip)
     model = ImplicitSR(EDSRBaseline(n_resblocks=1, n_feats=8), head).eval()
     _perturb(model, 0.05)
     return model

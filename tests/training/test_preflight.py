@@ -157,7 +157,7 @@ def test_the_defaults_and_experiments_pass():
         check_config(cfg)
         requested_net_config(cfg)
     for encoder in ("swinir_small", "rdn_small"):
-        for head in ("liif", "lte", "metasr", "lmliif", "lmlte"):
+        for head in ("liif", "lte", "metasr", "lmliif", "lmlte", "lmciaosr"):
             requested_net_config(_compose(f"model/encoder={encoder}", f"model/head={head}"))
 
 

@@ -116,6 +116,19 @@ class LMLTEHeadConfig:
 
 
 @dataclass
+class LMCiaoSRHeadConfig:
+    _target_: str = "liif_sr.models.heads.lmciaosr.LMCiaoSRHead"
+    _partial_: bool = True
+    hidden_dim: int = 16
+    hidden_depth: int = 8
+    attn_hidden: List[int] = field(default_factory=lambda: [256])
+    hidden_list: List[int] = field(default_factory=lambda: [288])
+    out_dim: int = 3
+    lr_skip: str = "always"
+    fast: bool = True
+
+
+@dataclass
 class OptimizerConfig:
     """An optimizer factory (``_partial_``); other torch optimizers' own options are added with ``+``."""
 
@@ -220,6 +233,7 @@ SCHEMAS: tuple[tuple[str | None, str, type], ...] = (
     ("model/head", "_metasr_schema", MetaSRHeadConfig),
     ("model/head", "_lmliif_schema", LMLIIFHeadConfig),
     ("model/head", "_lmlte_schema", LMLTEHeadConfig),
+    ("model/head", "_lmciaosr_schema", LMCiaoSRHeadConfig),
 )
 
 

@@ -148,7 +148,8 @@ def lmciaosr_config(args: Mapping[str, Any]) -> dict[str, Any]:
         "hidden_dim": int(render["hidden_dim"]),
         "hidden_depth": int(render["hidden_depth"]),
         "attn_hidden": attn["prenet_q"],
-        "hypernet_hidden": [int(h) for h in hidden["hypernet_q"]],
+        "hidden_list": [int(h) for h in hidden["hypernet_q"]],
+        "out_dim": 3,
         "lr_skip": "eval",
     }
 

@@ -65,7 +65,8 @@ class LMCiaoSRHead(DecoderHead):
         in_channels: latent channels ``C`` (64 for LMF's encoders).
         hidden_dim, hidden_depth: the render MLP's width ``D`` (16) and modulated layers (8).
         attn_hidden: hidden sizes of ``prenet_q``, ``imnet_k`` and ``imnet_v`` ([256]).
-        hypernet_hidden: hidden sizes of the hypernetwork ([288]).
+        hidden_list: hidden sizes of the hypernetwork (the latent MLP, ``[288]``).
+        out_dim: output channels (3).
         lr_skip: when the bilinear LR skip is added: ``"always"`` (default: the model is trained as it is
             evaluated), ``"eval"`` (the official code: in eval mode only, its training forward has none;
             official checkpoints load with it) or ``"never"``.
@@ -81,7 +82,8 @@ class LMCiaoSRHead(DecoderHead):
         hidden_dim: int = 16,
         hidden_depth: int = 8,
         attn_hidden: Sequence[int] = (256,),
-        hypernet_hidden: Sequence[int] = (288,),
+        hidden_list: Sequence[int] = (288,),
+        out_dim: int = 3,
         lr_skip: LRSkip = "always",
         fast: bool = True,
     ) -> None:
@@ -90,17 +92,18 @@ class LMCiaoSRHead(DecoderHead):
             raise ValueError(f"LMCiaoSRHead: lr_skip must be 'always', 'eval' or 'never', got {lr_skip!r}")
         c = in_channels
         self.in_channels, self.fast, self.lr_skip = c, bool(fast), lr_skip
-        self.render = ModulatedMLP(2 * hidden_dim + 2, 3, hidden_dim, hidden_depth)
+        self.render = ModulatedMLP(2 * hidden_dim + 2, out_dim, hidden_dim, hidden_depth)
         self.attention = CrossScaleAttention(c)
         self.prenet_q = MLP(9 * c, 4 * c, list(attn_hidden))
         self.imnet_k = MLP(4 * c + 4, 4 * c, list(attn_hidden))
         self.imnet_v = MLP(5 * c + 4, 5 * c, list(attn_hidden))
-        self.hypernet = MLP(5 * c, self.render.mod_dim + 2 * hidden_dim, list(hypernet_hidden))
+        self.hypernet = MLP(5 * c, self.render.mod_dim + 2 * hidden_dim, list(hidden_list))
         self.config = {
             "hidden_dim": hidden_dim,
             "hidden_depth": hidden_depth,
             "attn_hidden": [int(x) for x in attn_hidden],
-            "hypernet_hidden": [int(x) for x in hypernet_hidden],
+            "hidden_list": [int(x) for x in hidden_list],
+            "out_dim": out_dim,
             "lr_skip": lr_skip,
         }
 
@@ -163,7 +166,7 @@ class LMCiaoSRHead(DecoderHead):
         return self.lr_skip == "always" or (self.lr_skip == "eval" and not self.training)
 
     def decode(self, state: LMState, coord: Tensor, cell: Tensor | None = None) -> Tensor:
-        """(B, Q, 2) global coordinates and cells → (B, Q, 3) in the normalised output space."""
+        """(B, Q, 2) global coordinates and cells → (B, Q, out_dim) in the normalised output space."""
         validate_queries("LMCiaoSRHead", state.latent.shape[0], coord, cell, need_cell=True)
         rows = modulations(state, cell, state.full_size, self._modulate, check=not torch.is_grad_enabled())
         mod_dim = self.render.mod_dim
