@@ -516,3 +516,27 @@ def test_failed_jobs_are_marked_rows(tmp_path):
     names = checkpoint_names(str(sweep))
     assert "edsr_tiny-liif lr=1e+07 [failed]" in names  # weights of its last good checkpoint, marked
     assert failed_jobs(sweep) == {"edsr_tiny-liif lr=1e+07 [failed]": "job 2: non-finite loss at step 3"}
+
+
+def test_lmciaosr_rows_use_the_heads_cell_clip(run_eval, mini_set, tmp_path):
+    """An LM-CiaoSR row: cell_clip=auto is the LMF test.py protocol (the x4 cell above x4), as cell_clip=4."""
+    from liif_sr.checkpoints import save_weights
+    from liif_sr.models.build import build_model
+
+    torch.manual_seed(0)
+    head = {"name": "lmciaosr", "attn_hidden": [8], "hidden_list": [8], "hidden_dim": 4, "hidden_depth": 2}
+    model = build_model({"encoder": TINY_MODEL["encoder"], "head": head})
+    with torch.no_grad():  # non-trivial modulations (the cell enters the latent MLP)
+        for p in model.head.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    ckpt = save_weights(model, tmp_path / "lmc.safetensors")
+    scores = {}
+    for clip in ("auto", "4", "null"):
+        results, _ = run_eval(
+            *_mini(mini_set), "bicubic=false", f"checkpoint={{m: {ckpt}}}", "scales=[2,6]", "first_k=2",
+            "plot=false", "ssim=false", f"cell_clip={clip}", out=f"run_{clip}",
+        )  # fmt: skip
+        scores[clip] = [r["psnr"] for r in results.per_image]
+    assert scores["auto"] == scores["4"]
+    assert scores["auto"][:2] == scores["null"][:2]  # x2: below x4 the clip does nothing
+    assert scores["auto"][2:] != scores["null"][2:]  # x6: the x4 cell
