@@ -270,7 +270,7 @@ def test_unknown_head_in_a_liif_sr_file_is_one_line(tmp_path):
         {"format": "liif-sr", "model": config, "state_dict": model.state_dict()}, tmp_path / "nope.pth"
     )
     with pytest.raises(
-        CheckpointError, match="unknown head 'nope'; known: liif, lmliif, lte, lmlte, metasr"
+        CheckpointError, match="unknown head 'nope'; known: liif, lte, lmciaosr, lmliif, lmlte, metasr"
     ) as exc:
         load_model(tmp_path / "nope.pth")
     assert "\n" not in str(exc.value) and "nope.pth" in str(exc.value)

@@ -1,4 +1,4 @@
-"""``scripts/bench_infer.py``: every model row (LIIF, LTE, MetaSR heads; EDSR-baseline, RDN, SwinIR encoders)
+"""``scripts/bench_infer.py``: every model row (LIIF, LTE, MetaSR, LM-CiaoSR heads; EDSR-baseline, RDN, SwinIR encoders)
 runs its reference and fast path, names its device, and the fast output equals the reference."""
 
 from __future__ import annotations
@@ -16,8 +16,17 @@ SMALL = {  # the script's models at smoke-test sizes (the script uses the paper 
     "lte": {"name": "edsr_baseline", "args": {"n_resblocks": 1, "n_feats": 8}},
     "metasr": {"name": "edsr_baseline", "args": {"n_resblocks": 1, "n_feats": 8}},
     "swinir": {"name": "swinir", "args": {"embed_dim": 12, "depths": [1], "num_heads": [2], "out_dim": 8}},
+    "lmciaosr": {"name": "edsr_baseline", "args": {"n_resblocks": 1, "n_feats": 8}},
 }
-HEADS = {"edsr": "liif", "rdn": "liif", "lte": "lte", "metasr": "metasr", "swinir": "liif"}
+HEADS = {
+    "edsr": "liif",
+    "rdn": "liif",
+    "lte": "lte",
+    "metasr": "metasr",
+    "swinir": "liif",
+    "lmciaosr": "lmciaosr",
+}
+HEAD_ARGS = {"lte": {"hidden_dim": 8}, "lmciaosr": {"attn_hidden": [8], "hidden_dim": 4, "hidden_depth": 2}}
 
 
 @pytest.fixture
@@ -28,17 +37,16 @@ def bench(monkeypatch):
     spec.loader.exec_module(module)
     for key, (label, config) in list(module.MODELS.items()):
         assert config["head"]["name"] == HEADS[key]
-        small = {"encoder": SMALL[key], "head": {"name": HEADS[key], "hidden_list": [8]}}
-        if HEADS[key] == "lte":
-            small["head"]["hidden_dim"] = 8
+        head = {"name": HEADS[key], "hidden_list": [8], **HEAD_ARGS.get(HEADS[key], {})}
+        small = {"encoder": SMALL[key], "head": head}
         monkeypatch.setitem(module.MODELS, key, (label, small))
     return module
 
 
 def test_every_model_row_plain_vs_fast(bench, capsys, tmp_path):
-    assert set(bench.MODELS) == {"edsr", "rdn", "lte", "metasr", "swinir"}
+    assert set(bench.MODELS) == {"edsr", "rdn", "lte", "metasr", "swinir", "lmciaosr"}
     out = tmp_path / "BENCH.md"
-    models = "edsr,rdn,lte,metasr,swinir"
+    models = "edsr,rdn,lte,metasr,swinir,lmciaosr"
     assert (
         bench.main(
             ["--device", "cpu", "--cases", "tiny", "--models", models, "--repeats", "1", "--out", str(out)]
@@ -47,6 +55,7 @@ def test_every_model_row_plain_vs_fast(bench, capsys, tmp_path):
     )
     rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| cpu |")]
     labels = ["EDSR-baseline-LIIF", "RDN-LIIF", "EDSR-baseline-LTE", "EDSR-baseline-MetaSR", "SwinIR-LIIF"]
+    labels.append("EDSR-baseline-LM-CiaoSR")
     assert [(r[2], r[3]) for r in rows] == [(m, p) for m in labels for p in ("plain", "fast fp32")]
     for r in rows:
         if r[3] == "plain":
