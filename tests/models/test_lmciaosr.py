@@ -289,3 +289,25 @@ def test_encoder_key_is_read_not_a_fixed_scale_network(tmp_path):
     )
     del ckpt["model"]["args"]["encoder"]
     _refused(tmp_path, ckpt, r"official model 'lmciaosr' \(no encoder: a fixed-scale network")
+
+
+def test_cli_tile_fails_the_image_in_one_line_and_writes_nothing(tmp_path, capsys):
+    """``liif-sr upscale --tile 8`` on LM-CiaoSR: the image fails with one line naming the reason (exit 1, as
+    SwinIR's: a tile covering the image would run), no output; a covering tile runs."""
+    from liif_sr.checkpoints import save_weights
+    from liif_sr.cli import main
+    from liif_sr.data.images import write_image_atomic
+
+    ckpt = save_weights(_small(), tmp_path / "lmc.safetensors")
+    src = tmp_path / "a.png"
+    write_image_atomic(src, (torch.rand(21, 17, 3) * 255).to(torch.uint8).numpy())
+    out = tmp_path / "out.png"
+    code = main(["upscale", str(src), "--scale", "2", "-o", str(out), "-c", str(ckpt), "-q", "--tile", "8"])
+    err = [line for line in capsys.readouterr().err.splitlines() if "failed:" in line]
+    assert code == 1 and not out.exists()
+    assert len(err) == 1 and "lmciaosr head's non-local attention" in err[0]
+    assert (
+        main(["upscale", str(src), "--scale", "2", "-o", str(out), "-c", str(ckpt), "-q", "--tile", "64"])
+        == 0
+    )
+    assert out.is_file()
