@@ -152,7 +152,13 @@ def test_multirun_checks_every_sweep_combination(tmp_path, monkeypatch, capsys):
 
 
 def test_the_defaults_and_experiments_pass():
-    for experiment in ("quickstart", "edsr_baseline_liif", "rdn_liif", "edsr_baseline_liif_t91_bsds"):
+    for experiment in (
+        "quickstart",
+        "edsr_baseline_liif",
+        "rdn_liif",
+        "edsr_baseline_liif_t91_bsds",
+        "edsr_baseline_lmciaosr",
+    ):
         cfg = _compose(f"experiment={experiment}")
         check_config(cfg)
         requested_net_config(cfg)
