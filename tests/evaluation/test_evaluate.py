@@ -540,3 +540,32 @@ def test_lmciaosr_rows_use_the_heads_cell_clip(run_eval, mini_set, tmp_path):
     assert scores["auto"] == scores["4"]
     assert scores["auto"][:2] == scores["null"][:2]  # x2: below x4 the clip does nothing
     assert scores["auto"][2:] != scores["null"][2:]  # x6: the x4 cell
+
+
+def test_lm_head_rows_use_the_lmf_cell_clip(run_eval, mini_set, tmp_path):
+    """LM-LIIF / LM-LTE rows follow LMF test.py (``cell * max(scale / 4, 1)``): cell_clip auto = x4."""
+    from liif_sr.checkpoints import save_weights
+    from liif_sr.models.build import build_model
+
+    paths = {}
+    for head, extra in (("lmliif", {}), ("lmlte", {"latent_dim": 8})):
+        torch.manual_seed(0)
+        config = {
+            "encoder": TINY_MODEL["encoder"],
+            "head": {"name": head, "hidden_list": [8], "hidden_dim": 8, "hidden_depth": 2, **extra},
+        }
+        paths[head] = save_weights(build_model(config), tmp_path / f"{head}.safetensors")
+    ckpts = ", ".join(f"{k}: {v}" for k, v in paths.items())
+    results, out = run_eval(
+        *_mini(mini_set), "bicubic=false", f"checkpoint={{{ckpts}}}", "scales=[6]", "first_k=1", "plot=false",
+        "ssim=false",
+    )  # fmt: skip
+    md = (out / "results.md").read_text()
+    for head in paths:
+        assert f"edsr_baseline-{head}: cell clipped to the x4 cell above x4" in md
+    unclipped, _ = run_eval(
+        *_mini(mini_set), "bicubic=false", f"checkpoint={{{ckpts}}}", "scales=[6]", "first_k=1", "plot=false",
+        "ssim=false", "cell_clip=null", out="off",
+    )  # fmt: skip
+    for head in paths:
+        assert results.mean(head, "Mini", 6) != unclipped.mean(head, "Mini", 6)
