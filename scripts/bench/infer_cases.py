@@ -48,6 +48,8 @@ MODELS = {
     "lte": ("EDSR-baseline-LTE", _config("edsr_baseline", "lte")),
     "metasr": ("EDSR-baseline-MetaSR", _config("edsr_baseline", "metasr")),
     "swinir": ("SwinIR-LIIF", _config("swinir", "liif")),
+    "lmliif": ("EDSR-baseline-LM-LIIF", _config("edsr_baseline", "lmliif")),
+    "lmlte": ("EDSR-baseline-LM-LTE", _config("edsr_baseline", "lmlte")),
     "lmciaosr": ("EDSR-baseline-LM-CiaoSR", _config("edsr_baseline", "lmciaosr")),
 }
 #: --tiny: reduced models (same code paths) and every case divided by TINY_DIV

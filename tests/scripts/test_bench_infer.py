@@ -1,5 +1,5 @@
-"""``scripts/bench_infer.py``: every model row (LIIF, LTE, MetaSR, LM-CiaoSR heads; EDSR-baseline, RDN, SwinIR encoders)
-runs its reference and fast path, names its device, and the fast output equals the reference."""
+"""``scripts/bench_infer.py``: every model row (LIIF, LTE, MetaSR, LM-LIIF, LM-LTE, LM-CiaoSR heads;
+EDSR-baseline, RDN, SwinIR encoders) runs its reference and fast path, names its device, and the fast output equals the reference."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ SMALL = {  # the script's models at smoke-test sizes (the script uses the paper 
     "lte": {"name": "edsr_baseline", "args": {"n_resblocks": 1, "n_feats": 8}},
     "metasr": {"name": "edsr_baseline", "args": {"n_resblocks": 1, "n_feats": 8}},
     "swinir": {"name": "swinir", "args": {"embed_dim": 12, "depths": [1], "num_heads": [2], "out_dim": 8}},
+    "lmliif": {"name": "edsr_baseline", "args": {"n_resblocks": 1, "n_feats": 8}},
+    "lmlte": {"name": "edsr_baseline", "args": {"n_resblocks": 1, "n_feats": 8}},
     "lmciaosr": {"name": "edsr_baseline", "args": {"n_resblocks": 1, "n_feats": 8}},
 }
 HEADS = {
@@ -24,9 +26,15 @@ HEADS = {
     "lte": "lte",
     "metasr": "metasr",
     "swinir": "liif",
+    "lmliif": "lmliif",
+    "lmlte": "lmlte",
     "lmciaosr": "lmciaosr",
 }
-HEAD_ARGS = {"lte": {"hidden_dim": 8}, "lmciaosr": {"attn_hidden": [8], "hidden_dim": 4, "hidden_depth": 2}}
+HEAD_ARGS = {
+    "lte": {"hidden_dim": 8},
+    "lmlte": {"latent_dim": 8},
+    "lmciaosr": {"attn_hidden": [8], "hidden_dim": 4, "hidden_depth": 2},
+}
 
 
 @pytest.fixture
@@ -44,9 +52,9 @@ def bench(monkeypatch):
 
 
 def test_every_model_row_plain_vs_fast(bench, capsys, tmp_path):
-    assert set(bench.MODELS) == {"edsr", "rdn", "lte", "metasr", "swinir", "lmciaosr"}
+    assert set(bench.MODELS) == set(HEADS)
     out = tmp_path / "BENCH.md"
-    models = "edsr,rdn,lte,metasr,swinir,lmciaosr"
+    models = ",".join(HEADS)
     assert (
         bench.main(
             ["--device", "cpu", "--cases", "tiny", "--models", models, "--repeats", "1", "--out", str(out)]
@@ -55,7 +63,7 @@ def test_every_model_row_plain_vs_fast(bench, capsys, tmp_path):
     )
     rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| cpu |")]
     labels = ["EDSR-baseline-LIIF", "RDN-LIIF", "EDSR-baseline-LTE", "EDSR-baseline-MetaSR", "SwinIR-LIIF"]
-    labels.append("EDSR-baseline-LM-CiaoSR")
+    labels += ["EDSR-baseline-LM-LIIF", "EDSR-baseline-LM-LTE", "EDSR-baseline-LM-CiaoSR"]
     assert [(r[2], r[3]) for r in rows] == [(m, p) for m in labels for p in ("plain", "fast fp32")]
     for r in rows:
         if r[3] == "plain":
