@@ -30,6 +30,8 @@ from liif_sr.models.heads.lmf_common import (
     LMState,
     ModulatedMLP,
     blend,
+    decode_pieces,
+    fast_rows,
     gather_members,
     modulations,
     reference_members,
@@ -102,22 +104,39 @@ class LMLIIFHead(DecoderHead):
         cell = rel_cell.to(x.dtype).view(-1, 1, 1, 2).expand(-1, *x.shape[1:3], 2)
         return self.hypernet(torch.cat([x, cell], dim=-1))
 
+    def _fast_rows(self, state: LMState, rel_cell: Tensor) -> Tensor:
+        """``[1 + s | t | a]`` with layer 0's per-latent part ``a = W_z z + b`` (the rest is ``W_rel rel +
+        W_cell rel_cell`` per query)."""
+        rows = self._modulate(state, rel_cell)
+        rows = rows.reshape(-1, rows.shape[-1])
+        first, hd = self.render.layers[0], self.render.hidden_dim
+        a = F.linear(rows[:, self.render.mod_dim :], first.weight[:, :hd], first.bias)
+        return fast_rows(torch.cat([rows[:, : self.render.mod_dim], a], dim=-1), self.render)
+
     def decode(self, state: LMState, coord: Tensor, cell: Tensor | None = None) -> Tensor:
         """(B, Q, 2) global coordinates and cells → (B, Q, out_dim) in the normalised output space."""
         validate_queries("LMLIIFHead", state.latent.shape[0], coord, cell, need_cell=True)
+        check = not torch.is_grad_enabled()
         h, w = state.full_size
-        rows = modulations(state, cell, state.full_size, self._modulate, check=not torch.is_grad_enabled())
-        rel_cell = cell * const([h, w], coord.device, cell.dtype)
         if not self.fast and state.size == state.full_size:
+            rows = modulations(state, cell, state.full_size, self._modulate, check, tag="reference")
+            rel_cell = cell * const([h, w], coord.device, cell.dtype)
             return self._decode_reference(state, rows, coord, rel_cell)
-        _, rel_coord, q_rows = gather_members(state, rows, coord, "LMLIIFHead")
-        mod_dim, b, q = self.render.mod_dim, coord.shape[0], coord.shape[1]
-        z = q_rows[..., mod_dim:]
-        inp = torch.cat(
-            [z, rel_coord.to(z.dtype), rel_cell.to(z.dtype).unsqueeze(1).expand(b, 4, q, 2)], dim=-1
-        )
-        pred = self.render(inp, q_rows)  # (B, 4, Q, out)
-        return blend(pred.float(), rel_coord)
+        rows = modulations(state, cell, state.full_size, self._fast_rows, check, tag="fast")
+        w_geo = self.render.layers[0].weight[:, self.render.hidden_dim :].t()  # (4, H): rel, rel_cell
+        size = const([h, w], coord.device)
+
+        def piece(c: Tensor, ce: Tensor) -> Tensor:
+            _, rel_coord, q_rows = gather_members(state, rows, c, "LMLIIFHead")
+            b, _, q, m = q_rows.shape
+            rel_cell = (ce.float() * size).unsqueeze(1).expand(b, 4, q, 2)
+            geo = torch.cat([rel_coord, rel_cell], dim=-1).to(q_rows.dtype).reshape(-1, 4)
+            flat = q_rows.reshape(-1, m)
+            h0 = torch.addmm(flat[:, self.render.mod_dim :], geo, w_geo.to(q_rows.dtype))
+            pred = self.render.forward_fast(h0, flat).view(b, 4, q, -1)
+            return blend(pred.float(), rel_coord)
+
+        return decode_pieces(coord, cell, self.render.out_dim, piece)
 
     # ------------------------------------------------------------------ reference
     def _decode_reference(self, state: LMState, rows: Tensor, coord: Tensor, rel_cell: Tensor) -> Tensor:

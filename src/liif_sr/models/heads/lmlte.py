@@ -30,6 +30,8 @@ from liif_sr.models.heads.lmf_common import (
     LMState,
     ModulatedMLP,
     blend,
+    decode_pieces,
+    fast_rows,
     gather_members,
     modulations,
     reference_members,
@@ -130,18 +132,34 @@ class LMLTEHead(DecoderHead):
         theta = (freq * rel_coord.unsqueeze(-1).to(freq.dtype)).sum(dim=-2) + phase
         return coef * torch.cat([torch.cos(math.pi * theta), torch.sin(math.pi * theta)], dim=-1)
 
+    def _fast_rows(self, state: LMState, rel_cell: Tensor) -> Tensor:
+        rows = self._modulate(state, rel_cell)
+        return fast_rows(rows.reshape(-1, rows.shape[-1]), self.render)
+
     def decode(self, state: LMState, coord: Tensor, cell: Tensor | None = None) -> Tensor:
         """(B, Q, 2) global coordinates and cells → (B, Q, out_dim) in the normalised output space."""
         validate_queries("LMLTEHead", state.latent.shape[0], coord, cell, need_cell=True)
+        check = not torch.is_grad_enabled()
         h, w = state.full_size
-        rows = modulations(state, cell, state.full_size, self._modulate, check=not torch.is_grad_enabled())
-        phase = self.imphase(cell * const([h, w], coord.device, cell.dtype))  # (B, Q, H/2)
         if not self.fast and state.size == state.full_size:
+            rows = modulations(state, cell, state.full_size, self._modulate, check, tag="reference")
+            phase = self.imphase(cell * const([h, w], coord.device, cell.dtype))  # (B, Q, H/2)
             return self._decode_reference(state, rows, coord, phase)
-        _, rel_coord, q_rows = gather_members(state, rows, coord, "LMLTEHead")
-        pred = self.render(self._render_input(q_rows, rel_coord, phase.unsqueeze(1)), q_rows)
-        out = blend(pred.float(), rel_coord)
-        return out + bilinear_border(state.lr, coord, state.offset, state.full_size)
+        rows = modulations(state, cell, state.full_size, self._fast_rows, check, tag="fast")
+        size, first = const([h, w], coord.device), self.render.layers[0]
+
+        def piece(c: Tensor, ce: Tensor) -> Tensor:
+            _, rel_coord, q_rows = gather_members(state, rows, c, "LMLTEHead")
+            b, _, q, m = q_rows.shape
+            phase = self.imphase((ce.float() * size).to(q_rows.dtype)).unsqueeze(1)
+            inp = self._render_input(q_rows, rel_coord, phase).reshape(-1, self.render.hidden_dim)
+            h0 = torch.addmm(first.bias, inp, first.weight.t())
+            pred = self.render.forward_fast(h0, q_rows.reshape(-1, m)).view(b, 4, q, -1)
+            return blend(pred.float(), rel_coord) + bilinear_border(
+                state.lr, c, state.offset, state.full_size
+            )
+
+        return decode_pieces(coord, cell, self.render.out_dim, piece)
 
     # ------------------------------------------------------------------ reference
     def _decode_reference(self, state: LMState, rows: Tensor, coord: Tensor, phase: Tensor) -> Tensor:
