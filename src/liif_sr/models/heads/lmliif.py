@@ -123,7 +123,8 @@ class LMLIIFHead(DecoderHead):
             rel_cell = cell * const([h, w], coord.device, cell.dtype)
             return self._decode_reference(state, rows, coord, rel_cell)
         rows = modulations(state, cell, state.full_size, self._fast_rows, check, tag="fast")
-        w_geo = self.render.layers[0].weight[:, self.render.hidden_dim :].t()  # (4, H): rel, rel_cell
+        w_geo = self.render.layers[0].weight[:, self.render.hidden_dim :].t().to(rows.dtype).contiguous()
+        weights = self.render.transposed_weights(rows.dtype)
         size = const([h, w], coord.device)
 
         def piece(c: Tensor, ce: Tensor) -> Tensor:
@@ -132,8 +133,8 @@ class LMLIIFHead(DecoderHead):
             rel_cell = (ce.float() * size).unsqueeze(1).expand(b, 4, q, 2)
             geo = torch.cat([rel_coord, rel_cell], dim=-1).to(q_rows.dtype).reshape(-1, 4)
             flat = q_rows.reshape(-1, m)
-            h0 = torch.addmm(flat[:, self.render.mod_dim :], geo, w_geo.to(q_rows.dtype))
-            pred = self.render.forward_fast(h0, flat).view(b, 4, q, -1)
+            h0 = torch.addmm(flat[:, self.render.mod_dim :], geo, w_geo)
+            pred = self.render.forward_fast(h0, flat, weights).view(b, 4, q, -1)
             return blend(pred.float(), rel_coord)
 
         return decode_pieces(coord, cell, self.render.out_dim, piece)

@@ -146,15 +146,16 @@ class LMLTEHead(DecoderHead):
             phase = self.imphase(cell * const([h, w], coord.device, cell.dtype))  # (B, Q, H/2)
             return self._decode_reference(state, rows, coord, phase)
         rows = modulations(state, cell, state.full_size, self._fast_rows, check, tag="fast")
-        size, first = const([h, w], coord.device), self.render.layers[0]
+        size, bias0 = const([h, w], coord.device), self.render.layers[0].bias.to(rows.dtype)
+        weights = self.render.transposed_weights(rows.dtype)
 
         def piece(c: Tensor, ce: Tensor) -> Tensor:
             _, rel_coord, q_rows = gather_members(state, rows, c, "LMLTEHead")
             b, _, q, m = q_rows.shape
             phase = self.imphase((ce.float() * size).to(q_rows.dtype)).unsqueeze(1)
             inp = self._render_input(q_rows, rel_coord, phase).reshape(-1, self.render.hidden_dim)
-            h0 = torch.addmm(first.bias, inp, first.weight.t())
-            pred = self.render.forward_fast(h0, q_rows.reshape(-1, m)).view(b, 4, q, -1)
+            h0 = torch.addmm(bias0, inp, weights[0])
+            pred = self.render.forward_fast(h0, q_rows.reshape(-1, m), weights).view(b, 4, q, -1)
             return blend(pred.float(), rel_coord) + bilinear_border(
                 state.lr, c, state.offset, state.full_size
             )
