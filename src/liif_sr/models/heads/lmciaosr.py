@@ -44,6 +44,8 @@ from liif_sr.models.heads.lmf_common import (
     LMState,
     ModulatedMLP,
     blend,
+    decode_pieces,
+    fast_rows,
     gather_members,
     modulations,
     reference_members,
@@ -165,20 +167,35 @@ class LMCiaoSRHead(DecoderHead):
         """Whether the bilinear LR skip is added now (``lr_skip`` and the module's train/eval mode)."""
         return self.lr_skip == "always" or (self.lr_skip == "eval" and not self.training)
 
+    def _fast_rows(self, state: LMState, rel_cell: Tensor) -> Tensor:
+        """``[1 + s | t | a]`` with the render's layer-0 per-latent part ``a = W_z z + b`` (the query adds
+        ``W_rel rel``)."""
+        rows = self._modulate(state, rel_cell)
+        rows = rows.reshape(-1, rows.shape[-1])
+        first, mod_dim = self.render.layers[0], self.render.mod_dim
+        a = F.linear(rows[:, mod_dim:], first.weight[:, : rows.shape[-1] - mod_dim], first.bias)
+        return fast_rows(torch.cat([rows[:, :mod_dim], a], dim=-1), self.render)
+
     def decode(self, state: LMState, coord: Tensor, cell: Tensor | None = None) -> Tensor:
         """(B, Q, 2) global coordinates and cells → (B, Q, out_dim) in the normalised output space."""
         validate_queries("LMCiaoSRHead", state.latent.shape[0], coord, cell, need_cell=True)
-        rows = modulations(state, cell, state.full_size, self._modulate, check=not torch.is_grad_enabled())
-        mod_dim = self.render.mod_dim
+        check, mod_dim, skip = not torch.is_grad_enabled(), self.render.mod_dim, self.skips()
         if not self.fast and state.size == state.full_size:
-            maps = rows_to_map(rows, coord.shape[0], state.size)
-            members = reference_members(maps, coord)
+            rows = modulations(state, cell, state.full_size, self._modulate, check, tag="reference")
+            members = reference_members(rows_to_map(rows, coord.shape[0], state.size), coord)
             preds = [self.render(torch.cat([r[..., mod_dim:], rel], -1), r) for r, rel in members]
             out = blend(torch.stack(preds, 1).float(), torch.stack([rel for _, rel in members], 1))
-        else:
-            _, rel_coord, q_rows = gather_members(state, rows, coord, "LMCiaoSRHead")
-            x = torch.cat([q_rows[..., mod_dim:], rel_coord.to(q_rows.dtype)], dim=-1)
-            out = blend(self.render(x, q_rows).float(), rel_coord)
-        if self.skips():
-            out = out + bilinear_border(state.lr, coord, state.offset, state.full_size)
-        return out
+            return out + bilinear_border(state.lr, coord, state.offset, state.full_size) if skip else out
+        rows = modulations(state, cell, state.full_size, self._fast_rows, check, tag="fast")
+        w_rel = self.render.layers[0].weight[:, -2:].t().to(rows.dtype).contiguous()
+        weights = self.render.transposed_weights(rows.dtype)
+
+        def piece(c: Tensor, ce: Tensor) -> Tensor:
+            _, rel_coord, q_rows = gather_members(state, rows, c, "LMCiaoSRHead")
+            b, _, q, m = q_rows.shape
+            flat = q_rows.reshape(-1, m)
+            h0 = torch.addmm(flat[:, mod_dim:], rel_coord.to(rows.dtype).reshape(-1, 2), w_rel)
+            out = blend(self.render.forward_fast(h0, flat, weights).view(b, 4, q, -1).float(), rel_coord)
+            return out + bilinear_border(state.lr, c, state.offset, state.full_size) if skip else out
+
+        return decode_pieces(coord, cell, self.render.out_dim, piece)
