@@ -123,14 +123,25 @@ class LMLTEHead(DecoderHead):
         basis = torch.cat([torch.cos(math.pi * freq), torch.sin(math.pi * freq)], dim=-1)
         return self.hypernet(coef * basis)
 
-    def _render_input(self, q_rows: Tensor, rel_coord: Tensor, phase: Tensor) -> Tensor:
-        """``coef' ⊙ [cos πφ, sin πφ]`` from members' rows (..., M), ``rel_coord`` (..., 2), ``imphase`` (..., H/2)."""
+    def _render_input(
+        self, q_rows: Tensor, rel_coord: Tensor, phase: Tensor, literal: bool = False
+    ) -> Tensor:
+        """``coef' ⊙ [cos πφ, sin πφ]`` from members' rows (..., M), ``rel_coord`` (..., 2), ``imphase`` (..., H/2).
+
+        ``literal``: the official steps (split/stack/sum, reference path); else strided pairs and fused ops."""
         hd = self.render.hidden_dim
         coef = q_rows[..., self.render.mod_dim : self.render.mod_dim + hd]
         freq = q_rows[..., self.render.mod_dim + hd :]
-        freq = torch.stack(torch.split(freq, 2, dim=-1), dim=-1)  # (..., 2, H/2)
-        theta = (freq * rel_coord.unsqueeze(-1).to(freq.dtype)).sum(dim=-2) + phase
-        return coef * torch.cat([torch.cos(math.pi * theta), torch.sin(math.pi * theta)], dim=-1)
+        if literal:
+            freq = torch.stack(torch.split(freq, 2, dim=-1), dim=-1)  # (..., 2, H/2)
+            theta = (freq * rel_coord.unsqueeze(-1).to(freq.dtype)).sum(dim=-2) + phase
+            return coef * torch.cat([torch.cos(math.pi * theta), torch.sin(math.pi * theta)], dim=-1)
+        rel = rel_coord.to(
+            freq.dtype
+        )  # φ_k = f_{2k} rel_0 + f_{2k+1} rel_1 + phase_k (the official pair sum)
+        theta = torch.addcmul(freq[..., 0::2] * rel[..., 0:1], freq[..., 1::2], rel[..., 1:2]).add_(phase)
+        theta = theta.mul_(math.pi)
+        return coef * torch.cat([torch.cos(theta), torch.sin(theta)], dim=-1)
 
     def _fast_rows(self, state: LMState, rel_cell: Tensor) -> Tensor:
         rows = self._modulate(state, rel_cell)
@@ -168,7 +179,7 @@ class LMLTEHead(DecoderHead):
         maps = rows_to_map(rows, coord.shape[0], state.size)
         preds, rels = [], []
         for q_rows, rel_coord in reference_members(maps, coord):
-            preds.append(self.render(self._render_input(q_rows, rel_coord, phase), q_rows))
+            preds.append(self.render(self._render_input(q_rows, rel_coord, phase, literal=True), q_rows))
             rels.append(rel_coord)
         out = blend(torch.stack(preds, 1), torch.stack(rels, 1))
         skip = F.grid_sample(
