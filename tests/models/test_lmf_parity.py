@@ -204,6 +204,8 @@ def test_state_recomputes_modulations_for_another_cell(head):
     cell[:, 5] *= 2
     with pytest.raises(ValueError, match="one cell per image"):
         model.decode(prepared, coord, cell)
+    state = model.head.prepare(model.encode(lr), (lr - 0.5) / 0.5)
+    assert model.head.decode(state, coord[:, :0], cell[:, :0]).shape == (1, 0, 3)
 
 
 @pytest.mark.parametrize("head", ["lmliif", "lmlte"])

@@ -116,6 +116,8 @@ class LMLIIFHead(DecoderHead):
     def decode(self, state: LMState, coord: Tensor, cell: Tensor | None = None) -> Tensor:
         """(B, Q, 2) global coordinates and cells → (B, Q, out_dim) in the normalised output space."""
         validate_queries("LMLIIFHead", state.latent.shape[0], coord, cell, need_cell=True)
+        if coord.shape[1] == 0:  # no cell to run the latent MLP at, nothing to decode
+            return coord.new_zeros(coord.shape[0], 0, self.render.out_dim, dtype=torch.float32)
         check = not torch.is_grad_enabled()
         h, w = state.full_size
         if not self.fast and state.size == state.full_size:
