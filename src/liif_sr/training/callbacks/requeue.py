@@ -117,7 +117,10 @@ class RequeueOnSignal(L.Callback):
     def _stop_if_requeued(self, trainer: L.Trainer) -> None:
         if not self.requeued:
             return
-        for logger in trainer.loggers:
+        for logger in trainer.loggers:  # W&B: the open row (this step's) written before the process ends
+            commit = getattr(logger, "commit", None)
+            if callable(commit):
+                commit()
             logger.save()
         if trainer.is_global_zero:
             log.warning(
