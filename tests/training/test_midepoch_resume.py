@@ -38,11 +38,15 @@ class SignalAt(L.Callback):
     """Test helper: send ``signum`` to this process just before the optimizer step of ``step`` (the moment
     where a checkpoint written by the signal handler itself would not continue exactly)."""
 
-    def __init__(self, step: int, signum: str = "SIGUSR1") -> None:
-        self.step, self.signum = step, signal.Signals[signum]
+    def __init__(self, step: int, signum: str = "SIGUSR1", once: str | None = None) -> None:
+        self.step, self.signum, self.once = step, signal.Signals[signum], once
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if trainer.global_step == self.step:
+            if self.once is not None:  # only in the first attempt of a requeued job
+                if Path(self.once).exists():
+                    return
+                Path(self.once).touch()
             os.kill(os.getpid(), self.signum)
 
 
@@ -198,3 +202,35 @@ def test_epoch_sampler_shards_like_distributed_sampler_and_skips():
     assert list(again) == full[1:] and again.state_dict() == {**state, "batches": 3}
     again.load_state_dict({**state, "batches": 3})  # saved at the epoch's end: the next epoch, whole
     assert again.sampler.epoch == 3 and len(list(again)) == 3
+
+
+@pytest.mark.slow
+def test_submitit_job_checkpoints_is_requeued_and_continues_exactly(straight, tmp_path):
+    """``hydra/launcher=submitit_local`` (submitit's own job machinery, no cluster): SIGUSR2 to the running job
+    -> hpc checkpoint at the step end, submitit's ``checkpoint()`` + requeue, the restarted job continues from
+    the checkpoint; the losses equal the uninterrupted run's."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    sweep, once = tmp_path / "sweep", tmp_path / "signalled"
+    src = Path(__file__).resolve().parents[2] / "src"
+    env = {
+        **os.environ,
+        "WANDB_MODE": "disabled",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(src), str(Path(__file__).parent), str(Path(__file__).parents[1])]),
+    }
+    cmd = [sys.executable, "-m", "liif_sr.train", "-m", "hydra/launcher=submitit_local", *RUN, *EVERY_4,
+           "hydra.launcher.timeout_min=30", f"hydra.sweep.dir={sweep}", f"paths.log_dir={tmp_path}/logs",
+           "+callbacks.signal_at._target_=test_midepoch_resume.SignalAt", "+callbacks.signal_at.step=4",
+           "+callbacks.signal_at.signum=SIGUSR2", f"+callbacks.signal_at.once={once}"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    logs = "".join(p.read_text() for p in sweep.glob(".submitit/*/*.out")) + proc.stdout + proc.stderr
+    assert proc.returncode == 0, logs[-4000:]
+    assert once.exists() and "Requeued job" in logs
+    job = sweep / "0"
+    (hpc,) = job.glob("hpc_ckpt_*.ckpt")
+    assert torch.load(hpc, weights_only=True)["global_step"] == 5
+    assert f"Restored all states from the checkpoint at {hpc}" in logs
+    assert losses(job) == straight[1]
