@@ -234,3 +234,21 @@ def test_submitit_job_checkpoints_is_requeued_and_continues_exactly(straight, tm
     assert torch.load(hpc, weights_only=True)["global_step"] == 5
     assert f"Restored all states from the checkpoint at {hpc}" in logs
     assert losses(job) == straight[1]
+
+
+def test_csv_rows_of_a_killed_attempt_are_replaced(tmp_path):
+    """``metrics.csv`` of a run continued from a checkpoint at step 3: the killed attempt's rows of steps
+    3..5 go when the continued run logs step 3; earlier rows stay."""
+    from liif_sr.training.loggers.csv_append import CSVLogger
+
+    first = CSVLogger(save_dir=tmp_path, name="csv", version="")
+    for step in range(6):
+        first.log_metrics({"train/loss_step": float(step)}, step=step)
+    first.save()
+    again = CSVLogger(save_dir=tmp_path, name="csv", version="")
+    again.log_metrics({"train/loss_step": 30.0}, step=3)
+    again.log_metrics({"train/loss_step": 40.0}, step=4)
+    again.save()
+    with open(tmp_path / "csv" / "metrics.csv", newline="") as f:
+        rows = [(int(r["step"]), float(r["train/loss_step"])) for r in csv.DictReader(f)]
+    assert rows == [(0, 0.0), (1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0)]
