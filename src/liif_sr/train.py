@@ -41,9 +41,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     from liif_sr.training.launch import check_launch
     from liif_sr.training.preflight import check_config
     from liif_sr.training.resume import finished_run, resolve_ckpt_path
+    from liif_sr.training.resume_changes import refuse_api_changes
 
     check_config(cfg)  # liif-sr-train checks more before Hydra writes anything (_preflight); API users: here
     check_launch(cfg)
+    refuse_api_changes(cfg)  # resume=<run> changing what the run was trained with (the CLI: resume_plan)
     ckpt_path = resolve_ckpt_path(cfg)
     locked = run_lock.hold(cfg.paths.output_dir, str(cfg.paths.output_dir))  # one process per run folder
     done = finished_run(cfg, ckpt_path)  # a continued run with nothing left to train is left as it is

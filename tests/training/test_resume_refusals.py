@@ -368,3 +368,33 @@ def test_a_sweep_with_custom_job_folder_names_is_refused(tmp_path, refuse):
     record["hydra"]["sweep"] = {"dir": str(sweep), "subdir": "${hydra.job.override_dirname}"}
     (sweep / "multirun.yaml").write_text(yaml.safe_dump(record))
     refuse(f"resume={sweep}", expect="needs the default (the job number)")
+
+
+@pytest.mark.parametrize(
+    "change", ["data.sample_q=32", "data.batch_size=4", "model.optimizer.lr=1e-3", "seed=7"]
+)
+def test_the_python_api_refuses_the_same_changes(tmp_path, change):
+    """``train(cfg)`` with ``resume=<run>`` of a ``liif-sr-train`` run (its ``.hydra/config.yaml``): the
+    command line's refusals, before anything is written; what a resume may change passes."""
+    from helpers import TINY_DATA, compose_in
+    from omegaconf import OmegaConf
+
+    from liif_sr.errors import UserError
+    from liif_sr.train import train
+    from liif_sr.training.resume_changes import refuse_api_changes
+
+    run = tmp_path / "run"
+    recorded = compose_in(run, *TINY_DATA)
+    (run / ".hydra").mkdir()
+    OmegaConf.save(
+        OmegaConf.masked_copy(recorded, [k for k in recorded if k != "hydra"]), run / ".hydra/config.yaml"
+    )
+    before = sorted(p.name for p in run.rglob("*"))
+    with pytest.raises(
+        UserError, match=rf"resume={run}: {change.split('=')[0]}=.* \(the run has .*\) would continue"
+    ):
+        train(compose_in(run, *TINY_DATA, change, f"resume={run}"))
+    assert sorted(p.name for p in run.rglob("*")) == before
+    refuse_api_changes(
+        compose_in(run, *TINY_DATA, "trainer.max_epochs=9", "data.num_workers=2", f"resume={run}")
+    )

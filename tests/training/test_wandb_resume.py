@@ -55,3 +55,39 @@ def test_sigkill_keeps_history_and_resumed_segment_continues_step(tmp_path):
     assert [r["_step"] for r in resumed] == [4, 5, 6, 7, 8]
     assert all(r["trainer/global_step"] == r["_step"] and "val/psnr" in r for r in resumed)
     assert "late" in resumed[-1]  # logged for step 4 after step 8: kept, in step 8's row
+
+
+CHECKPOINTED = textwrap.dedent(
+    """
+    import os, signal, sys
+    from liif_sr.training.loggers.wandb_run import WandbLogger
+
+    first, last, kill = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "kill"
+    lg = WandbLogger(project="t", save_dir=sys.argv[1], id="ckp12345", resume="allow", offline=True)
+    for step in range(first, last + 1):
+        lg.log_metrics({"train/loss": 1.0 / (step + 1)}, step=step)
+        lg.log_metrics({"lr": 0.1}, step=step)
+    lg.after_save_checkpoint(None)  # what ModelCheckpoint calls after each checkpoint
+    if kill:
+        lg.log_metrics({"train/loss_epoch": 0.5}, step=last)  # after the checkpoint, for its step: next row
+        os.kill(os.getpid(), signal.SIGKILL)  # right after the checkpoint; W&B's service writes what it got
+    lg.experiment.finish()
+    """
+)
+
+
+def test_sigkill_right_after_a_checkpoint_keeps_its_step_and_the_join_is_continuous(tmp_path):
+    """The open row of the checkpoint's step is committed with the checkpoint: a SIGKILL right after it
+    keeps the history up to that step, and the segment resumed from it continues without gap or repeat."""
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": os.pathsep.join(sys.path)}
+    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        env[var] = str(tmp_path / "wandb_home")
+    for first, last, end, code in ((0, 5, "kill", -signal.SIGKILL), (6, 8, "end", 0)):
+        args = [sys.executable, "-c", CHECKPOINTED, str(tmp_path), str(first), str(last), end]
+        assert subprocess.run(args, env=env, capture_output=True, timeout=120).returncode == code
+    files = [next(r.glob("run-*.wandb")) for r in sorted((tmp_path / "wandb").glob("offline-run-*"))]
+    killed, resumed = (wandb_records(f)[1] for f in files)
+    assert [r["_step"] for r in killed] == [0, 1, 2, 3, 4, 5]  # reaches the checkpoint's step
+    assert all("lr" in r and "train/loss" in r for r in killed)  # every value of the committed rows
+    joined = [r["_step"] for r in killed + resumed]
+    assert joined == list(range(9))  # one continuous axis: no gap, no step twice

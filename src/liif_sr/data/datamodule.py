@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from liif_sr.data.gpu_sampler import DeviceSampler
 from liif_sr.data.options import DataOptions, check_batch_split
+from liif_sr.data.resumable import EpochSampler, ResumableLoader, SampleKey, sample_generator
 from liif_sr.data.sampling import fixed_scale_pair, min_image_side, random_scale_sample
 from liif_sr.data.sources import check_sources, expand_sources, image_name, load_source_image
 
@@ -37,17 +38,25 @@ class HRImages(Dataset):
 
 
 class RandomScaleDataset(Dataset):
-    """``repeat`` passes over ``images``, each item a :func:`random_scale_sample`."""
+    """``repeat`` passes over ``images``, each item a :func:`random_scale_sample`.
 
-    def __init__(self, images: HRImages, repeat: int = 1, **sample_kwargs) -> None:
-        self.images, self.repeat, self.kwargs = images, repeat, sample_kwargs
+    A :class:`~liif_sr.data.resumable.SampleKey` (what the training loader's sampler yields) draws the sample
+    from ``sample_generator(seed, epoch, position)`` (exact mid-epoch resume); a plain index from the global
+    torch RNG.
+    """
+
+    def __init__(self, images: HRImages, repeat: int = 1, seed: int = 0, **sample_kwargs) -> None:
+        self.images, self.repeat, self.seed, self.kwargs = images, repeat, seed, sample_kwargs
 
     def __len__(self) -> int:
         return len(self.images) * self.repeat
 
-    def __getitem__(self, idx: int) -> dict[str, Tensor]:
-        # the global torch RNG: seeded by seed_everything in the main process, per worker by PyTorch
-        return random_scale_sample(self.images[idx % len(self.images)], **self.kwargs)
+    def __getitem__(self, key: int | SampleKey) -> dict[str, Tensor]:
+        generator = None
+        if isinstance(key, SampleKey):
+            generator = sample_generator(self.seed, key.epoch, key.position)
+            key = key.index
+        return random_scale_sample(self.images[key % len(self.images)], generator=generator, **self.kwargs)
 
 
 class ImageIndexDataset(Dataset):
@@ -59,8 +68,8 @@ class ImageIndexDataset(Dataset):
     def __len__(self) -> int:
         return self.n_images * self.repeat
 
-    def __getitem__(self, idx: int) -> dict[str, int]:
-        return {"index": idx % self.n_images}
+    def __getitem__(self, key: int | SampleKey) -> dict[str, int]:
+        return {"index": (key.index if isinstance(key, SampleKey) else key) % self.n_images}
 
 
 class FixedScaleDataset(Dataset):
@@ -133,6 +142,7 @@ class RandomScaleDataModule(L.LightningDataModule):
         self.device_sampler: DeviceSampler | None = None  # sampler=device: built at the first batch
         self._sampler_seed = 0
         self._sampler_rng: Tensor | None = None  # generator state from a checkpoint, applied at the build
+        self.data_seed: int | None = None  # the training data's order and samples (data/resumable.py)
         self.train_set: RandomScaleDataset | None = None
         self.val_set: FixedScaleDataset | None = None
         self.batch_size_per_device = self.options.batch_size
@@ -145,6 +155,8 @@ class RandomScaleDataModule(L.LightningDataModule):
         hp = self.options
         world = self.trainer.world_size if self.trainer is not None else 1
         self.batch_size_per_device = self.per_device_batch(world)
+        if self.data_seed is None and stage in (None, "fit"):
+            self.data_seed = self.draw_data_seed()
         if world > 1 and stage in (None, "fit"):
             decorrelate_ranks(self.trainer.global_rank)
         if hp.dataset_name:
@@ -176,30 +188,44 @@ class RandomScaleDataModule(L.LightningDataModule):
                 HRImages(items, cache=hp.cache), hp.val_scales, hp.val_downsampler
             )
 
+    def draw_data_seed(self) -> int:
+        """The data seed: from the (seeded) global RNG, rank 0's under DDP (one order shared by the ranks);
+        a resumed run gets its checkpoint's instead (:meth:`ResumableLoader.load_state_dict`)."""
+        seed = int(torch.randint(0, 2**31 - 1, ()))
+        strategy = getattr(self.trainer, "strategy", None)
+        if strategy is not None and self.trainer.world_size > 1:
+            seed = int(strategy.broadcast(seed, src=0))
+        return seed
+
     def sample_kwargs(self) -> dict:
         """The random-scale sampling settings shared by the CPU and the device samplers."""
         keys = ("inp_size", "scale_min", "scale_max", "sample_q", "augment", "downsampler")
         return {k: getattr(self.options, k) for k in keys}
 
     def train_dataloader(self) -> DataLoader:
+        """A :class:`~liif_sr.data.resumable.ResumableLoader`: exact mid-epoch resume; under DDP its
+        :class:`~liif_sr.data.resumable.EpochSampler` is each rank's shard (Lightning keeps it)."""
         if self.train_set is None:
             raise ValueError("data.train_sources is empty: nothing to train on")
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        seed = self.data_seed if self.data_seed is not None else 0
         if self.options.sampler == "device":  # indices only: no workers needed
             warnings.filterwarnings("ignore", message=".*train_dataloader. does not have many workers.*")
-            return DataLoader(
-                ImageIndexDataset(len(self.train_set.images), self.train_set.repeat),
+            indices = ImageIndexDataset(len(self.train_set.images), self.train_set.repeat)
+            return ResumableLoader(
+                indices,
                 batch_size=self.batch_size_per_device,
-                shuffle=True,
-                drop_last=True,
+                sampler=EpochSampler(indices, world, rank, seed),
                 pin_memory=self.options.pin_memory,
             )
-        return DataLoader(
+        self.train_set.seed = seed
+        return ResumableLoader(
             self.train_set,
             batch_size=self.batch_size_per_device,
-            shuffle=True,
+            sampler=EpochSampler(self.train_set, world, rank, seed),
             num_workers=self.options.num_workers,
             pin_memory=self.options.pin_memory,
-            drop_last=True,
             persistent_workers=self.options.num_workers > 0,
         )
 

@@ -64,11 +64,16 @@ def interrupted_message(trainer: Any, cfg: DictConfig) -> str:
 def fit_or_interrupt(trainer: Any, cfg: DictConfig, **fit_kwargs: Any) -> None:
     """``trainer.fit(**fit_kwargs)``; a Ctrl-C raises :class:`TrainingInterrupted` instead of Lightning's
     ``sys.exit(1)``."""
+    from liif_sr.training.callbacks.requeue import JobRequeued
+
     try:
         trainer.fit(**fit_kwargs)
-    except SystemExit:
-        if not trainer.interrupted:
+    except SystemExit as exc:
+        if isinstance(exc, JobRequeued) or not trainer.interrupted:
             raise
+        requeued = [cb for cb in trainer.callbacks if getattr(cb, "requeued", "")]
+        if requeued:  # SLURM's SIGTERM after the requeue: the job has checkpointed, not the user's Ctrl-C
+            raise JobRequeued(exc.code) from None
         if threading.current_thread() is threading.main_thread():  # Lightning left Ctrl-C ignored
             signal.signal(signal.SIGINT, signal.default_int_handler)
         raise TrainingInterrupted(interrupted_message(trainer, cfg)) from None

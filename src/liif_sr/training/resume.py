@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,16 +67,18 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     that never wrote one (it starts)."""
     ckpt = cfg.get("ckpt_path")
     if cfg.get("resume"):
-        if is_sweep_dir(cfg.resume):
-            last = _job_dir_of_sweep(cfg) / LAST
-            if not last.is_file():
+        run_dir = _job_dir_of_sweep(cfg) if is_sweep_dir(cfg.resume) else Path(cfg.resume)
+        last = newer_requeue_checkpoint(run_dir, run_dir / LAST)
+        if not last.is_file():
+            if is_sweep_dir(cfg.resume):
                 return None
-        else:
-            last = Path(cfg.resume) / LAST
-            if not last.is_file():
-                raise UserError(f"resume={cfg.resume}: no checkpoints/last.ckpt in that run directory")
-        integrity.check_integrity(last, f"resume={cfg.resume}")
+            raise UserError(f"resume={cfg.resume}: no checkpoints/last.ckpt in that run directory")
+        if last.parent == run_dir / LAST.parent:
+            integrity.check_integrity(last, f"resume={cfg.resume}")
         return str(last)
+    if not ckpt:  # a SLURM / submitit job requeued into its folder continues from its hpc checkpoint
+        requeued = newer_requeue_checkpoint(Path(cfg.paths.output_dir), None)
+        return str(requeued) if requeued is not None else None
     if ckpt == "last":
         last = Path(cfg.paths.output_dir) / LAST
         if not last.is_file():
@@ -90,6 +93,23 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     if ckpt:
         integrity.check_integrity(ckpt, f"ckpt_path={ckpt}")
     return ckpt
+
+
+def newer_requeue_checkpoint(run_dir: Path, last: Path | None) -> Any:
+    """The newest ``hpc_ckpt_<n>.ckpt`` of ``run_dir`` (written when SLURM requeued the job,
+    :mod:`liif_sr.training.callbacks.requeue`) if it is further than ``last`` (or ``last`` is None / absent);
+    else ``last``."""
+    names = (re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", p.name) for p in Path(run_dir).glob("hpc_ckpt_*.ckpt"))
+    numbers = [int(m.group(1)) for m in names if m]
+    if not numbers:
+        return last
+    hpc = Path(run_dir) / f"hpc_ckpt_{max(numbers)}.ckpt"
+    if last is None or not last.is_file():
+        return hpc
+    done_hpc, done_last = read_progress(hpc), read_progress(last)
+    if done_hpc is not None and (done_last is None or done_hpc.steps > done_last.steps):
+        return hpc
+    return last
 
 
 # ------------------------------------------------------------------------------- what is left to train

@@ -139,3 +139,20 @@ def refuse_changes(before: DictConfig, after: DictConfig, what: str, run: Path) 
         "trained with; a resume may change only trainer limits/devices, loggers, callbacks and paths "
         f"(start a new run from it with ckpt_path={run}/checkpoints/last.ckpt)"
     )
+
+
+def refuse_api_changes(cfg: DictConfig) -> None:
+    """``train(cfg)`` (the Python API) with ``resume=<run>`` of a run started by ``liif-sr-train``: the same
+    refusals as the command line, against the run's recorded ``<run>/.hydra/config.yaml`` (a run trained
+    through the API records none: it continues as given). Under ``liif-sr-train`` Hydra has already
+    recorded the checked configuration: nothing differs."""
+    resume = cfg.get("resume")
+    if not resume or not isinstance(resume, str):
+        return
+    recorded = Path(resume) / ".hydra" / "config.yaml"
+    if not recorded.is_file():  # a whole sweep's folder, or a run without a recorded config
+        return
+    before = OmegaConf.load(recorded)
+    after = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    if isinstance(before, DictConfig):
+        refuse_changes(before, after, f"resume={resume}", Path(resume))

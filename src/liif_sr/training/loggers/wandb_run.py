@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import secrets
 import string
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -130,8 +131,14 @@ def _parent_sweep(out_dir: Path) -> str | None:
 class WandbLogger(_LightningWandbLogger):
     """Lightning's ``WandbLogger``; ``_step`` = the trainer's global step, the offline file flushed often.
 
-    A value logged for a step below one already logged goes into the current step's row, with that row's
-    ``trainer/global_step`` (W&B would drop it). ``flush_interval_s`` is W&B's ``x_transaction_log_flush_interval`` (kept if ``settings`` set it).
+    W&B keeps a step's row open in the training process until a later step is logged: a SIGKILL loses it.
+    :meth:`commit` writes the open row now and waits until W&B's service has written it to the run file
+    (one ``flush_interval_s``). It runs after every checkpoint (``after_save_checkpoint``), in ``finalize``
+    and when a SLURM requeue stops the job, so the history always reaches the last checkpoint's step and a
+    segment resumed from it (starting at the checkpoint's step) joins it without a gap or a repeated step.
+    Cost: ``flush_interval_s`` per checkpoint. A value logged for a step below the open row, or for a
+    committed row, goes into the next open row, with that row's ``trainer/global_step`` (W&B would drop it).
+    ``flush_interval_s`` is W&B's ``x_transaction_log_flush_interval`` (kept if ``settings`` set it).
     """
 
     def __init__(self, *args: Any, flush_interval_s: float = 1.0, **kwargs: Any) -> None:
@@ -141,14 +148,37 @@ class WandbLogger(_LightningWandbLogger):
             settings = {"x_transaction_log_flush_interval": float(flush_interval_s), **(settings or {})}
         super().__init__(*args, settings=settings, **kwargs)
         self._last_step = -1
+        self._committed = -1
+        self._flush_interval_s = float(flush_interval_s)
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if step is None or self._wandb_init.get("sync_tensorboard"):
             return super().log_metrics(metrics, step)
-        self._last_step = max(int(step), self._last_step)
+        self._last_step = max(int(step), self._last_step, self._committed + 1)
         metrics = {
             f"{self._prefix}{self.LOGGER_JOIN_CHAR}{k}" if self._prefix else k: v for k, v in metrics.items()
         }
         at = self._last_step  # the row (and its trainer/global_step) a late value joins
         self.experiment.log(dict(metrics, **{"trainer/global_step": at}), step=at)
+
+    @rank_zero_only
+    def commit(self) -> None:
+        """Write the open row (the last logged step) now instead of at the next step."""
+        if self._experiment is None or self._last_step <= self._committed:
+            return
+        self._experiment.log({}, step=self._last_step, commit=True)
+        self._committed = self._last_step
+        # W&B's service writes its run file every flush_interval_s, also nothing more when this process is
+        # SIGKILLed: the round trip (answered after the rows sent before) and one interval put the row on disk
+        self._experiment.summary.keys()
+        time.sleep(self._flush_interval_s)
+
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        self.commit()
+        super().after_save_checkpoint(checkpoint_callback)
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:  # also Lightning's SLURM handler, before its hpc checkpoint
+        self.commit()
+        super().finalize(status)
