@@ -20,16 +20,20 @@ def markdown(rows: list[Row], data_rows: list[Row], meta: dict) -> str:
         f"{meta['date']}, torch {meta['torch']}; batch {meta['batch']}, LR {meta['inp']}², {meta['q']} queries, "
         f"Adam 1e-4, L1; {meta['images']}. ms/step: median over {meta['windows']} timing window(s) of "
         f"{meta['steps']} step(s), after {meta['warmup']} warm-up step(s); best: the fastest window. "
+        f"CPU ms: process CPU time per step, all threads (the work, without waiting for a busy core); "
+        f"load average at the start {meta.get('loadavg', '–')}, at the end {meta.get('loadavg_end', '–')}. "
         f"`{meta['command']}`",
         "",
-        "| model | variant | data | ms/step | best ms/step | samples/s | speed-up vs fp32 ref | peak MiB | syncs/step |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| model | variant | data | ms/step | best ms/step | samples/s | speed-up vs fp32 ref | CPU ms/step "
+        "| CPU-time speed-up | peak MiB | syncs/step |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         variant = f"{r.variant} ({r.config})" + (f" — {'; '.join(r.notes)}" if r.notes else "")
         lines.append(
             f"| {r.model} | {variant} | {r.data} | {fmt(r.ms_per_step)} | {fmt(r.min_ms)} | {fmt(r.samples_per_s)} | "
-            f"{fmt(r.speedup, 2)}× | {fmt(r.peak_mib, 0)} | {fmt(r.syncs_per_step, 1)} |"
+            f"{fmt(r.speedup, 2)}× | {fmt(r.cpu_ms, 0)} | {fmt(r.cpu_speedup, 2)}× | {fmt(r.peak_mib, 0)} "
+            f"| {fmt(r.syncs_per_step, 1)} |"
         )
     if data_rows:
         lines += ["", "| data pipeline alone | where | ms/batch | samples/s |", "|---|---|---:|---:|"]
@@ -107,5 +111,5 @@ def update_markdown(path: Path, subsection: str, preamble: str) -> None:
 PREAMBLE = (
     "`make bench-train` (`scripts/bench_train.py`): one training step = forward, L1, backward, Adam on a batch "
     "of 16 48² LR crops with 2304 queries (the paper's). `fp32 ref` is the official algorithm (plain head) in "
-    "fp32; `fast` is the fast path of `docs/training_speed.md`. One subsection per device."
+    "fp32; `fast` is the fast path of `docs/training_speed.md` (on the CPU without `--cpu-bf16`: the default fp32 training step, losses equal to `fp32 ref`'s). One subsection per device."
 )

@@ -21,6 +21,14 @@ from bench.train_step import Case, Step, count_syncs, device_label, loss_parity,
 from liif_sr.data.gpu_sampler import DeviceSampler
 
 
+def loadavg() -> str:
+    """The 1/5/15-minute load averages (``/proc/loadavg``), or "–" where there is none."""
+    try:
+        return " ".join(open("/proc/loadavg").read().split()[:3])
+    except OSError:
+        return "–"
+
+
 def run(
     args, emit: Callable[[list[Row], dict, dict], None] | None = None
 ) -> tuple[list[Row], list[Row], dict]:
@@ -65,6 +73,7 @@ def run(
         "images": image_note,
         "command": " ".join(["python scripts/bench_train.py", *args.argv]),
         "date": time.strftime("%Y-%m-%d"),
+        "loadavg": loadavg(),
         "batch": args.batch,
         "inp": args.inp,
         "q": args.q,
@@ -79,11 +88,12 @@ def run(
     }
 
     def timed(step: Step, case: Case) -> None:
-        sec, loss = time_window(step, feeds[case.feed], device, args.steps)
+        sec, loss, cpu = time_window(step, feeds[case.feed], device, args.steps)
         case.times.append(sec)
+        case.cpu_times.append(cpu)
         case.loss = float(loss)
         print(
-            f"  {MODELS[case.model][0]:20s} {case.variant.name:15s} {case.data:22s} {sec * 1e3:9.1f} ms/step",
+            f"  {MODELS[case.model][0]:20s} {case.variant.name:15s} {case.data:22s} {sec * 1e3:9.1f} ms/step (CPU {cpu * 1e3:.0f} ms)",
             flush=True,
         )
 
@@ -96,6 +106,7 @@ def run(
             row = Row(MODELS[case.model][0], case.variant.name, case.variant.describe(), case.data, sec * 1e3)
             row.samples_per_s = args.batch / sec
             row.min_ms = min(case.times) * 1e3
+            row.cpu_ms = statistics.median(case.cpu_times) * 1e3
             row.peak_mib, row.syncs_per_step, row.loss = case.peak_mib, case.syncs, case.loss
             row.warmup_s = case.warmup_s
             row.notes = built[(case.model, case.variant.name)].notes()
@@ -111,6 +122,8 @@ def run(
                 None,
             )
             row.speedup = statistics.median(ref.times) / sec if ref else float("nan")
+            if ref and ref.cpu_times:
+                row.cpu_speedup = statistics.median(ref.cpu_times) / statistics.median(case.cpu_times)
             rows.append(row)
         return rows
 
@@ -181,6 +194,7 @@ def run(
             emit(rows_of(cases, built), meta, parity)
 
     rows = rows_of(cases, built)
+    meta["loadavg_end"] = loadavg()
     feeds.clear()  # stops the DataLoader workers
     data_rows = [] if args.no_data or over("data-only rows") else bench_data(images, sampler, args, device)
     meta["parity"] = parity

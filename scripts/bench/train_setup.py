@@ -44,11 +44,12 @@ class Variant:
     fused_adam: bool
     compile: bool = False
     cudnn_benchmark: bool = False  # as trainer=gpu_speed (benchmark: true); set around each step
+    host_memory: bool = False  # model.speed.reuse_host_memory (CPU; process-wide, set around each step)
 
     def describe(self) -> str:
         parts = [f"{self.head} head", "bf16 autocast" if self.bf16 else "fp32"]
         parts += ["channels_last"] * self.channels_last + ["fused Adam"] * self.fused_adam
-        parts += ["cuDNN benchmark"] * self.cudnn_benchmark
+        parts += ["cuDNN benchmark"] * self.cudnn_benchmark + ["host-memory reuse"] * self.host_memory
         return ", ".join(parts + ["torch.compile"] * self.compile)
 
 
@@ -61,7 +62,9 @@ class Row:
     ms_per_step: float
     samples_per_s: float = float("nan")
     min_ms: float = float("nan")
+    cpu_ms: float = float("nan")  # process CPU time per step (all threads): the work, less the waiting
     speedup: float = float("nan")
+    cpu_speedup: float = float("nan")  # the reference's CPU ms / this row's
     peak_mib: float = float("nan")
     syncs_per_step: float = float("nan")
     loss: float = float("nan")

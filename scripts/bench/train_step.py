@@ -17,7 +17,7 @@ from torch import Tensor
 
 from bench.train_setup import MODELS, Batch, Variant
 from liif_sr.models import ImplicitSR, LIIFHead
-from liif_sr.training.speed import CompiledOrEager, channels_last_input
+from liif_sr.training.speed import CompiledOrEager, channels_last_input, reuse_host_memory
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -52,6 +52,8 @@ class Step:
         v = self.v
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = v.cudnn_benchmark
+        else:
+            reuse_host_memory(v.host_memory)
         inp = channels_last_input(batch["inp"]) if v.channels_last else batch["inp"]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=v.bf16):
             pred = self.forward(inp, batch["coord"], batch["cell"])
@@ -81,15 +83,18 @@ class Step:
         self.net = self.opt = self.forward = self.initial = None
 
 
-def time_window(step, batches: Iterator[Batch], device: torch.device, steps: int) -> tuple[float, Tensor]:
-    """Mean seconds per step over ``steps`` consecutive steps (device synchronised at both ends)."""
+def time_window(
+    step, batches: Iterator[Batch], device: torch.device, steps: int
+) -> tuple[float, Tensor, float]:
+    """Mean wall seconds per step over ``steps`` consecutive steps (device synchronised at both ends), the
+    last loss, and the mean process CPU seconds per step."""
     sync(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     loss = torch.zeros(())
     for _ in range(steps):
         loss = step(next(batches))
     sync(device)
-    return (time.perf_counter() - t0) / steps, loss
+    return (time.perf_counter() - t0) / steps, loss, (time.process_time() - c0) / steps
 
 
 def count_syncs(
@@ -134,13 +139,19 @@ def device_label(device: torch.device) -> str:
 def variants(device: torch.device, args) -> list[Variant]:
     cuda = device.type == "cuda"
     bf16 = cuda or args.cpu_bf16
+    host = not cuda  # model.speed.reuse_host_memory acts on the CPU only
     out = [
-        Variant("fp32 ref", "plain", False, False, False),
+        Variant("fp32 ref", "plain", False, False, False),  # the official step
         Variant("fast head fp32", "fast", False, False, False),
-        Variant("fast", "fast", bf16, True, cuda, cudnn_benchmark=cuda),
+        # on the CPU without --cpu-bf16: the default training step (model.speed defaults, fp32)
+        Variant("fast", "fast", bf16, True, True, cudnn_benchmark=cuda, host_memory=host),
     ]
     if args.compile:
-        out.append(Variant("fast+compile", "fast", bf16, True, cuda, compile=True, cudnn_benchmark=cuda))
+        out.append(
+            Variant(
+                "fast+compile", "fast", bf16, True, True, compile=True, cudnn_benchmark=cuda, host_memory=host
+            )
+        )
     return out
 
 
@@ -155,6 +166,7 @@ class Case:
     times: list[float] = field(default_factory=list)
     loss: float = float("nan")
     warmup_s: float = float("nan")
+    cpu_times: list[float] = field(default_factory=list)
 
 
 def loss_parity(ref: Step, fast: Step, batches: list[Batch], device: torch.device, tol: float) -> dict:

@@ -181,7 +181,13 @@ def test_gpu_speed_trainer_config(compose_train):
     cfg = compose_train("experiment=edsr_baseline_liif", "trainer=gpu_speed", "data.sampler=device")
     assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.benchmark is True
     assert cfg.trainer.accelerator == "gpu" and cfg.data.sampler == "device"
-    assert dict(cfg.model.speed) == {"channels_last": False, "compile": False, "compile_mode": None}
+    assert dict(cfg.model.speed) == {
+        "channels_last": True,  # the exact defaults (fp32 step equal to the official one)
+        "fused_adam": True,
+        "reuse_host_memory": True,
+        "compile": False,
+        "compile_mode": None,
+    }
 
 
 def test_unused_module_is_not_registered():
@@ -265,3 +271,91 @@ def test_datamodule_device_sampler_batches_and_resume_state():
     assert all(torch.equal(want[k], got[k]) for k in want)
     with pytest.raises(ValueError, match="sampler"):
         RandomScaleDataModule(sampler="gpu")
+
+
+# ------------------------------------------------------------------ the default CPU step is the official step
+def _official_and_default(steps: int = 4):
+    """Train the official step (reference head, contiguous layout, plain Adam) and the default training
+    module (fast head, ``model.speed`` defaults: channels_last, fused Adam, host-memory reuse) from the same
+    weights on the same batches; return both loss curves and parameter lists."""
+    from functools import partial
+
+    from liif_sr.training.module import SRTrainingModule
+
+    def encoder():
+        return EDSRBaseline(n_resblocks=2, n_feats=16)
+
+    torch.manual_seed(0)
+    official = ImplicitSR(encoder(), LIIFHead(in_channels=16, hidden_list=[32, 32], fast=False))
+    ours = SRTrainingModule(
+        encoder(),
+        partial(LIIFHead, hidden_list=[32, 32]),
+        optimizer=partial(torch.optim.Adam, lr=1e-4),
+    )
+    ours.net.load_state_dict(official.state_dict())
+    opt_official = torch.optim.Adam(official.parameters(), lr=1e-4)
+    opt_ours = ours.configure_optimizers()
+    gen = torch.Generator().manual_seed(3)
+    curves: dict[str, list[float]] = {"official": [], "ours": []}
+    for _ in range(steps):
+        b, q, h = 3, 96, 12
+        inp = torch.rand(b, 3, h, h, generator=gen)
+        coord = torch.rand(b, q, 2, generator=gen) * 2 - 1
+        cell = torch.full((b, q, 2), 2 / (h * 2.5))
+        gt = (torch.rand(b, q, 3, generator=gen) - 0.5) / 0.5
+        for name, forward, opt in (
+            ("official", official, opt_official),
+            ("ours", ours.training_forward, opt_ours),
+        ):
+            loss = torch.nn.functional.l1_loss(forward(inp, coord, cell), gt)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            curves[name].append(loss.item())
+    return curves, list(official.parameters()), list(ours.net.parameters()), opt_ours
+
+
+def test_default_training_step_equals_official_step():
+    torch.manual_seed(0)
+    initial = [p.detach().clone() for p in _official_and_default(steps=0)[1]]
+    curves, p_official, p_ours, opt = _official_and_default(steps=4)
+    assert opt.defaults.get("fused") is True  # the default path really is the fused one
+    assert p_ours[0].is_contiguous(memory_format=torch.channels_last)  # ... and the NHWC encoder
+    for a, b in zip(curves["official"], curves["ours"]):
+        assert b == pytest.approx(a, rel=1e-6)  # equal to fp32 rounding
+    moved = max(float((p.detach() - p0).abs().max()) for p, p0 in zip(p_official, initial))
+    assert moved > 1e-4  # 4 Adam steps of lr 1e-4 moved the weights (the comparison is not vacuous)
+    for a, b in zip(p_official, p_ours, strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=2e-6)  # Adam's step is ~lr: rounding only
+
+
+def test_default_speed_options():
+    opts = SpeedOptions.from_config({})
+    assert opts.channels_last and opts.fused_adam and opts.reuse_host_memory and not opts.compile
+
+
+def test_build_optimizer_fuses_only_open_adam():
+    from functools import partial
+
+    from liif_sr.training.speed import build_optimizer
+
+    params = [nn.Parameter(torch.zeros(3))]
+    assert build_optimizer(partial(torch.optim.Adam, lr=1e-4), params).defaults["fused"] is True
+    assert build_optimizer(partial(torch.optim.AdamW, lr=1e-4), params).defaults["fused"] is True
+    assert not build_optimizer(partial(torch.optim.Adam, lr=1e-4), params, fused_adam=False).defaults["fused"]
+    kept = build_optimizer(partial(torch.optim.Adam, lr=1e-4, foreach=False), params)
+    assert not kept.defaults["fused"] and kept.defaults["foreach"] is False  # the config's choice stays
+    assert isinstance(build_optimizer(partial(torch.optim.SGD, lr=0.1), params), torch.optim.SGD)
+    assert isinstance(build_optimizer(lambda params: torch.optim.Adam(params), params), torch.optim.Adam)
+
+
+def test_reuse_host_memory_keeps_results():
+    import platform
+    import sys
+
+    from liif_sr.training.speed import reuse_host_memory
+
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert reuse_host_memory() is glibc
+    x = torch.randn(4096, 4096)  # a block above glibc's mmap threshold, now from the heap
+    assert float((x * 2 - x - x).abs().max()) == 0.0

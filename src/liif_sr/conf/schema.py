@@ -147,7 +147,9 @@ class SchedulerConfig:
 
 @dataclass
 class SpeedConfig:
-    channels_last: bool = False
+    channels_last: bool = True
+    fused_adam: bool = True
+    reuse_host_memory: bool = True
     compile: bool = False
     compile_mode: Optional[str] = None
 

@@ -13,7 +13,13 @@ from torch import Tensor, nn
 
 from liif_sr.metrics.sr import MeanPSNR, protocol_shave
 from liif_sr.models.implicit_sr import HeadFactory, ImplicitSR
-from liif_sr.training.speed import CompiledOrEager, SpeedOptions, channels_last_input
+from liif_sr.training.speed import (
+    CompiledOrEager,
+    SpeedOptions,
+    build_optimizer,
+    channels_last_input,
+    reuse_host_memory,
+)
 
 
 def scale_key(scale: float) -> str:
@@ -33,7 +39,7 @@ class SRTrainingModule(L.LightningModule):
         val_scales: validation scales (metric names ``val/psnr_x{s}``); ``val/psnr`` is their mean.
         val_protocol: ``div2k`` (RGB, shave s+6) or ``benchmark`` (Y, shave s).
         val_chunk: queries decoded at once during validation.
-        speed: training-speed options ``{channels_last, compile, compile_mode}`` (:class:`liif_sr.training.speed.SpeedOptions`,
+        speed: training-speed options ``{channels_last, fused_adam, reuse_host_memory, compile, compile_mode}`` (:class:`liif_sr.training.speed.SpeedOptions`,
             ``docs/training_speed.md``); mixed precision is the trainer's ``precision``.
     """
 
@@ -75,6 +81,10 @@ class SRTrainingModule(L.LightningModule):
 
     def forward(self, lr: Tensor, coord: Tensor, cell: Tensor) -> Tensor:
         return self.net(lr, coord, cell)
+
+    def on_fit_start(self) -> None:
+        if self.speed.reuse_host_memory and self.device.type == "cpu":
+            reuse_host_memory()
 
     def training_forward(self, inp: Tensor, coord: Tensor, cell: Tensor) -> Tensor:
         """The training forward with the ``speed`` options (channels_last input, compiled net or eager)."""
@@ -123,7 +133,7 @@ class SRTrainingModule(L.LightningModule):
             self.log("val/psnr", torch.stack(values).mean(), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
+        optimizer = build_optimizer(self.optimizer_factory, self.parameters(), self.speed.fused_adam)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)

@@ -252,9 +252,11 @@ class LIIFHead(DecoderHead):
         x = rows.index_select(0, index)
         e = extra.to(x.dtype)
         if grad:
-            x = x + F.linear(e, w_rest)
+            # in place on fresh (R, hidden) tensors that autograd does not save (index_select's backward
+            # needs only the index, addmm's the two factors): one allocation per layer instead of three
+            x = x.addmm_(e, w_rest.t())
             for layer in self.mlp.layers[1:]:
-                x = layer(x)
+                x = F.relu_(x) if isinstance(layer, nn.ReLU) else layer(x)
         else:
             x = x.addmm_(e, w_rest.t())
             for layer in self.mlp.layers[1:]:
