@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--cpu-bf16", action="store_true", help="also time bf16 autocast on a CPU")
     p.add_argument(
+        "--paths",
+        default="official,plain,fast",
+        help="comma list of the paths to time: official (CPU), plain (our reference), fast",
+    )
+    p.add_argument(
         "--no-official", action="store_true", help="skip the official code's row (CPU: run by default)"
     )
     p.add_argument("--set5", default=None, help="Set5 folder (HR, LR_bicubic/X{s}): fp32 vs bf16 PSNR first")
@@ -101,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         args.set5_scales = [int(x) for x in args.set5_scales.split(",")]
     except ValueError:
         p.error("--batch and --set5-scales take integers (comma lists)")
+    args.paths = {x.strip() for x in args.paths.split(",") if x.strip()}
+    if not args.paths or args.paths - {"official", "plain", "fast"}:
+        p.error("--paths takes a comma list of official, plain, fast")
     if args.repeats < 1 or min(batches) < 1:
         p.error("--repeats and --batch must be >= 1")
     if args.threads > 0:
@@ -163,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         "fp32 GEMM rate of (1024, 256) @ (256, 256) blocks on the same worker pool, measured in the same run "
         "(best of the case: "
         + ", ".join(sorted({f"{r['gemm_gflops']:.0f}" for r in rows if r.get("gemm_gflops")}))
-        + " GFLOP/s) / the decode time.",
+        + " GFLOP/s) / the decode time; `(CPU time)`: the same in process CPU seconds (GEMM "
+        + ", ".join(
+            sorted({f"{r['gemm_gflop_per_cpu_s']:.0f}" for r in rows if r.get("gemm_gflop_per_cpu_s")})
+        )
+        + " GFLOP per CPU second), steady when other processes load the machine.",
         f"- 100² → 800² uses a batch of {', '.join(map(str, batches))}; ms/image = batch time / batch. "
         "CPU s/image = process CPU time (all threads). Peak memory: `torch.cuda.max_memory_allocated`.",
     ]

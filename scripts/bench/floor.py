@@ -13,7 +13,10 @@ Fourier features, cos/sin, ReLU, biases, blend, skip, gathers) is not counted ei
 The floor of a decode = FLOPs per query × queries / the warm fp32 GEMM rate, measured in the same run as the
 MLP's own product shape, ``(1024, 256) @ (256, 256)``, in single-threaded blocks on the same worker pool as
 the CPU decode (:func:`gemm_rate`); ``fraction of the floor`` = floor / measured decode time (1.0 = at the
-GEMM rate).
+GEMM rate). On a shared machine the wall-clock fraction mixes in other processes' load (the GEMM rate and
+the decode are measured at different moments), so it is also given in process CPU time: FLOPs / (the GEMM's
+FLOP per CPU second) / the decode's CPU seconds — the fraction of the cores' time the decode spends at the
+GEMM rate, steady under load.
 """
 
 from __future__ import annotations
@@ -46,9 +49,12 @@ def decode_flops(head: nn.Module) -> int:
     raise ValueError(f"no FLOP count for {name}")
 
 
-def gemm_rate(device: torch.device, seconds: float = 0.3, rows: int = 1024, width: int = 256) -> float:
+def gemm_rate(
+    device: torch.device, seconds: float = 0.3, rows: int = 1024, width: int = 256
+) -> tuple[float, float]:
     """Warm fp32 FLOP/s of ``(rows, width) @ (width, width)`` products: on a CPU in blocks on the worker pool
-    (as the heads' CPU decode runs), on a GPU one large product."""
+    (as the heads' CPU decode runs), on a GPU one large product. Returns (FLOP per wall second, FLOP per
+    process CPU second; on a GPU the same number twice)."""
     if device.type != "cpu":
         a = torch.randn(16 * rows, width, device=device)
         b = torch.randn(width, width, device=device)
@@ -60,7 +66,8 @@ def gemm_rate(device: torch.device, seconds: float = 0.3, rows: int = 1024, widt
                 a @ b
             torch.cuda.synchronize(device)
             n += 10
-        return 2 * a.shape[0] * width * width * n / (time.perf_counter() - t0)
+        rate = 2 * a.shape[0] * width * width * n / (time.perf_counter() - t0)
+        return rate, rate
     threads = torch.get_num_threads()
     a = [torch.randn(rows, width) for _ in range(threads)]
     b = torch.randn(width, width)
@@ -72,8 +79,9 @@ def gemm_rate(device: torch.device, seconds: float = 0.3, rows: int = 1024, widt
             torch.mm(a[i], b, out=out[i])
 
     run_blocks(work, range(threads))  # warm-up
-    t0, n = time.perf_counter(), 0
+    t0, c0, n = time.perf_counter(), time.process_time(), 0
     while time.perf_counter() - t0 < seconds:
         run_blocks(work, range(threads))
         n += 1
-    return 2 * rows * width * width * reps * threads * n / (time.perf_counter() - t0)
+    flop = 2 * rows * width * width * reps * threads * n
+    return flop / (time.perf_counter() - t0), flop / (time.process_time() - c0)

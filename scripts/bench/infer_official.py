@@ -73,18 +73,20 @@ def official_twin(config: dict) -> tuple[nn.Module, ImplicitSR] | None:
 
 
 class DecodeClock:
-    """Wall seconds spent in a method (``query_rgb``, ``head.decode``) of an object while installed."""
+    """Wall seconds and process CPU seconds spent in a method (``query_rgb``, ``head.decode``) of an object
+    while installed (the process CPU time counts every thread: the decode's worker pool too)."""
 
     def __init__(self, owner: object, method: str) -> None:
-        self.owner, self.method, self.seconds = owner, method, 0.0
+        self.owner, self.method, self.seconds, self.cpu_seconds = owner, method, 0.0, 0.0
         inner = getattr(owner, method)
 
         def timed(*args, **kwargs):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 return inner(*args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - t0
+                self.cpu_seconds += time.process_time() - c0
 
         setattr(owner, method, timed)
 

@@ -131,7 +131,7 @@ def run_case(case: Case, model_key: str, args, device: torch.device, batch: int 
     warmup = (args.repeats > 1 or device.type == "cuda") and not case.large
     repeats = 1 if case.large else args.repeats  # the large case runs for tens of seconds per path
     clip = model.head.paper_cell_clip
-    decode_times: list[float] = []
+    decode_times: list[tuple[float, float]] = []
 
     def clocked(owner: object, method: str, call: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
         def fn() -> torch.Tensor:
@@ -140,7 +140,7 @@ def run_case(case: Case, model_key: str, args, device: torch.device, batch: int 
                 return call()
             finally:
                 clock.remove()
-                decode_times.append(clock.seconds)
+                decode_times.append((clock.seconds, clock.cpu_seconds))
 
         return fn
 
@@ -167,16 +167,18 @@ def run_case(case: Case, model_key: str, args, device: torch.device, batch: int 
             *case.lr, int(args.tile_memory * 2**30), model, chunk=chunk, out_size=case.out
         )
     else:
-        if official is not None:
+        if official is not None and "official" in args.paths:
             paths.append(("official", clocked(official, "query_rgb", official_fn)))
-        paths.append(("plain", upscale("plain", PLAIN_CHUNK)))
+        if "plain" in args.paths:
+            paths.append(("plain", upscale("plain", PLAIN_CHUNK)))
     label = f"fast fp32{f' (tile {tile})' if tile else ''}"
-    paths.append((label, upscale("fast", chunk, tile=tile)))
-    if device.type == "cuda" or args.cpu_bf16:
+    if "fast" in args.paths:
+        paths.append((label, upscale("fast", chunk, tile=tile)))
+    if (device.type == "cuda" or args.cpu_bf16) and "fast" in args.paths:
         paths.append((label.replace("fp32", "bf16"), upscale("fast", chunk, bf16=True, tile=tile)))
     name = case.name + (f", batch {batch}" if case.batched else "")
     flops = decode_flops(model.head) * out_px * batch
-    rate = gemm_rate(device)
+    rate, cpu_rate = gemm_rate(device)
     for path, fn in paths:
         print(f"  {MODELS[model_key][0]} {name} {path} ...", file=sys.stderr, flush=True)
         row = {
@@ -197,8 +199,10 @@ def run_case(case: Case, model_key: str, args, device: torch.device, batch: int 
             rows.append({**row, "oom": True})
             torch.cuda.empty_cache()
             continue
-        rate = max(rate, gemm_rate(device))  # the best warm rate of the run (the machine is shared)
-        decode_s = statistics.median(decode_times[-repeats:])
+        new_rate, new_cpu_rate = gemm_rate(device)  # the best warm rates of the case (the machine is shared)
+        rate, cpu_rate = max(rate, new_rate), max(cpu_rate, new_cpu_rate)
+        decode_s = statistics.median(t for t, _ in decode_times[-repeats:])
+        decode_cpu_s = statistics.median(c for _, c in decode_times[-repeats:])
         diff = None if ref is None else (out - ref).abs().max().item()
         if ref is None:
             ref = out
@@ -215,10 +219,12 @@ def run_case(case: Case, model_key: str, args, device: torch.device, batch: int 
                 "speedup_vs_official": times["official"] / wall if "official" in times else None,
                 "max_abs_diff_vs_ref": diff,  # None: this row is the reference
                 "decode_ms_per_image": decode_s * 1000 / batch,
+                "decode_cpu_s_per_image": decode_cpu_s / batch,
                 "decode_gflop": flops / 1e9,
             }
         )
-    for r in (r for r in rows if not r.get("oom")):  # against the best GEMM rate seen in the case
-        r["gemm_gflops"] = rate / 1e9
+    for r in (r for r in rows if not r.get("oom")):  # against the best GEMM rates seen in the case
+        r["gemm_gflops"], r["gemm_gflop_per_cpu_s"] = rate / 1e9, cpu_rate / 1e9
         r["floor_fraction"] = r["decode_gflop"] / (r["decode_ms_per_image"] / 1000) / (rate / 1e9) / batch
+        r["floor_fraction_cpu"] = r["decode_gflop"] / r["decode_cpu_s_per_image"] / (cpu_rate / 1e9) / batch
     return rows

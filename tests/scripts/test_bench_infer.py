@@ -70,13 +70,34 @@ def test_every_model_row_official_plain_fast(bench, capsys, tmp_path):
             assert r[-1] == "ref"
         else:
             assert float(r[-1]) < 1e-5, r  # fast == reference == official for every head
-        assert float(r[-3].replace(",", "")) > 0 and r[-2].endswith("%"), r  # decode ms, floor fraction
-        vs_official = r[-5]  # "speed-up vs official": the official row 1.00x, ours a ratio, "–" without one
+        assert float(r[-4].replace(",", "")) > 0, r  # decode ms
+        assert r[-3].endswith("%") and r[-2].endswith("%"), r  # fraction of the floor: wall, CPU time
+        vs_official = r[-6]  # "speed-up vs official": the official row 1.00x, ours a ratio, "–" without one
         if r[2] not in official or r[3] == "official":
             assert vs_official == ("–" if r[2] not in official else "1.00×")
         assert vs_official == "–" or vs_official.endswith("×") and float(vs_official[:-1]) > 0
     text = out.read_text()
     assert "| device | case | model |" in text and "fraction of the FLOP floor" in text
+
+
+def test_paths_option(bench, capsys):
+    args = [
+        "--device",
+        "cpu",
+        "--cases",
+        "tiny",
+        "--models",
+        "lte",
+        "--repeats",
+        "1",
+        "--paths",
+        "official,fast",
+    ]
+    assert bench.main(args) == 0
+    rows = _table(capsys.readouterr().out)
+    assert [r[3] for r in rows] == ["official", "fast fp32"] and float(rows[1][-1]) < 1e-5
+    with pytest.raises(SystemExit):
+        bench.main(["--paths", "fast,quick"])
 
 
 def test_no_official(bench, capsys):
