@@ -175,8 +175,8 @@ class LTEHead(DecoderHead):
         rel_cell = cell.float() * const([h, w], coord.device)
         grad = torch.is_grad_enabled() and (table.requires_grad or self.phase.weight.requires_grad)
         if table.device.type == "cpu" and not grad:  # CPU inference: cache-sized blocks (lte_blocks.py)
-            with torch.autocast("cpu", enabled=False):
-                phase = self.phase(rel_cell)  # fp32 phases also under autocast: only the MLP runs in bf16
+            with torch.autocast("cpu", enabled=False):  # fp32 phases also under autocast / in a half model
+                phase = F.linear(rel_cell, self.phase.weight.float())
             out = decode_blocks(self.mlp.layers, table, flat, rel_coord, phase)
         else:
             out = self._decode_members(table, flat, rel_coord, self.phase(rel_cell))
