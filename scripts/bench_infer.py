@@ -1,6 +1,9 @@
 #!/usr/bin/env python
-"""Inference benchmark: each head's reference path (``plain``, built ``fast=False``) vs its fast path
-(``fast=True``; fp32, bf16), for the LIIF, LTE and MetaSR heads and the EDSR-baseline, RDN and SwinIR encoders.
+"""Inference benchmark: the official code (``official``, CPU; the test transcriptions ``tests/official_*.py``
+with the same weights, its ``test.py`` flow), each head's reference path (``plain``, built ``fast=False``) and
+its fast path (``fast=True``; fp32, bf16), for the LIIF, LTE and MetaSR heads and the EDSR-baseline, RDN and
+SwinIR encoders, in the same run; every row also gives its decode time and the decode's fraction of the FLOP
+floor (``scripts/bench/floor.py`` says how FLOPs are counted).
 
 Prints a Markdown table for the current device (every row names it); ``--out BENCHMARKS.md`` appends it as
 a dated section. Random weights at the paper sizes (EDSR-baseline-LIIF 1.57M, RDN-LIIF 22.3M parameters):
@@ -72,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-memory", type=float, default=8.0, help="GiB budget for the auto tile (large case)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--cpu-bf16", action="store_true", help="also time bf16 autocast on a CPU")
+    p.add_argument(
+        "--paths",
+        default="official,plain,fast",
+        help="comma list of the paths to time: official (CPU), plain (our reference), fast",
+    )
+    p.add_argument(
+        "--no-official", action="store_true", help="skip the official code's row (CPU: run by default)"
+    )
     p.add_argument("--set5", default=None, help="Set5 folder (HR, LR_bicubic/X{s}): fp32 vs bf16 PSNR first")
     p.add_argument("--set5-scales", default="2,4,8", help="scales of the Set5 check (given LR files)")
     p.add_argument("--checkpoint", default="edsr-baseline-liif", help="model of the Set5 check")
@@ -95,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         args.set5_scales = [int(x) for x in args.set5_scales.split(",")]
     except ValueError:
         p.error("--batch and --set5-scales take integers (comma lists)")
+    args.paths = {x.strip() for x in args.paths.split(",") if x.strip()}
+    if not args.paths or args.paths - {"official", "plain", "fast"}:
+        p.error("--paths takes a comma list of official, plain, fast")
     if args.repeats < 1 or min(batches) < 1:
         p.error("--repeats and --batch must be >= 1")
     if args.threads > 0:
@@ -146,9 +160,22 @@ def main(argv: list[str] | None = None) -> int:
     notes = [
         f"- Device: **{name}**; torch {torch.__version__}; repeats {args.repeats} (median)"
         + (", one warm-up run" if args.repeats > 1 or device.type == "cuda" else ", no warm-up"),
-        f"- `plain` = the head's reference algorithm (`fast=False`), query chunk {PLAIN_CHUNK}; "
-        f"`fast` = its fast path (`fast=True`; LIIF: factorised first layer), chunk {args.chunk}. Random "
-        "weights, paper sizes" + (" (**--tiny: reduced models, tiny cases**)." if args.tiny else "."),
+        "- `official` = the official code (test transcriptions `tests/official_*.py`, the same weights; "
+        "`gen_feat` then `query_rgb` per 30000 queries as its `test.py`; CPU only); "
+        f"`plain` = our reference algorithm (`fast=False`), query chunk {PLAIN_CHUNK}; "
+        f'`fast` = our fast path (`fast=True`), chunk {args.chunk}; ours with `border="none"` (the papers\' '
+        "protocol). Random weights, paper sizes"
+        + (" (**--tiny: reduced models, tiny cases**)." if args.tiny else "."),
+        "- `decode` = the time in `head.decode` (official: `query_rgb`); fraction of the FLOP floor = decode FLOPs "
+        "(the MLP products per query of our fast path, 2 per multiply-add; `scripts/bench/floor.py`) / the warm "
+        "fp32 GEMM rate of (1024, 256) @ (256, 256) blocks on the same worker pool, measured in the same run "
+        "(best of the case: "
+        + ", ".join(sorted({f"{r['gemm_gflops']:.0f}" for r in rows if r.get("gemm_gflops")}))
+        + " GFLOP/s) / the decode time; `(CPU time)`: the same in process CPU seconds (GEMM "
+        + ", ".join(
+            sorted({f"{r['gemm_gflop_per_cpu_s']:.0f}" for r in rows if r.get("gemm_gflop_per_cpu_s")})
+        )
+        + " GFLOP per CPU second), steady when other processes load the machine.",
         f"- 100² → 800² uses a batch of {', '.join(map(str, batches))}; ms/image = batch time / batch. "
         "CPU s/image = process CPU time (all threads). Peak memory: `torch.cuda.max_memory_allocated`.",
     ]

@@ -7,20 +7,28 @@ from pathlib import Path
 from bench.infer_cases import fmt_bytes
 
 
+def _ratio(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}×"
+
+
 def table_row(r: dict) -> list[str]:
     head = [r.get("device", "–"), r["case"], r["model"], r["path"]]
     if r.get("oom"):
-        return [*head, "OOM", "", "", "", "", ""]
-    speedup = r["speedup_vs_plain"]
-    diff = "ref" if r["path"] == "plain" else r["max_abs_diff_vs_plain"]
+        return [*head, "OOM"] + [""] * (len(HEADER) - len(head) - 1)
+    diff = r.get("max_abs_diff_vs_ref", r.get("max_abs_diff_vs_plain"))
+    floor, floor_cpu = r.get("floor_fraction"), r.get("floor_fraction_cpu")
     return [
         *head,
         f"{r['ms_per_image']:,.0f}" if r["ms_per_image"] >= 100 else f"{r['ms_per_image']:.2f}",
         f"{r['cpu_s_per_image']:,.1f}",
         f"{r['output_mp_per_s']:.3g}",
         fmt_bytes(r["peak_bytes"]),
-        "–" if speedup is None else f"{speedup:.2f}×",
-        diff if isinstance(diff, str) else ("–" if diff is None else f"{diff:.1e}"),
+        _ratio(r.get("speedup_vs_official")),
+        _ratio(r["speedup_vs_plain"]),
+        "–" if r.get("decode_ms_per_image") is None else f"{r['decode_ms_per_image']:,.0f}",
+        "–" if floor is None else f"{floor:.0%}",
+        "–" if floor_cpu is None else f"{floor_cpu:.0%}",
+        "ref" if diff is None else f"{diff:.1e}",
     ]
 
 
@@ -33,9 +41,13 @@ HEADER = [
     "CPU s/image",
     "output MP/s",
     "peak memory",
+    "speed-up vs official",
     "speed-up vs plain",
+    "decode ms/image",
+    "decode: fraction of the FLOP floor (wall)",
+    "(CPU time)",
+    "max abs diff vs ref",
 ]
-HEADER.append("max abs diff vs plain")
 
 
 def markdown(rows: list[dict]) -> str:

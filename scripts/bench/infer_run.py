@@ -11,7 +11,9 @@ from pathlib import Path
 
 import torch
 
+from bench.floor import decode_flops, gemm_rate
 from bench.infer_cases import MODELS, PLAIN_CHUNK, Case, build, measure
+from bench.infer_official import EVAL_BSIZE, DecodeClock, official_twin, official_upscale
 from liif_sr.inference.tiling import auto_tile, untileable, upscale_tiled
 
 
@@ -114,14 +116,33 @@ def set5_markdown(res: dict) -> str:
 
 
 def run_case(case: Case, model_key: str, args, device: torch.device, batch: int = 1) -> list[dict]:
-    model = build(model_key, device)
+    """Rows of one case and model: ``official`` (CPU, when the official code expresses the model; same
+    weights), ``plain`` (our reference path), ``fast fp32`` (and ``fast bf16``). The first row is the reference
+    of the ``max abs diff`` column; every row has its decode time and fraction of the FLOP floor."""
+    cpu_official = device.type == "cpu" and not case.large and not args.no_official
+    twin = official_twin(MODELS[model_key][1]) if cpu_official else None
+    official, model = twin if twin else (None, build(model_key, device))
+    model = model.to(device).eval()
     batch = batch if case.batched else 1
     gen = torch.Generator(device="cpu").manual_seed(1)
     lr = torch.rand(batch, 3, *case.lr, generator=gen).to(device)
     out_px = case.out[0] * case.out[1]
-    rows, ref, plain_s = [], None, None
+    rows, ref, times = [], None, {}
     warmup = (args.repeats > 1 or device.type == "cuda") and not case.large
     repeats = 1 if case.large else args.repeats  # the large case runs for tens of seconds per path
+    clip = model.head.paper_cell_clip
+    decode_times: list[tuple[float, float]] = []
+
+    def clocked(owner: object, method: str, call: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+        def fn() -> torch.Tensor:
+            clock = DecodeClock(owner, method)
+            try:
+                return call()
+            finally:
+                clock.remove()
+                decode_times.append((clock.seconds, clock.cpu_seconds))
+
+        return fn
 
     def upscale(mode: str, chunk: int, bf16: bool = False, tile: int = 0) -> Callable[[], torch.Tensor]:
         def fn() -> torch.Tensor:
@@ -130,9 +151,13 @@ def run_case(case: Case, model_key: str, args, device: torch.device, batch: int 
             with torch.no_grad(), ctx:
                 if tile:
                     return upscale_tiled(model, lr, case.out, tile, chunk=chunk)
-                return model.upscale(lr, case.out, chunk=chunk)
+                return model.upscale(lr, case.out, chunk=chunk, border="none")  # the papers' protocol
 
-        return fn
+        return clocked(model.head, "decode", fn)
+
+    def official_fn() -> torch.Tensor:
+        with torch.no_grad():
+            return official_upscale(official, lr, case.out, clip)
 
     paths: list[tuple[str, Callable[[], torch.Tensor]]] = []
     tile = 0
@@ -147,12 +172,18 @@ def run_case(case: Case, model_key: str, args, device: torch.device, batch: int 
             *case.lr, int(args.tile_memory * 2**30), model, chunk=chunk, out_size=case.out
         )
     else:
-        paths.append(("plain", upscale("plain", PLAIN_CHUNK)))
+        if official is not None and "official" in args.paths:
+            paths.append(("official", clocked(official, "query_rgb", official_fn)))
+        if "plain" in args.paths:
+            paths.append(("plain", upscale("plain", PLAIN_CHUNK)))
     label = f"fast fp32{f' (tile {tile})' if tile else ''}"
-    paths.append((label, upscale("fast", chunk, tile=tile)))
-    if device.type == "cuda" or args.cpu_bf16:
+    if "fast" in args.paths:
+        paths.append((label, upscale("fast", chunk, tile=tile)))
+    if (device.type == "cuda" or args.cpu_bf16) and "fast" in args.paths:
         paths.append((label.replace("fp32", "bf16"), upscale("fast", chunk, bf16=True, tile=tile)))
     name = case.name + (f", batch {batch}" if case.batched else "")
+    flops = decode_flops(model.head) * out_px * batch
+    rate, cpu_rate = gemm_rate(device)
     for path, fn in paths:
         print(f"  {MODELS[model_key][0]} {name} {path} ...", file=sys.stderr, flush=True)
         row = {
@@ -164,19 +195,24 @@ def run_case(case: Case, model_key: str, args, device: torch.device, batch: int 
             "lr": list(case.lr),
             "out": list(case.out),
             "tile": tile,
-            "chunk": PLAIN_CHUNK if path == "plain" else chunk,
+            "chunk": chunk if path.startswith("fast") else EVAL_BSIZE if path == "official" else PLAIN_CHUNK,
         }
+        decode_times.clear()
         try:
             wall, cpu, peak, out = measure(fn, device, repeats, warmup)
         except torch.cuda.OutOfMemoryError:
             rows.append({**row, "oom": True})
             torch.cuda.empty_cache()
             continue
-        diff = None if ref is None or path == "plain" else (out - ref).abs().max().item()
-        if path == "plain":
-            ref, plain_s = out, wall
-        else:
-            del out
+        new_rate, new_cpu_rate = gemm_rate(device)  # the best warm rates of the case (the machine is shared)
+        rate, cpu_rate = max(rate, new_rate), max(cpu_rate, new_cpu_rate)
+        decode_s = statistics.median(t for t, _ in decode_times[-repeats:])
+        decode_cpu_s = statistics.median(c for _, c in decode_times[-repeats:])
+        diff = None if ref is None else (out - ref).abs().max().item()
+        if ref is None:
+            ref = out
+        times[path] = wall
+        del out
         rows.append(
             {
                 **row,
@@ -184,8 +220,16 @@ def run_case(case: Case, model_key: str, args, device: torch.device, batch: int 
                 "cpu_s_per_image": cpu / batch,
                 "output_mp_per_s": out_px * batch / wall / 1e6,
                 "peak_bytes": peak,
-                "speedup_vs_plain": 1.0 if path == "plain" else (None if plain_s is None else plain_s / wall),
-                "max_abs_diff_vs_plain": diff,
+                "speedup_vs_plain": times["plain"] / wall if "plain" in times else None,
+                "speedup_vs_official": times["official"] / wall if "official" in times else None,
+                "max_abs_diff_vs_ref": diff,  # None: this row is the reference
+                "decode_ms_per_image": decode_s * 1000 / batch,
+                "decode_cpu_s_per_image": decode_cpu_s / batch,
+                "decode_gflop": flops / 1e9,
             }
         )
+    for r in (r for r in rows if not r.get("oom")):  # against the best GEMM rates seen in the case
+        r["gemm_gflops"], r["gemm_gflop_per_cpu_s"] = rate / 1e9, cpu_rate / 1e9
+        r["floor_fraction"] = r["decode_gflop"] / (r["decode_ms_per_image"] / 1000) / (rate / 1e9) / batch
+        r["floor_fraction_cpu"] = r["decode_gflop"] / r["decode_cpu_s_per_image"] / (cpu_rate / 1e9) / batch
     return rows

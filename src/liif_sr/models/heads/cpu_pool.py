@@ -9,8 +9,9 @@ callers from interleaving their changes; work that needs no pool (one thread, on
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -33,3 +34,28 @@ def run_blocks(work: Callable[[int], None], starts: Sequence[int]) -> None:
                 list(pool.map(work, starts))
         finally:
             torch.set_num_threads(threads)
+
+
+def _cpu_autocast() -> tuple[bool, torch.dtype]:
+    try:
+        return torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+
+
+def caller_modes() -> Callable[[], contextlib.AbstractContextManager]:
+    """A context factory that re-enters the calling thread's inference mode, ``no_grad`` and CPU autocast
+    (all thread-local) in a worker thread of :func:`run_blocks` (call it in the caller, enter it in the work)."""
+    inference = torch.is_inference_mode_enabled()
+    cast_on, cast_dtype = _cpu_autocast()
+
+    @contextlib.contextmanager
+    def enter() -> Iterator[None]:
+        with (
+            torch.inference_mode(inference),
+            torch.no_grad(),
+            torch.autocast("cpu", dtype=cast_dtype, enabled=cast_on),
+        ):
+            yield
+
+    return enter

@@ -40,6 +40,7 @@ from liif_sr.models.heads.geometry import (
     validate_latent,
     validate_queries,
 )
+from liif_sr.models.heads.lte_blocks import decode_blocks
 from liif_sr.models.mlp import MLP
 from liif_sr.models.registry import register_head
 
@@ -168,17 +169,29 @@ class LTEHead(DecoderHead):
         if state.coef_freq is None:
             return self._decode_reference(state, coord, cell)
         h, w = state.full_size
-        b, q, d = coord.shape[0], coord.shape[1], self.hidden_dim
         idx, rel_coord = ensemble_geometry(coord, h, w)  # (B, 4, Q, 2)
         flat = local_rows(idx, state, "LTEHead")
-        rows = channels_last_rows(state.coef_freq).index_select(0, flat.view(-1)).view(b, 4, q, 2 * d)
+        table = channels_last_rows(state.coef_freq)
+        rel_cell = cell.float() * const([h, w], coord.device)
+        grad = torch.is_grad_enabled() and (table.requires_grad or self.phase.weight.requires_grad)
+        if table.device.type == "cpu" and not grad:  # CPU inference: cache-sized blocks (lte_blocks.py)
+            with torch.autocast("cpu", enabled=False):  # fp32 phases also under autocast / in a half model
+                phase = F.linear(rel_cell, self.phase.weight.float())
+            out = decode_blocks(self.mlp.layers, table, flat, rel_coord, phase)
+        else:
+            out = self._decode_members(table, flat, rel_coord, self.phase(rel_cell))
+        return out + bilinear_border(state.lr, coord, state.offset, state.full_size)
+
+    def _decode_members(self, table: Tensor, flat: Tensor, rel_coord: Tensor, phase: Tensor) -> Tensor:
+        """All members of the chunk at once (training, GPU): one gather, one MLP pass → (B, Q, out) fp32."""
+        b, _, q = flat.shape
+        d = self.hidden_dim
+        rows = table.index_select(0, flat.view(-1)).view(b, 4, q, 2 * d)
         q_coef, q_freq = rows[..., :d], rows[..., d:].reshape(b, 4, q, d // 2, 2)
-        phase = self.phase(cell.float() * const([h, w], coord.device))  # (B, Q, D/2), shared by members
         theta = (q_freq * rel_coord.unsqueeze(-2).to(q_freq.dtype)).sum(-1) + phase.unsqueeze(1)
         basis = torch.cat([torch.cos(math.pi * theta), torch.sin(math.pi * theta)], dim=-1)
         pred = self.mlp(q_coef * basis)  # (B, 4, Q, out)
-        out = area_blend(pred.float(), rel_coord)
-        return out + bilinear_border(state.lr, coord, state.offset, state.full_size)
+        return area_blend(pred.float(), rel_coord)
 
     # ------------------------------------------------------------------ reference
     def _decode_reference(self, state: LTEState, coord: Tensor, cell: Tensor) -> Tensor:

@@ -1,0 +1,91 @@
+"""``bench_infer.py``: the FLOP floor of a head's decode.
+
+**How FLOPs are counted** (per query, the work of our fast path, which is the least any implementation of
+the head's function needs): the matrix products of the decoding MLP per query, a multiply-add = 2 FLOPs;
+per-latent work (the factorised first layer's latent term, LTE's ``coef``/``freq`` and MetaSR's ``G``/``β``
+convolutions) is done once per latent pixel in ``prepare`` and not counted; elementwise work (geometry,
+Fourier features, cos/sin, ReLU, biases, blend, skip, gathers) is not counted either.
+
+* LIIF: 4 members × 2 × (4·h₁ + Σ hᵢ·hᵢ₊₁ + h_last·3) — the first layer's coordinate/cell inputs only.
+* LTE: 4 members × 2 × (D·h₁ + Σ hᵢ·hᵢ₊₁ + h_last·3).
+* MetaSR: 2 × (3·h₁ + Σ hᵢ·hᵢ₊₁ + 3·h_last) — the weight MLP's hidden layers and the factorised last layer.
+* LM-LIIF, LM-LTE, LM-CiaoSR: 4 members × 2 × (the 16-wide render MLP's Σ inᵢ·outᵢ), as ``scripts/bench_lmf.py``.
+
+The floor of a decode = FLOPs per query × queries / the warm fp32 GEMM rate, measured in the same run as the
+MLP's own product shape, ``(1024, 256) @ (256, 256)``, in single-threaded blocks on the same worker pool as
+the CPU decode (:func:`gemm_rate`); ``fraction of the floor`` = floor / measured decode time (1.0 = at the
+GEMM rate). On a shared machine the wall-clock fraction mixes in other processes' load (the GEMM rate and
+the decode are measured at different moments), so it is also given in process CPU time: FLOPs / (the GEMM's
+FLOP per CPU second) / the decode's CPU seconds — the fraction of the cores' time the decode spends at the
+GEMM rate, steady under load.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from liif_sr.models.heads.cpu_pool import run_blocks
+
+
+def _linear_sizes(mlp: nn.Module) -> list[tuple[int, int]]:
+    return [(m.in_features, m.out_features) for m in mlp.modules() if isinstance(m, nn.Linear)]
+
+
+def decode_flops(head: nn.Module) -> int:
+    """FLOPs per query of ``head``'s decode, counted as the module docstring says."""
+    name = type(head).__name__
+    render = getattr(head, "render", None)
+    if render is not None:  # the latent modulated heads (LM-LIIF, LM-LTE, LM-CiaoSR): the render MLP, 4 members
+        return 4 * 2 * sum(i * o for i, o in _linear_sizes(render))
+    sizes = _linear_sizes(head.mlp)
+    if name == "LIIFHead":
+        first_in = sizes[0][0] - head.feat_dim  # coordinate (+ cell) inputs
+        macs = first_in * sizes[0][1] + sum(i * o for i, o in sizes[1:])
+        return (4 if head.local_ensemble else 1) * 2 * macs
+    if name == "LTEHead":
+        return 4 * 2 * sum(i * o for i, o in sizes)
+    if name == "MetaSRHead":
+        hidden = sum(i * o for i, o in sizes[:-1])
+        return 2 * (hidden + head.out_dim * sizes[-1][0])
+    raise ValueError(f"no FLOP count for {name}")
+
+
+def gemm_rate(
+    device: torch.device, seconds: float = 0.3, rows: int = 1024, width: int = 256
+) -> tuple[float, float]:
+    """Warm fp32 FLOP/s of ``(rows, width) @ (width, width)`` products: on a CPU in blocks on the worker pool
+    (as the heads' CPU decode runs), on a GPU one large product. Returns (FLOP per wall second, FLOP per
+    process CPU second; on a GPU the same number twice)."""
+    if device.type != "cpu":
+        a = torch.randn(16 * rows, width, device=device)
+        b = torch.randn(width, width, device=device)
+        a @ b
+        torch.cuda.synchronize(device)
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < seconds:
+            for _ in range(10):
+                a @ b
+            torch.cuda.synchronize(device)
+            n += 10
+        rate = 2 * a.shape[0] * width * width * n / (time.perf_counter() - t0)
+        return rate, rate
+    threads = torch.get_num_threads()
+    a = [torch.randn(rows, width) for _ in range(threads)]
+    b = torch.randn(width, width)
+    out = [torch.empty(rows, width) for _ in range(threads)]
+    reps = 20
+
+    def work(i: int) -> None:
+        for _ in range(reps):
+            torch.mm(a[i], b, out=out[i])
+
+    run_blocks(work, range(threads))  # warm-up
+    t0, c0, n = time.perf_counter(), time.process_time(), 0
+    while time.perf_counter() - t0 < seconds:
+        run_blocks(work, range(threads))
+        n += 1
+    flop = 2 * rows * width * width * reps * threads * n
+    return flop / (time.perf_counter() - t0), flop / (time.process_time() - c0)
