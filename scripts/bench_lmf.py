@@ -14,7 +14,10 @@ The FLOP floor of a decode: the render MLP's multiply-adds x 2 per query and ens
 at the warm rate of a 1024³ fp32 GEMM measured right after that decode (same machine load). "of floor" =
 floor / decode. The shape ceiling: the rate of a bare ``relu(addmm(b, x, W))`` with ``x`` (N x 16), ``W``
 (16 x 16) at the decode's N (4 members x its piece of queries), relative to the 1024³ rate: a decode made of
-nothing but such products (no modulation, no gather) reaches at most that fraction of the floor.
+nothing but such products (no modulation, no gather) reaches at most that fraction of the floor. The
+render-MLP ceiling: the head's own render MLP (mm, fused modulation, ReLU per layer; output layer) on N rows
+with contiguous per-layer modulations, no gather/geometry/blend: the most a decode grouped by latent could
+reach with these ops.
 Random weights at the paper sizes (speed does not depend on them); fp32.
 
     python scripts/bench_lmf.py --threads 1 --cases 100-800 --max-queries 65536   # CPU, a minute
@@ -74,6 +77,29 @@ def gemm_rates(device: torch.device, rows: int, repeats: int) -> tuple[float, fl
     return big, small
 
 
+def chain_rate(render, rows: int, repeats: int, device: torch.device) -> float:  # noqa: ANN001
+    """FLOP/s of the head's render MLP alone on ``rows`` member rows, its modulations already contiguous per
+    layer (no gather, no geometry, no blend: what a decode grouped by latent could reach at best with these
+    ops), counted as the floor counts it (every linear layer, layer 0 included)."""
+    hd = render.hidden_dim
+    weights = render.transposed_weights(torch.float32)
+    x = torch.randn(rows, render.in_dim, device=device)
+    tables = [torch.randn(rows, 2 * hd, device=device) for _ in range(render.hidden_depth)]
+    inner = 5
+
+    def run() -> None:
+        for _ in range(inner):
+            h = torch.mm(x, weights[0])
+            for i, mods in enumerate(tables):
+                h = torch.addcmul(mods[:, hd:], torch.mm(h, weights[i]) if i else h, mods[:, :hd]).relu_()
+            torch.addmm(render.layers[-1].bias, h, weights[-1])
+
+    linears = [m for m in render.layers if isinstance(m, torch.nn.Linear)]
+    return (
+        inner * 2 * rows * sum(m.in_features * m.out_features for m in linears) / _time(run, repeats, device)
+    )
+
+
 def render_flops(head) -> int:  # noqa: ANN001
     """FLOPs per query of an LM head's decode: the render MLP's linear layers (2 per multiply-add) x 4 members."""
     linears = [m for m in head.render.layers if isinstance(m, torch.nn.Linear)]
@@ -111,6 +137,7 @@ def bench_head(name: str, ctx: dict, repeats: int) -> dict:
         row["flops_per_query"] = render_flops(model.head)
         row["small_rows"] = 4 * piece_size(dev, min(CHUNK, coord.shape[1]))  # member rows per decode step
         row["gemm_big"], row["gemm_small"] = gemm_rates(dev, row["small_rows"], 3)
+        row["chain"] = chain_rate(model.head.render, row["small_rows"], 3, dev)
     return row
 
 
@@ -139,8 +166,8 @@ def markdown(rows: list[dict], header: str) -> str:
         "",
         "| case | LM head | decode s | × faster than base | end to end s | × faster | base decode s "
         "| base end to end s | FLOP/query | GFLOP/s 1024³ GEMM | GFLOP/s N×16 @ 16×16 addmm+relu (N) "
-        "| floor s | **of floor** | shape ceiling (N×16 rate / 1024³ rate) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| floor s | **of floor** | shape ceiling (N×16 rate / 1024³ rate) | render-MLP ceiling (no gather) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         b = r["base"]
@@ -155,7 +182,7 @@ def markdown(rows: list[dict], header: str) -> str:
             f"| {r['case']} | {r['head']} | {r['decode_s']:.3f} | {vs[0]} | {r['e2e_s']:.2f} | {vs[1]} | {vs[2]} "
             f"| {vs[3]} | {r['flops_per_query']:,} | {r['gemm_big'] / 1e9:.0f} | {r['gemm_small'] / 1e9:.0f} "
             f"({r['small_rows']}) | {floor:.3f} | {floor / r['decode_s']:.0%} "
-            f"| {r['gemm_small'] / r['gemm_big']:.0%} |"
+            f"| {r['gemm_small'] / r['gemm_big']:.0%} | {r['chain'] / r['gemm_big']:.0%} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -33,6 +33,7 @@ def test_tiny_run_prints_every_lm_head_and_case(monkeypatch, capsys):
     assert [r[8] for r in rows[:3]] == ["13,184", "16,768", "19,072"]
     assert rows[2][3] == "–" and rows[0][3] != "–"  # LM-CiaoSR has no base head here
     assert all(r[10].endswith("(8192)") and r[12].strip("*%").isdigit() for r in rows)
+    assert all(r[14].rstrip(" |").endswith("%") for r in rows)  # the render-MLP ceiling
 
 
 def test_unknown_head_is_refused(monkeypatch):
