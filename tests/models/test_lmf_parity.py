@@ -302,7 +302,13 @@ def test_forward_tables_equals_the_modulated_mlp(depth):
     assert layer_tables(state, fast, render) is tables  # cached for the same rows
     assert layer_tables(state, fast.clone(), render) is not tables  # other rows (another cell): rebuilt
     weights = render.transposed_weights(torch.float32)
-    h0 = torch.addmm(render.layers[0].bias, x, weights[0])
-    got = render.forward_tables(h0, tables, flat, weights)
+    got = render.forward_tables(torch.mm(x, weights[0]), tables, flat, weights)
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+    # layer 0's per-latent part as the first bias: z (L, 3) of a 2 + 3 input, only the 2 per-query channels left
+    z = torch.randn(latents, 3)
+    first = z @ weights[0][2:] + render.layers[0].bias
+    tables = layer_tables(state, fast.clone(), render, first=first)
+    got = render.forward_tables(torch.mm(x[:, :2], weights[0][:2]), tables, flat, weights)
+    want = render(torch.cat([x[:, :2], z[flat]], dim=-1), rows[flat])
     assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
     assert torch.equal(tables[-1], rows[:, render.mod_dim :])  # the rest (latent code) rows

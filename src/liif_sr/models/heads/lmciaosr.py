@@ -191,13 +191,13 @@ class LMCiaoSRHead(DecoderHead):
         rows = modulations(state, cell, state.full_size, self._fast_rows, check, tag="fast")
         w_rel = self.render.layers[0].weight[:, -2:].t().to(rows.dtype).contiguous()
         weights = self.render.transposed_weights(rows.dtype)
-        tables = layer_tables(state, rows, self.render)
+        tables = layer_tables(state, rows, self.render, first=rows[:, mod_dim:])
 
         def piece(c: Tensor, ce: Tensor) -> Tensor:
             rel_coord, flat = member_rows(state, c, "LMCiaoSRHead")
             b, _, q, _ = rel_coord.shape
-            h0 = torch.addmm(tables[-1].index_select(0, flat), rel_coord.to(rows.dtype).reshape(-1, 2), w_rel)
-            pred = self.render.forward_tables(h0, tables, flat, weights).view(b, 4, q, -1)
+            x0 = torch.mm(rel_coord.to(rows.dtype).reshape(-1, 2), w_rel)
+            pred = self.render.forward_tables(x0, tables, flat, weights).view(b, 4, q, -1)
             out = blend(pred.float(), rel_coord)
             return out + bilinear_border(state.lr, c, state.offset, state.full_size) if skip else out
 

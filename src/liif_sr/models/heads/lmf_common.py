@@ -19,7 +19,7 @@ The module's pieces (used by :mod:`.lmliif`, :mod:`.lmlte` and LM-CiaoSR):
 * :func:`item_cells` — each batch item's cell (B, 2) from (B, Q, 2) cells (checked uniform outside training).
 * :func:`modulations` — the cached per-latent rows (B*th*tw, M) for a cell: ``compute(state, rel_cell)``;
   :func:`fast_rows` turns ``[s | t | ...]`` into ``[1 + s | t | ...]`` (then :func:`layer_tables`).
-* :func:`layer_tables` — per-layer ``[1 + s_i | t'_i]`` tables for :meth:`ModulatedMLP.forward_tables`.
+* :func:`layer_tables` — per-layer ``[1 + s_i | t'_i]`` tables (biases folded) for :meth:`ModulatedMLP.forward_tables`.
 * :func:`member_rows` — fast path: the 4 members' relative coordinates and row indices (global frame, windows).
 * :func:`decode_pieces` — the fast decode over cache-sized pieces of queries (CPU).
 * :func:`reference_members` — reference path: the same by ``grid_sample`` (official steps, whole grid).
@@ -91,15 +91,15 @@ class ModulatedMLP(nn.Module):
             x = torch.relu(x * (scale + 1.0) + shift)
         return self.layers[-1](x).reshape(*shape, -1)
 
-    def forward_tables(self, h0: Tensor, tables: list[Tensor], flat: Tensor, weights: list[Tensor]) -> Tensor:
-        """The modulated layers from layer 0's linear output ``h0`` (N, hidden_dim) and the per-layer tables of :func:`layer_tables` (``flat``: the (N,) table row
-        of each member): layer ``i`` gathers its ``[1 + s_i | t'_i]`` just before its use (contiguous,
-        cache-resident (N, 2·hidden_dim) pieces instead of one (N, M) row per member), and for ``i ≥ 1`` the
-        bias is folded into the shift, ``t'_i = b_i (1 + s_i) + t_i``, so the layer is a plain ``mm``, one fused
-        multiply-add and an in-place ReLU (the function of :meth:`forward`, rounded in another order).
-        ``weights``: :meth:`transposed_weights` (once per decode, not per piece)."""
+    def forward_tables(self, x0: Tensor, tables: list[Tensor], flat: Tensor, weights: list[Tensor]) -> Tensor:
+        """The modulated layers from layer 0's bias-free per-query linear part ``x0`` (N, hidden_dim) and the
+        per-layer tables of :func:`layer_tables` (``flat``: the (N,) table row of each member). Layer ``i``
+        gathers its ``[1 + s_i | t'_i]`` just before its use (a contiguous, cache-resident (N, 2·hidden_dim)
+        piece instead of one (N, M) row per member); the bias (for layer 0 also a per-latent part) is folded
+        into ``t'_i``, so each layer is a plain ``mm``, one fused multiply-add and an in-place ReLU (the
+        function of :meth:`forward`, rounded in another order). ``weights``: :meth:`transposed_weights`."""
         hd = self.hidden_dim
-        x = h0
+        x = x0
         for i in range(self.hidden_depth):
             if i:
                 x = torch.mm(x, weights[i])
@@ -178,20 +178,23 @@ def fast_rows(rows: Tensor, render: ModulatedMLP) -> Tensor:
     return torch.cat([rows[:, :half] + 1.0, rows[:, half:]], dim=-1).contiguous()
 
 
-def layer_tables(state: LMState, rows: Tensor, render: ModulatedMLP, tag: str = "fast") -> list[Tensor]:
+def layer_tables(
+    state: LMState, rows: Tensor, render: ModulatedMLP, first: Tensor | None = None, tag: str = "fast"
+) -> list[Tensor]:
     """Fast rows ``[1 + s | t | rest]`` (L, M) → ``hidden_depth`` contiguous (L, 2·hidden_dim) tables
-    ``[1 + s_i | t'_i]`` (``t'_0 = t_0``; ``t'_i = b_i (1 + s_i) + t_i`` for ``i ≥ 1``, the layer's bias
-    folded in) and the contiguous ``rest`` (L, M - mod_dim), for :meth:`ModulatedMLP.forward_tables`;
-    cached in ``state`` beside the rows they come from (built once per cell, not per decode call)."""
+    ``[1 + s_i | c_i (1 + s_i) + t_i]`` with each layer's bias ``c_i = b_i`` folded in (``(W x + c)(1 + s) +
+    t = (W x)(1 + s) + (c (1 + s) + t)``), then the contiguous ``rest`` (L, M - mod_dim), for
+    :meth:`ModulatedMLP.forward_tables`. ``first`` (L, hidden_dim): layer 0's per-latent part (e.g. ``W_z z +
+    b_0`` of a latent code) used as ``c_0`` instead of ``b_0``. Cached in ``state`` beside the rows they come
+    from (built once per cell, not per decode call)."""
     if state.cache.get(tag + ".tables_of") is rows:
         return state.cache[tag + ".tables"]
     hd, half = render.hidden_dim, render.mod_dim // 2
     tables = []
     for i in range(render.hidden_depth):
         scale, shift = rows[:, i * hd : (i + 1) * hd], rows[:, half + i * hd : half + (i + 1) * hd]
-        if i:
-            shift = torch.addcmul(shift, scale, render.layers[2 * i].bias.to(rows.dtype))
-        tables.append(torch.cat([scale, shift], dim=-1))
+        bias = first if i == 0 and first is not None else render.layers[2 * i].bias.to(rows.dtype)
+        tables.append(torch.cat([scale, torch.addcmul(shift, scale, bias)], dim=-1))
     tables.append(rows[:, render.mod_dim :].contiguous())
     if state.cache.get(tag) is rows:  # cached rows (inference): keep their tables beside them
         state.cache.update({tag + ".tables": tables, tag + ".tables_of": rows})

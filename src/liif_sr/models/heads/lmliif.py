@@ -131,15 +131,14 @@ class LMLIIFHead(DecoderHead):
         weights = self.render.transposed_weights(rows.dtype)
         size = const([h, w], coord.device)
 
-        tables = layer_tables(state, rows, self.render)
+        tables = layer_tables(state, rows, self.render, first=rows[:, self.render.mod_dim :])
 
         def piece(c: Tensor, ce: Tensor) -> Tensor:
             rel_coord, flat = member_rows(state, c, "LMLIIFHead")
             b, _, q, _ = rel_coord.shape
             rel_cell = (ce.float() * size).unsqueeze(1).expand(b, 4, q, 2)
             geo = torch.cat([rel_coord, rel_cell], dim=-1).to(rows.dtype).reshape(-1, 4)
-            h0 = torch.addmm(tables[-1].index_select(0, flat), geo, w_geo)
-            pred = self.render.forward_tables(h0, tables, flat, weights).view(b, 4, q, -1)
+            pred = self.render.forward_tables(torch.mm(geo, w_geo), tables, flat, weights).view(b, 4, q, -1)
             return blend(pred.float(), rel_coord)
 
         return decode_pieces(coord, cell, self.render.out_dim, piece)

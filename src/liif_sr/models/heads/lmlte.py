@@ -159,7 +159,7 @@ class LMLTEHead(DecoderHead):
             phase = self.imphase(cell * const([h, w], coord.device, cell.dtype))  # (B, Q, H/2)
             return self._decode_reference(state, rows, coord, phase)
         rows = modulations(state, cell, state.full_size, self._fast_rows, check, tag="fast")
-        size, bias0 = const([h, w], coord.device), self.render.layers[0].bias.to(rows.dtype)
+        size = const([h, w], coord.device)
         weights = self.render.transposed_weights(rows.dtype)
         tables = layer_tables(state, rows, self.render)
 
@@ -169,8 +169,9 @@ class LMLTEHead(DecoderHead):
             phase = self.imphase((ce.float() * size).to(rows.dtype)).unsqueeze(1)
             code = tables[-1].index_select(0, flat).view(b, 4, q, -1)
             inp = self._render_input(code, rel_coord, phase).reshape(-1, self.render.hidden_dim)
-            h0 = torch.addmm(bias0, inp, weights[0])
-            pred = self.render.forward_tables(h0, tables, flat, weights).view(b, 4, q, -1)
+            pred = self.render.forward_tables(torch.mm(inp, weights[0]), tables, flat, weights).view(
+                b, 4, q, -1
+            )
             return blend(pred.float(), rel_coord) + bilinear_border(
                 state.lr, c, state.offset, state.full_size
             )
