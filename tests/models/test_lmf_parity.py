@@ -280,3 +280,35 @@ def test_unmappable_official_lmf_files_are_one_line(tmp_path):
     ck = tiny()
     del ck["model"]["sd"]["hypernet.layers.2.bias"]
     _refused(tmp_path, ck, "missing keys head.hypernet.layers.2.bias")
+
+
+@pytest.mark.parametrize("depth", [1, 2, 6])
+def test_forward_tables_equals_the_modulated_mlp(depth):
+    """The fast decode's per-layer tables (bias folded into the shift, gathered per layer) compute the
+    reference ``ModulatedMLP.forward`` of each gathered row; the tables are cached beside their rows."""
+    from liif_sr.models.heads.lmf_common import LMState, ModulatedMLP, fast_rows, layer_tables
+
+    torch.manual_seed(depth)
+    render = ModulatedMLP(5, 3, 8, depth)
+    latents, n = 7, 40
+    rows = torch.randn(latents, render.mod_dim + 4)
+    flat = torch.randint(0, latents, (n,))
+    x = torch.randn(n, 5)
+    want = render(x, rows[flat])
+    state = LMState((0, 0), (1, latents), (1, latents), latent=torch.zeros(1, 1, 1, latents))
+    fast = fast_rows(rows, render)
+    state.cache["fast"] = fast
+    tables = layer_tables(state, fast, render)
+    assert layer_tables(state, fast, render) is tables  # cached for the same rows
+    assert layer_tables(state, fast.clone(), render) is not tables  # other rows (another cell): rebuilt
+    weights = render.transposed_weights(torch.float32)
+    got = render.forward_tables(torch.mm(x, weights[0]), tables, flat, weights)
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+    # layer 0's per-latent part as the first bias: z (L, 3) of a 2 + 3 input, only the 2 per-query channels left
+    z = torch.randn(latents, 3)
+    first = z @ weights[0][2:] + render.layers[0].bias
+    tables = layer_tables(state, fast.clone(), render, first=first)
+    got = render.forward_tables(torch.mm(x[:, :2], weights[0][:2]), tables, flat, weights)
+    want = render(torch.cat([x[:, :2], z[flat]], dim=-1), rows[flat])
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert torch.equal(tables[-1], rows[:, render.mod_dim :])  # the rest (latent code) rows

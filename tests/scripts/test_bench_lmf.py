@@ -1,4 +1,4 @@
-"""``scripts/bench_lmf.py``: LM-LIIF vs LIIF and LM-LTE vs LTE rows with the FLOP floor, in seconds (--tiny)."""
+"""``scripts/bench_lmf.py``: the LM heads' decode vs their FLOP floor and base heads, in seconds (--tiny)."""
 
 from __future__ import annotations
 
@@ -6,22 +6,38 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_lmf.py"
 
 
-def test_tiny_run_prints_both_pairs_and_cases(monkeypatch, capsys):
+def _module(monkeypatch):  # noqa: ANN001, ANN202
     spec = importlib.util.spec_from_file_location("bench_lmf", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "bench_lmf", module)
     spec.loader.exec_module(module)
     monkeypatch.setattr(module, "TINY", {"100-800": ((6, 5), (13, 11)), "256-2048": ((8, 8), (20, 24))})
-    assert module.main(["--tiny", "--max-queries", "100"]) == 0
-    rows = [
-        ln.split(" | ")
-        for ln in capsys.readouterr().out.splitlines()
-        if ln.startswith("| 1") or ln.startswith("| 2")
-    ]
+    return module
+
+
+def test_tiny_run_prints_every_lm_head_and_case(monkeypatch, capsys):
+    module = _module(monkeypatch)
+    assert module.main(["--tiny", "--max-queries", "100", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "process CPU seconds" in out and "load average before" in out
+    rows = [ln.split(" | ") for ln in out.splitlines() if ln.startswith("| 1") or ln.startswith("| 2")]
     assert [(r[0].strip("| "), r[1]) for r in rows] == [
-        ("100-800", "lmliif"), ("100-800", "lmlte"), ("256-2048", "lmliif"), ("256-2048", "lmlte")
-    ]  # fmt: skip
-    assert all(r[8] in ("13,184", "16,768") for r in rows)  # the render MLPs' FLOPs per query (x4 members)
+        (case, head) for case in ("100-800", "256-2048") for head in ("lmliif", "lmlte", "lmciaosr")
+    ]
+    # the render MLPs' FLOPs per query (x4 members): 13,184 LM-LIIF, 16,768 LM-LTE, 19,072 LM-CiaoSR
+    assert [r[8] for r in rows[:3]] == ["13,184", "16,768", "19,072"]
+    assert rows[2][3] == "–" and rows[0][3] != "–"  # LM-CiaoSR has no base head here
+    assert all(r[10].endswith("(8192)") and r[12].strip("*%").isdigit() for r in rows)
+    assert all(r[14].rstrip(" |").endswith("%") for r in rows)  # the render-MLP ceiling
+
+
+def test_unknown_head_is_refused(monkeypatch):
+    module = _module(monkeypatch)
+    with pytest.raises(SystemExit) as err:
+        module.main(["--tiny", "--heads", "lmfoo"])
+    assert err.value.code == 2

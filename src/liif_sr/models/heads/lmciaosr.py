@@ -46,7 +46,8 @@ from liif_sr.models.heads.lmf_common import (
     blend,
     decode_pieces,
     fast_rows,
-    gather_members,
+    layer_tables,
+    member_rows,
     modulations,
     reference_members,
     rows_to_map,
@@ -110,8 +111,9 @@ class LMCiaoSRHead(DecoderHead):
         }
 
     def state_bytes_per_latent(self, dtype_bytes: int = 4) -> int:
-        # feat + attention + the cached rows; the per-cell work holds ~(9 + 4·4 + 4·5 + 4)·C per latent
-        return (2 * self.in_channels + self.hypernet.out_dim + 3 + 49 * self.in_channels) * dtype_bytes
+        # feat + attention + the cached rows and their per-layer tables; the per-cell work holds
+        # ~(9 + 4·4 + 4·5 + 4)·C per latent
+        return (2 * self.in_channels + 2 * self.hypernet.out_dim + 3 + 49 * self.in_channels) * dtype_bytes
 
     def decode_bytes_per_query(self, dtype_bytes: int = 4) -> int:
         return 4 * (2 * self.hypernet.out_dim + 4 * self.render.hidden_dim + 8) * dtype_bytes
@@ -189,13 +191,14 @@ class LMCiaoSRHead(DecoderHead):
         rows = modulations(state, cell, state.full_size, self._fast_rows, check, tag="fast")
         w_rel = self.render.layers[0].weight[:, -2:].t().to(rows.dtype).contiguous()
         weights = self.render.transposed_weights(rows.dtype)
+        tables = layer_tables(state, rows, self.render, first=rows[:, mod_dim:])
 
         def piece(c: Tensor, ce: Tensor) -> Tensor:
-            _, rel_coord, q_rows = gather_members(state, rows, c, "LMCiaoSRHead")
-            b, _, q, m = q_rows.shape
-            flat = q_rows.reshape(-1, m)
-            h0 = torch.addmm(flat[:, mod_dim:], rel_coord.to(rows.dtype).reshape(-1, 2), w_rel)
-            out = blend(self.render.forward_fast(h0, flat, weights).view(b, 4, q, -1).float(), rel_coord)
+            rel_coord, flat = member_rows(state, c, "LMCiaoSRHead")
+            b, _, q, _ = rel_coord.shape
+            x0 = torch.mm(rel_coord.to(rows.dtype).reshape(-1, 2), w_rel)
+            pred = self.render.forward_tables(x0, tables, flat, weights).view(b, 4, q, -1)
+            out = blend(pred.float(), rel_coord)
             return out + bilinear_border(state.lr, c, state.offset, state.full_size) if skip else out
 
         return decode_pieces(coord, cell, self.render.out_dim, piece)

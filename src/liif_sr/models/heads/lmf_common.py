@@ -18,9 +18,10 @@ The module's pieces (used by :mod:`.lmliif`, :mod:`.lmlte` and LM-CiaoSR):
 * :class:`LMState` — the prepared window: ``latent`` (cell-free hypernet input), ``lr``, the cache.
 * :func:`item_cells` — each batch item's cell (B, 2) from (B, Q, 2) cells (checked uniform outside training).
 * :func:`modulations` — the cached per-latent rows (B*th*tw, M) for a cell: ``compute(state, rel_cell)``;
-  :func:`fast_rows` turns ``[s | t | ...]`` into ``[1 + s | t | ...]`` for :meth:`ModulatedMLP.forward_fast`.
+  :func:`fast_rows` turns ``[s | t | ...]`` into ``[1 + s | t | ...]`` (then :func:`layer_tables`).
+* :func:`layer_tables` — per-layer ``[1 + s_i | t'_i]`` tables (biases folded) for :meth:`ModulatedMLP.forward_tables`.
+* :func:`member_rows` — fast path: the 4 members' relative coordinates and row indices (global frame, windows).
 * :func:`decode_pieces` — the fast decode over cache-sized pieces of queries (CPU).
-* :func:`gather_members` — fast path: the 4 members' latent indices, relative coordinates and gathered rows.
 * :func:`reference_members` — reference path: the same by ``grid_sample`` (official steps, whole grid).
 * :func:`blend` — area-weighted merge of the members' predictions.
 """
@@ -90,18 +91,20 @@ class ModulatedMLP(nn.Module):
             x = torch.relu(x * (scale + 1.0) + shift)
         return self.layers[-1](x).reshape(*shape, -1)
 
-    def forward_fast(self, h0: Tensor, mods1: Tensor, weights: list[Tensor] | None = None) -> Tensor:
-        """The same function from layer 0's linear output ``h0`` (N, hidden_dim) and rows ``mods1`` (N, ≥ mod_dim)
-        holding ``[1 + s | t]`` (:func:`fast_rows`): one fused multiply-add per modulation, in-place ReLUs.
-        ``weights``: :meth:`transposed_weights` (computed once per decode, not per piece)."""
-        hd, half = self.hidden_dim, self.hidden_dim * self.hidden_depth
-        weights = self.transposed_weights(h0.dtype) if weights is None else weights
-        x = h0
+    def forward_tables(self, x0: Tensor, tables: list[Tensor], flat: Tensor, weights: list[Tensor]) -> Tensor:
+        """The modulated layers from layer 0's bias-free per-query linear part ``x0`` (N, hidden_dim) and the
+        per-layer tables of :func:`layer_tables` (``flat``: the (N,) table row of each member). Layer ``i``
+        gathers its ``[1 + s_i | t'_i]`` just before its use (a contiguous, cache-resident (N, 2·hidden_dim)
+        piece instead of one (N, M) row per member); the bias (for layer 0 also a per-latent part) is folded
+        into ``t'_i``, so each layer is a plain ``mm``, one fused multiply-add and an in-place ReLU (the
+        function of :meth:`forward`, rounded in another order). ``weights``: :meth:`transposed_weights`."""
+        hd = self.hidden_dim
+        x = x0
         for i in range(self.hidden_depth):
             if i:
-                x = torch.addmm(self.layers[2 * i].bias.to(x.dtype), x, weights[i])
-            scale = mods1[..., i * hd : (i + 1) * hd]
-            x = torch.addcmul(mods1[..., half + i * hd : half + (i + 1) * hd], x, scale).relu_()
+                x = torch.mm(x, weights[i])
+            mods = tables[i].index_select(0, flat)
+            x = torch.addcmul(mods[:, hd:], x, mods[:, :hd]).relu_()
         return torch.addmm(self.layers[-1].bias.to(x.dtype), x, weights[-1])
 
     def transposed_weights(self, dtype: torch.dtype) -> list[Tensor]:
@@ -170,9 +173,40 @@ def modulations(
 
 
 def fast_rows(rows: Tensor, render: ModulatedMLP) -> Tensor:
-    """Rows ``[s | t | rest]`` → ``[1 + s | t | rest]`` (contiguous), for :meth:`ModulatedMLP.forward_fast`."""
+    """Rows ``[s | t | rest]`` → ``[1 + s | t | rest]`` (contiguous), the fast path's cached rows."""
     half = render.mod_dim // 2
     return torch.cat([rows[:, :half] + 1.0, rows[:, half:]], dim=-1).contiguous()
+
+
+def layer_tables(
+    state: LMState, rows: Tensor, render: ModulatedMLP, first: Tensor | None = None, tag: str = "fast"
+) -> list[Tensor]:
+    """Fast rows ``[1 + s | t | rest]`` (L, M) → ``hidden_depth`` contiguous (L, 2·hidden_dim) tables
+    ``[1 + s_i | c_i (1 + s_i) + t_i]`` with each layer's bias ``c_i = b_i`` folded in (``(W x + c)(1 + s) +
+    t = (W x)(1 + s) + (c (1 + s) + t)``), then the contiguous ``rest`` (L, M - mod_dim), for
+    :meth:`ModulatedMLP.forward_tables`. ``first`` (L, hidden_dim): layer 0's per-latent part (e.g. ``W_z z +
+    b_0`` of a latent code) used as ``c_0`` instead of ``b_0``. Cached in ``state`` beside the rows they come
+    from (built once per cell, not per decode call)."""
+    if state.cache.get(tag + ".tables_of") is rows:
+        return state.cache[tag + ".tables"]
+    hd, half = render.hidden_dim, render.mod_dim // 2
+    tables = []
+    for i in range(render.hidden_depth):
+        scale, shift = rows[:, i * hd : (i + 1) * hd], rows[:, half + i * hd : half + (i + 1) * hd]
+        bias = first if i == 0 and first is not None else render.layers[2 * i].bias.to(rows.dtype)
+        tables.append(torch.cat([scale, torch.addcmul(shift, scale, bias)], dim=-1))
+    tables.append(rows[:, render.mod_dim :].contiguous())
+    if state.cache.get(tag) is rows:  # cached rows (inference): keep their tables beside them
+        state.cache.update({tag + ".tables": tables, tag + ".tables_of": rows})
+    return tables
+
+
+def member_rows(state: HeadState, coord: Tensor, head: str) -> tuple[Tensor, Tensor]:
+    """The local ensemble's rows without gathering: ``rel_coord`` (B, 4, Q, 2) fp32 and ``flat`` (B·4·Q,), the
+    row (in the window's (B·th·tw, ·) rows) of each member, in (B, 4, Q) order ."""
+    h, w = state.full_size
+    idx, rel_coord = ensemble_geometry(coord, h, w)
+    return rel_coord, local_rows(idx, state, head).reshape(-1)
 
 
 def piece_size(device: torch.device, q: int) -> int:
@@ -194,24 +228,6 @@ def decode_pieces(
     for start in range(0, q, step):
         out[:, start : start + step] = fn(coord[:, start : start + step], cell[:, start : start + step])
     return out
-
-
-def gather_members(state: HeadState, rows: Tensor, coord: Tensor, head: str) -> tuple[Tensor, Tensor, Tensor]:
-    """Fast path of the local ensemble on a (window) state.
-
-    Args:
-        rows: (B*th*tw, M) per-latent rows of the window (channels-last order).
-        coord: (B, Q, 2) global coordinates.
-
-    Returns:
-        ``idx`` (B, 4, Q, 2) global latent indices, ``rel_coord`` (B, 4, Q, 2) fp32 (``(q - centre) * (h, w)``)
-        and the members' rows (B, 4, Q, M).
-    """
-    h, w = state.full_size
-    idx, rel_coord = ensemble_geometry(coord, h, w)
-    flat = local_rows(idx, state, head)
-    b, _, q, _ = idx.shape
-    return idx, rel_coord, rows.index_select(0, flat.reshape(-1)).view(b, 4, q, rows.shape[-1])
 
 
 def reference_members(maps: Tensor, coord: Tensor) -> list[tuple[Tensor, Tensor]]:

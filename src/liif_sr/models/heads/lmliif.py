@@ -32,7 +32,8 @@ from liif_sr.models.heads.lmf_common import (
     blend,
     decode_pieces,
     fast_rows,
-    gather_members,
+    layer_tables,
+    member_rows,
     modulations,
     reference_members,
     rows_to_map,
@@ -78,7 +79,8 @@ class LMLIIFHead(DecoderHead):
         }
 
     def state_bytes_per_latent(self, dtype_bytes: int = 4) -> int:
-        return (self.in_channels * 9 + self.hypernet.out_dim) * dtype_bytes
+        # the unfolded latent + the cached rows and their per-layer tables (layer_tables)
+        return (self.in_channels * 9 + 2 * self.hypernet.out_dim) * dtype_bytes
 
     def decode_bytes_per_query(self, dtype_bytes: int = 4) -> int:
         return 4 * (2 * self.hypernet.out_dim + 4 * self.render.hidden_dim + 8) * dtype_bytes
@@ -129,14 +131,14 @@ class LMLIIFHead(DecoderHead):
         weights = self.render.transposed_weights(rows.dtype)
         size = const([h, w], coord.device)
 
+        tables = layer_tables(state, rows, self.render, first=rows[:, self.render.mod_dim :])
+
         def piece(c: Tensor, ce: Tensor) -> Tensor:
-            _, rel_coord, q_rows = gather_members(state, rows, c, "LMLIIFHead")
-            b, _, q, m = q_rows.shape
+            rel_coord, flat = member_rows(state, c, "LMLIIFHead")
+            b, _, q, _ = rel_coord.shape
             rel_cell = (ce.float() * size).unsqueeze(1).expand(b, 4, q, 2)
-            geo = torch.cat([rel_coord, rel_cell], dim=-1).to(q_rows.dtype).reshape(-1, 4)
-            flat = q_rows.reshape(-1, m)
-            h0 = torch.addmm(flat[:, self.render.mod_dim :], geo, w_geo)
-            pred = self.render.forward_fast(h0, flat, weights).view(b, 4, q, -1)
+            geo = torch.cat([rel_coord, rel_cell], dim=-1).to(rows.dtype).reshape(-1, 4)
+            pred = self.render.forward_tables(torch.mm(geo, w_geo), tables, flat, weights).view(b, 4, q, -1)
             return blend(pred.float(), rel_coord)
 
         return decode_pieces(coord, cell, self.render.out_dim, piece)

@@ -32,7 +32,8 @@ from liif_sr.models.heads.lmf_common import (
     blend,
     decode_pieces,
     fast_rows,
-    gather_members,
+    layer_tables,
+    member_rows,
     modulations,
     reference_members,
     rows_to_map,
@@ -89,7 +90,8 @@ class LMLTEHead(DecoderHead):
         }
 
     def state_bytes_per_latent(self, dtype_bytes: int = 4) -> int:
-        return (2 * self.coef.out_channels + self.hypernet.out_dim + 3) * dtype_bytes
+        # coef/freq + LR + the cached rows and their per-layer tables (layer_tables)
+        return (2 * self.coef.out_channels + 2 * self.hypernet.out_dim + 3) * dtype_bytes
 
     def decode_bytes_per_query(self, dtype_bytes: int = 4) -> int:
         return 4 * (2 * self.hypernet.out_dim + 4 * self.render.hidden_dim + 8) * dtype_bytes
@@ -123,15 +125,13 @@ class LMLTEHead(DecoderHead):
         basis = torch.cat([torch.cos(math.pi * freq), torch.sin(math.pi * freq)], dim=-1)
         return self.hypernet(coef * basis)
 
-    def _render_input(
-        self, q_rows: Tensor, rel_coord: Tensor, phase: Tensor, literal: bool = False
-    ) -> Tensor:
-        """``coef' ⊙ [cos πφ, sin πφ]`` from members' rows (..., M), ``rel_coord`` (..., 2), ``imphase`` (..., H/2).
+    def _render_input(self, code: Tensor, rel_coord: Tensor, phase: Tensor, literal: bool = False) -> Tensor:
+        """``coef' ⊙ [cos πφ, sin πφ]`` from members' latent codes ``[coef' | freq']`` (..., 2H), ``rel_coord``
+        (..., 2), ``imphase`` (..., H/2).
 
         ``literal``: the official steps (split/stack/sum, reference path); else strided pairs and fused ops."""
         hd = self.render.hidden_dim
-        coef = q_rows[..., self.render.mod_dim : self.render.mod_dim + hd]
-        freq = q_rows[..., self.render.mod_dim + hd :]
+        coef, freq = code[..., :hd], code[..., hd:]
         if literal:
             freq = torch.stack(torch.split(freq, 2, dim=-1), dim=-1)  # (..., 2, H/2)
             theta = (freq * rel_coord.unsqueeze(-1).to(freq.dtype)).sum(dim=-2) + phase
@@ -159,16 +159,19 @@ class LMLTEHead(DecoderHead):
             phase = self.imphase(cell * const([h, w], coord.device, cell.dtype))  # (B, Q, H/2)
             return self._decode_reference(state, rows, coord, phase)
         rows = modulations(state, cell, state.full_size, self._fast_rows, check, tag="fast")
-        size, bias0 = const([h, w], coord.device), self.render.layers[0].bias.to(rows.dtype)
+        size = const([h, w], coord.device)
         weights = self.render.transposed_weights(rows.dtype)
+        tables = layer_tables(state, rows, self.render)
 
         def piece(c: Tensor, ce: Tensor) -> Tensor:
-            _, rel_coord, q_rows = gather_members(state, rows, c, "LMLTEHead")
-            b, _, q, m = q_rows.shape
-            phase = self.imphase((ce.float() * size).to(q_rows.dtype)).unsqueeze(1)
-            inp = self._render_input(q_rows, rel_coord, phase).reshape(-1, self.render.hidden_dim)
-            h0 = torch.addmm(bias0, inp, weights[0])
-            pred = self.render.forward_fast(h0, q_rows.reshape(-1, m), weights).view(b, 4, q, -1)
+            rel_coord, flat = member_rows(state, c, "LMLTEHead")
+            b, _, q, _ = rel_coord.shape
+            phase = self.imphase((ce.float() * size).to(rows.dtype)).unsqueeze(1)
+            code = tables[-1].index_select(0, flat).view(b, 4, q, -1)
+            inp = self._render_input(code, rel_coord, phase).reshape(-1, self.render.hidden_dim)
+            pred = self.render.forward_tables(torch.mm(inp, weights[0]), tables, flat, weights).view(
+                b, 4, q, -1
+            )
             return blend(pred.float(), rel_coord) + bilinear_border(
                 state.lr, c, state.offset, state.full_size
             )
@@ -181,7 +184,8 @@ class LMLTEHead(DecoderHead):
         maps = rows_to_map(rows, coord.shape[0], state.size)
         preds, rels = [], []
         for q_rows, rel_coord in reference_members(maps, coord):
-            preds.append(self.render(self._render_input(q_rows, rel_coord, phase, literal=True), q_rows))
+            code = q_rows[..., self.render.mod_dim :]
+            preds.append(self.render(self._render_input(code, rel_coord, phase, literal=True), q_rows))
             rels.append(rel_coord)
         out = blend(torch.stack(preds, 1), torch.stack(rels, 1))
         skip = F.grid_sample(
