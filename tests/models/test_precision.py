@@ -48,7 +48,9 @@ def test_cpuinfo_flags_parsed(tmp_path):
     assert prec._cpu_flags.__wrapped__(str(tmp_path / "absent")) == frozenset()
 
 
-@pytest.mark.parametrize(("cap", "native"), [((8, 0), True), ((9, 0), True), ((7, 5), False), ((6, 1), False)])
+@pytest.mark.parametrize(
+    ("cap", "native"), [((8, 0), True), ((9, 0), True), ((7, 5), False), ((6, 1), False)]
+)
 def test_cuda_detection(detect, monkeypatch, cap, native):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: cap)
     assert native_bf16(torch.device("cuda", 0))[0] is native

@@ -47,7 +47,11 @@ def test_every_model_row_plain_vs_fast(bench, capsys, tmp_path):
     )
     rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| cpu |")]
     labels = ["EDSR-baseline-LIIF", "RDN-LIIF", "EDSR-baseline-LTE", "EDSR-baseline-MetaSR", "SwinIR-LIIF"]
-    paths = ("plain", "fast fp32", "fast auto=fp32")  # the default, as on a CPU without native bf16 (conftest)
+    paths = (
+        "plain",
+        "fast fp32",
+        "fast auto=fp32",
+    )  # the default, as on a CPU without native bf16 (conftest)
     assert [(r[2], r[3]) for r in rows] == [(m, p) for m in labels for p in paths]
     for r in rows:
         if r[3] == "plain":
