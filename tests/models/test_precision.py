@@ -139,6 +139,8 @@ def test_rule_acts_in_the_render_loop(monkeypatch, head, precision, native, part
 
     monkeypatch.setenv(prec.ENV_NATIVE_BF16, native)
     model = _tiny(head)
+    if precision == "auto" and not model.head.auto_bf16:  # a head measured over the bound keeps fp32
+        parts = (FP32, FP32, FP32)
     seen = _record(model, monkeypatch)
     lr = torch.rand(1, 3, 12, 10)
     out = model.upscale(lr, (30, 25), precision=precision, chunk=300)
@@ -158,7 +160,25 @@ def test_rule_acts_on_tiles(monkeypatch, head):
     seen = _record(model, monkeypatch)
     out = upscale_tensor(model, torch.rand(1, 3, 40, 36), (60, 54), tile=16, chunk=500)
     assert out.shape == (1, 3, 60, 54)
-    assert (seen["encoder"], seen["prepare"], seen["decode"]) == (FP32, FP32, BF16)
+    decode = BF16 if model.head.auto_bf16 else FP32
+    assert (seen["encoder"], seen["prepare"], seen["decode"]) == (FP32, FP32, decode)
+
+
+def test_head_opt_out(monkeypatch):
+    """A head whose bf16 decode was measured over the bound (``auto_bf16 = False``: MetaSR) keeps fp32 under
+    ``auto``, says why, and still runs ``bf16-decode`` when asked; every other shipped head gets the rule."""
+    from liif_sr.models.heads.metasr import MetaSRHead
+
+    assert MetaSRHead.auto_bf16 is False
+    assert all(HEADS[name].auto_bf16 for name in ("liif", "lte"))
+    monkeypatch.setenv(prec.ENV_NATIVE_BF16, "1")
+    model = _tiny("metasr")
+    assert model.resolve_precision() == "fp32"
+    assert "metasr head keeps fp32" in prec.precision_note("auto", CPU, model.head)
+    assert model.resolve_precision("bf16-decode") == "bf16-decode"
+    seen = _record(model, monkeypatch)
+    model.upscale(torch.rand(1, 3, 8, 8), (16, 16))
+    assert seen["decode"] == FP32
 
 
 def test_fp32_unchanged_and_auto_close(monkeypatch):

@@ -107,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"liif-sr upscale: note: --{note}", file=sys.stderr)
     options = for_model(model, args.options)  # once per command
     precision = f"precision {options.precision}" + (
-        f" ({precision_note(args.options.precision, device)})" if args.options.precision == "auto" else ""
+        f" ({precision_note(args.options.precision, device, model.head)})"
+        if args.options.precision == "auto"
+        else ""
     )
     report = Report(skipped=planned.skipped_existing)
     start = time.perf_counter()

@@ -10,11 +10,13 @@ The values of :attr:`UpscaleOptions.precision <liif_sr.models.upscale_options.Up
 * ``bf16`` / ``fp16``: the whole network (encoder, ``prepare``, decode) under autocast (``fp16``: CUDA only);
 * ``auto`` (the default of :meth:`ImplicitSR.upscale <liif_sr.models.implicit_sr.ImplicitSR.upscale>` and
   ``liif-sr upscale``): ``bf16-decode`` where the device computes bfloat16 natively — a CPU with AVX512-BF16
-  or AMX, a CUDA GPU of compute capability 8.0 or newer — else ``fp32``.
+  or AMX, a CUDA GPU of compute capability 8.0 or newer — and the head allows it (``DecoderHead.auto_bf16``:
+  True unless measured otherwise; MetaSR: False), else ``fp32``.
 
 Measured, not assumed: ``bf16-decode`` costs at most 0.01 dB of Y-PSNR against fp32 on Set5/Set14 ×2/×3/×4
-for the LIIF, LTE and MetaSR heads (BENCHMARKS.md "Precision"; ``tests/models/test_precision_bound.py``);
-bf16 of the whole network does not hold that bound, so ``auto`` never picks it.
+for the LIIF and LTE heads (BENCHMARKS.md "Precision"; ``tests/models/test_precision_bound.py``); MetaSR's
+reached -0.0101 dB at Set5 ×4 (so ``auto`` keeps it fp32); bf16 of the whole network does not hold the bound
+either, so ``auto`` never picks it.
 
 ``LIIF_SR_NATIVE_BF16=0`` (or ``1``) overrides the hardware detection (``auto`` then resolves to ``fp32``, or
 ``bf16-decode``); the test suite sets ``0`` so that its fp32 comparisons do not depend on the machine.
@@ -81,9 +83,10 @@ def native_bf16(device: torch.device) -> tuple[bool, str]:
     return False, f"{device.type} device"
 
 
-def resolve_precision(precision: str, device: torch.device) -> tuple[str, str]:
-    """``(precision, note)``: ``"auto"`` → ``bf16-decode`` or ``fp32`` for ``device`` (note: why); other
-    values as given (``fp16`` on a CPU refused in one line). ``precision`` is checked by the entry."""
+def resolve_precision(precision: str, device: torch.device, head: object = None) -> tuple[str, str]:
+    """``(precision, note)``: ``"auto"`` → ``bf16-decode`` or ``fp32`` for ``device`` and ``head`` (a head whose
+    ``auto_bf16`` is False keeps fp32; note: why); other values as given (``fp16`` on a CPU refused in one
+    line). ``precision`` is checked by the entry."""
     if precision == "fp16" and device.type == "cpu":
         raise InvalidArgumentError(
             "precision fp16 needs a CUDA device (use bf16-decode, bf16 or fp32 on CPU)"
@@ -91,14 +94,17 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[str, str]:
     if precision != "auto":
         return precision, "as asked"
     native, why = native_bf16(device)
+    if native and not getattr(head, "auto_bf16", True):
+        why = f"{why}; the {getattr(head, 'name', type(head).__name__)} head keeps fp32 (auto_bf16 = False)"
+        native = False
     resolved = "bf16-decode" if native else "fp32"
     _log_auto(resolved, why)
     return resolved, f"auto: {why}"
 
 
-def precision_note(precision: str, device: torch.device) -> str:
-    """Why ``precision`` resolves as it does on ``device`` (``"auto: CPU with avx512_bf16"``)."""
-    return resolve_precision(precision, device)[1]
+def precision_note(precision: str, device: torch.device, head: object = None) -> str:
+    """Why ``precision`` resolves as it does on ``device`` for ``head`` (``"auto: CPU with avx512_bf16"``)."""
+    return resolve_precision(precision, device, head)[1]
 
 
 @functools.cache
@@ -121,9 +127,9 @@ class PrecisionPlan:
     device_type: str
 
     @classmethod
-    def of(cls, precision: str, device: torch.device) -> PrecisionPlan:
-        """The plan of ``precision`` (``"auto"`` resolved here too) on ``device``."""
-        resolved, _ = resolve_precision(precision, device)
+    def of(cls, precision: str, device: torch.device, head: object = None) -> PrecisionPlan:
+        """The plan of ``precision`` (``"auto"`` resolved here too, for ``head``) on ``device``."""
+        resolved, _ = resolve_precision(precision, device, head)
         if resolved == "bf16-decode":
             return cls(None, torch.bfloat16, device.type)
         whole = _DTYPES.get(resolved)

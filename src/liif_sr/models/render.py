@@ -61,7 +61,7 @@ def render(
     param = next(head.parameters())
     b, (out_h, out_w), chunk = int(like.shape[0]), opts.out_size, opts.chunk
     out = torch.empty(b, 3, out_h, out_w, device=like.device, dtype=out_dtype)
-    parts = PrecisionPlan.of(opts.precision, param.device)
+    parts = PrecisionPlan.of(opts.precision, param.device, head)
     with run_context(param, grad=False):
         for block in _produce(blocks, parts):
             (r0, r1), (c0, c1) = block.rows, block.cols

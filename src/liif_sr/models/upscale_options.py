@@ -95,11 +95,11 @@ class UpscaleOptions:
     def for_model(self, model: ImplicitSR) -> UpscaleOptions:
         """What depends on the model, resolved once per model: ``cell_clip="auto"`` → the head's paper
         protocol (LTE: 4.0; LIIF, MetaSR: None); ``precision="auto"`` → ``bf16-decode`` or ``fp32`` for the
-        model's device (:func:`~liif_sr.models.precision.resolve_precision`; ``fp16`` on a CPU refused).
+        model's device and head (:func:`~liif_sr.models.precision.resolve_precision`; ``fp16`` on a CPU refused).
 
         The tile's floor depends on the model too: :func:`liif_sr.inference.tile_policy.resolve_tile`."""
         cell_clip = model.head.paper_cell_clip if self.cell_clip == "auto" else self.cell_clip
-        precision, _ = resolve_precision(self.precision, next(model.parameters()).device)
+        precision, _ = resolve_precision(self.precision, next(model.parameters()).device, model.head)
         return dataclasses.replace(self, cell_clip=cell_clip, precision=precision)
 
     @property
