@@ -81,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default="liif,lte,metasr")
     p.add_argument("--sets", default="Set5,Set14")
     p.add_argument("--scales", default="2,3,4")
-    p.add_argument("--precisions", default="fp32,auto", help="the first is the reference")
+    p.add_argument(
+        "--precisions",
+        default="fp32,bf16-decode",
+        help="the first is the reference (auto: as this device resolves it)",
+    )
     p.add_argument("--limit", type=int, default=None, help="first N images of each set")
     p.add_argument("--speed-repeats", type=int, default=1, help="0: no timing")
     p.add_argument("--json", type=Path, default=None)
@@ -107,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [head, "|" + "---|" * (3 + 2 * len(precisions) - 1)]
     for key in args.models.split(","):
         model = load(key, device)
+        doc.setdefault("auto_by_model", {})[key] = model.resolve_precision("auto")  # a head may opt out
+        print(f"{key}: auto -> {doc['auto_by_model'][key]}", file=sys.stderr)
         for name in args.sets.split(","):
             spec = benchmark_set(args.data, name)
             for scale in (int(s) for s in args.scales.split(",")):
@@ -148,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nlargest |Δ| {worst:.4f} dB ({'within' if worst <= TOL_DB else 'NOT within'} {TOL_DB} dB); {doc['auto']}"
     )
+    print("auto picks: " + ", ".join(f"{k} {v}" for k, v in doc.get("auto_by_model", {}).items()))
     return 0 if worst <= TOL_DB else 1
 
 
