@@ -199,3 +199,72 @@ def test_fp32_unchanged_and_auto_close(monkeypatch):
 def test_fp16_on_cpu_refused_by_the_api():
     with pytest.raises(InvalidArgumentError, match="fp16 needs a CUDA device"):
         _tiny("liif").upscale(torch.rand(1, 3, 8, 8), (16, 16), precision="fp16")
+
+
+@pytest.mark.parametrize(
+    ("args", "native", "shown"),
+    [
+        ((), "1", "precision bf16-decode (auto: LIIF_SR_NATIVE_BF16=1)"),
+        ((), "0", "precision fp32 (auto: LIIF_SR_NATIVE_BF16=0)"),
+        (("--precision", "fp32"), "1", "precision fp32)"),
+        (("--precision", "bf16-decode"), "0", "precision bf16-decode)"),
+    ],
+)
+def test_cli_summary_says_what_ran(tmp_path, capsys, monkeypatch, args, native, shown):
+    import numpy as np
+    from PIL import Image
+
+    from liif_sr.checkpoints import save_weights
+    from liif_sr.cli import main
+
+    monkeypatch.setenv(prec.ENV_NATIVE_BF16, native)
+    ckpt = save_weights(_tiny("liif"), tmp_path / "tiny.safetensors")
+    Image.fromarray(np.full((12, 10, 3), 90, np.uint8)).save(tmp_path / "in.png")
+    code = main(
+        [
+            "upscale",
+            str(tmp_path / "in.png"),
+            "--scale",
+            "2",
+            "-o",
+            str(tmp_path / "o.png"),
+            "-c",
+            str(ckpt),
+            "-q",
+            *args,
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert shown in err.splitlines()[-1], err
+
+
+def test_cli_fp16_on_cpu_refused_before_any_file(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from liif_sr.checkpoints import save_weights
+    from liif_sr.cli import main
+
+    ckpt = save_weights(_tiny("liif"), tmp_path / "tiny.safetensors")
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(tmp_path / "in.png")
+    out = tmp_path / "o.png"
+    code = main(
+        [
+            "upscale",
+            str(tmp_path / "in.png"),
+            "--scale",
+            "2",
+            "-o",
+            str(out),
+            "-c",
+            str(ckpt),
+            "--device",
+            "cpu",
+            "--precision",
+            "fp16",
+        ]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "fp16 needs a CUDA device" in err[0], err
+    assert not out.exists()
