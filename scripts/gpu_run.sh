@@ -2,8 +2,8 @@
 # The GPU check of issue #13 in one command (<= 9 minutes on an H200), everything written to $OUT:
 #   a. bench_train.py: EDSR-baseline-LIIF and RDN-LIIF, fp32 reference vs the fast path, model only and end to
 #      end, plus a 300-step loss-parity run (same seed, same batches);
-#   b. bench_infer.py --large: fp32 vs bf16 100^2->800^2 (batch 1 and 16), 256^2 x4, 512^2->4096^2, the tiled
-#      3456x4608 -> 6912x9216 case with its peak memory, and the shipped model's Set5 x2/x4/x8 PSNR fp32 vs bf16;
+#   b. bench_infer.py --large: fp32 vs auto (the default) vs bf16 100^2->800^2 (batch 1 and 16), 256^2 x4, 512^2->4096^2, the tiled
+#      3456x4608 -> 6912x9216 case with its peak memory, and the shipped model's Set5 x2/x4/x8 PSNR fp32 vs auto vs bf16;
 #   c. with the time left (>= 4 min): fine-tune the shipped edsr-baseline-liif on T91 + BSDS400 with the fast
 #      path (fresh Adam: 5 % warm-up 4e-6 -> 1e-4, cosine down to 1e-6; wall-clock budget), then liif-sr-eval on Set5/Set14 x2/x3/x4 against the shipped model.
 # Each step has its own time limit; logs, JSON and Markdown land in $OUT after every step (summary.md).
@@ -118,7 +118,7 @@ fi
 run_step bench_train "$T_TRAIN_BENCH" "$PY" scripts/bench_train.py "${BENCH_TRAIN[@]}" \
   --data "$DATA/train/T91" "$DATA/train/BSDS400" --json "$OUT/bench_train.json" --markdown "$OUT/BENCHMARKS.md"
 
-# b. inference: large cases, tiled 16 MP, Set5 fp32 vs bf16
+# b. inference: large cases, tiled 16 MP, Set5 fp32 vs auto (precision="auto", issue 21) vs bf16
 run_step bench_infer "$T_INFER" "$PY" scripts/bench_infer.py "${BENCH_INFER[@]}" --large \
   --set5 "$DATA/benchmark/Set5" --json "$OUT/bench_infer.json" --out "$OUT/BENCHMARKS.md"
 

@@ -38,7 +38,9 @@ def decode_flops(head: nn.Module) -> int:
     """FLOPs per query of ``head``'s decode, counted as the module docstring says."""
     name = type(head).__name__
     render = getattr(head, "render", None)
-    if render is not None:  # the latent modulated heads (LM-LIIF, LM-LTE, LM-CiaoSR): the render MLP, 4 members
+    if (
+        render is not None
+    ):  # the latent modulated heads (LM-LIIF, LM-LTE, LM-CiaoSR): the render MLP, 4 members
         return 4 * 2 * sum(i * o for i, o in _linear_sizes(render))
     sizes = _linear_sizes(head.mlp)
     if name == "LIIFHead":

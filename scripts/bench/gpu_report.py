@@ -108,7 +108,26 @@ def _targets_infer(infer: dict | None) -> list[dict]:
                         "ok": gib <= TARGETS["tiled_peak_gib"],
                     }
                 )
+        fp32, auto = find("100²", model, "fast fp32", batched), find("100²", model, "fast auto", batched)
+        if fp32 and auto:  # the default (issue 21) against fp32, same run
+            out.append(
+                {
+                    "target": f"{auto['model']} 100² → 800², batch {auto['batch']}: default {auto['path']} vs fp32",
+                    "value": f"{fp32['ms_per_image'] / auto['ms_per_image']:.2f}× ({auto['ms_per_image']:.2f} ms/image)",
+                    "goal": "≥ 1× (the default is not slower than fp32)",
+                    "ok": auto["ms_per_image"] <= fp32["ms_per_image"] * 1.05,
+                }
+            )
     set5 = (infer or {}).get("set5")
+    if set5 and set5.get("auto_max_abs_delta_db") is not None:
+        out.append(
+            {
+                "target": f"Set5 PSNR, default auto ({set5['auto_resolved']}) − fp32 ({set5['checkpoint']})",
+                "value": ", ".join(f"{k} {v['auto_delta_db']:+.4f} dB" for k, v in set5["scales"].items()),
+                "goal": f"|Δ| ≤ {set5['tol_db']} dB (issue 21)",
+                "ok": set5["auto_ok"],
+            }
+        )
     if set5 and set5.get("max_abs_delta_db") is not None:
         out.append(
             {

@@ -1,9 +1,9 @@
-"""``bench_infer.py``: one case on one model (plain vs fast paths, fp32 and bf16; batched and tiled) and the
-Set5 fp32-vs-bf16 precision check."""
+"""``bench_infer.py``: one case on one model (plain vs fast paths; fp32, ``auto`` and bf16; batched and tiled)
+and the Set5 precision check (fp32 vs ``auto`` vs bf16 of the whole network). Every path names its
+``precision`` explicitly (``model.upscale``'s default is ``auto``, issue 21)."""
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import sys
 from collections.abc import Callable
@@ -17,29 +17,10 @@ from bench.infer_official import EVAL_BSIZE, DecodeClock, official_twin, officia
 from liif_sr.inference.tiling import auto_tile, untileable, upscale_tiled
 
 
-@contextlib.contextmanager
-def _encoder_fp32(encoder: torch.nn.Module, enabled: bool):
-    """Run ``encoder`` with autocast switched off (fp32) inside the block, for the ``bf16 head`` precision
-    of the Set5 check (the encoder object, and so the model's contract, stays the same)."""
-    if not enabled:
-        yield
-        return
-    forward = encoder.forward
-
-    def fp32_forward(x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, enabled=False):
-            return forward(x.float())
-
-    encoder.forward = fp32_forward
-    try:
-        yield
-    finally:
-        del encoder.forward
-
-
 def set5_precision(args, device: torch.device) -> dict:
-    """Set5 Y-PSNR of ``args.checkpoint`` at ``args.set5_scales`` in fp32, bf16 autocast, and bf16 in the
-    head only (encoder fp32: tells which part costs PSNR), from the given LR files."""
+    """Set5 Y-PSNR of ``args.checkpoint`` at ``args.set5_scales`` in fp32, bf16 (the whole network) and ``auto``
+    (the default: the head's decode in bf16 where the device has native bf16, else fp32; ``auto_resolved``
+    says which), from the given LR files."""
     import numpy as np
     from PIL import Image
 
@@ -50,32 +31,28 @@ def set5_precision(args, device: torch.device) -> dict:
     model = load_model(args.checkpoint, device=device)
     bf16 = device.type == "cuda" or args.cpu_bf16
     out: dict = {"checkpoint": args.checkpoint, "root": str(root), "scales": {}, "tol_db": 0.01}
+    out["auto_resolved"] = model.resolve_precision("auto")
 
     def read(path: Path) -> torch.Tensor:
         return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
 
-    encoder = model.encoder
-    precisions = ("fp32", "bf16", "bf16 head") if bf16 else ("fp32",)
+    precisions = ("fp32", "bf16", "auto") if bf16 else ("fp32", "auto")
     for s in args.set5_scales:
-        vals: dict[str, list[float]] = {p: [] for p in ("fp32", "bf16", "bf16 head")}
+        vals: dict[str, list[float]] = {p: [] for p in ("fp32", "bf16", "auto")}
         for hr_file in sorted((root / "HR").glob("*.png")):
             lr = read(root / "LR_bicubic" / f"X{s}" / f"{hr_file.stem}x{s}.png")
             h, w = lr.shape[-2] * s, lr.shape[-1] * s
             hr = read(hr_file)[:, :h, :w].float().div(255)[None].to(device)
             inp = lr.float().div(255)[None].to(device)
             for prec in precisions:
-                with (
-                    torch.no_grad(),
-                    _encoder_fp32(encoder, prec == "bf16 head"),
-                    torch.autocast(device.type, torch.bfloat16, enabled=prec != "fp32"),
-                ):
-                    sr = model.upscale(inp, (h, w), chunk=args.chunk, border="none")  # the paper protocol
+                with torch.no_grad():  # the paper protocol
+                    sr = model.upscale(inp, (h, w), chunk=args.chunk, border="none", precision=prec)
                 vals[prec].append(float(psnr_protocol(sr.float(), hr, "benchmark", s).item()))
         row = {k: statistics.fmean(v) for k, v in vals.items() if v}
         row["images"] = len(vals["fp32"])
+        row["auto_delta_db"] = row["auto"] - row["fp32"]
         if "bf16" in row:
             row["delta_db"] = row["bf16"] - row["fp32"]
-            row["head_only_delta_db"] = row["bf16 head"] - row["fp32"]
             row["max_image_delta_db"] = max(abs(a - b) for a, b in zip(vals["bf16"], vals["fp32"]))
         out["scales"][f"x{s}"] = row
         print(
@@ -84,34 +61,42 @@ def set5_precision(args, device: torch.device) -> dict:
     deltas = [r["delta_db"] for r in out["scales"].values() if "delta_db" in r]
     out["max_abs_delta_db"] = max((abs(d) for d in deltas), default=None)
     out["bf16_ok"] = None if not deltas else out["max_abs_delta_db"] <= out["tol_db"]
+    out["auto_max_abs_delta_db"] = max(abs(r["auto_delta_db"]) for r in out["scales"].values())
+    out["auto_ok"] = out["auto_max_abs_delta_db"] <= out["tol_db"]
     return out
 
 
 def set5_markdown(res: dict) -> str:
     scales = list(res["scales"])
     lines = [
-        f"Set5 Y-PSNR (dB) of `{res['checkpoint']}`, given LR files, fp32 vs bf16 autocast (same run):",
+        f"Set5 Y-PSNR (dB) of `{res['checkpoint']}`, given LR files, fp32 vs `auto` ({res['auto_resolved']}) "
+        "vs bf16 of the whole network (same run):",
         "",
         "| precision | " + " | ".join(f"Set5 ×{k[1:]}" for k in scales) + " |",
         "|---|" + "---:|" * len(scales),
     ]
-    for prec in ("fp32", "bf16", "bf16 head"):
+    for prec in ("fp32", "bf16", "auto"):
         if all(prec in r for r in res["scales"].values()):
             lines.append(f"| {prec} | " + " | ".join(f"{res['scales'][k][prec]:.4f}" for k in scales) + " |")
     if res["max_abs_delta_db"] is not None:
         lines.append(
             "| bf16 − fp32 | " + " | ".join(f"{res['scales'][k]['delta_db']:+.4f}" for k in scales) + " |"
         )
-        lines.append(
-            "| bf16 head − fp32 | "
-            + " | ".join(f"{res['scales'][k]['head_only_delta_db']:+.4f}" for k in scales)
-            + " |"
-        )
+    lines.append(
+        f"| auto ({res['auto_resolved']}) − fp32 | "
+        + " | ".join(f"{res['scales'][k]['auto_delta_db']:+.4f}" for k in scales)
+        + " |"
+    )
+    if res["max_abs_delta_db"] is not None:
         verdict = "within" if res["bf16_ok"] else "**not within**"
         lines += [
             "",
-            f"Largest |difference| {res['max_abs_delta_db']:.4f} dB: {verdict} the 0.01 dB tolerance.",
+            f"bf16: largest |difference| {res['max_abs_delta_db']:.4f} dB: {verdict} the 0.01 dB tolerance.",
         ]
+    verdict = "within" if res["auto_ok"] else "**not within**"
+    lines.append(
+        f"auto: largest |difference| {res['auto_max_abs_delta_db']:.4f} dB: {verdict} the 0.01 dB tolerance."
+    )
     return "\n".join(lines)
 
 
@@ -144,14 +129,14 @@ def run_case(case: Case, model_key: str, args, device: torch.device, batch: int 
 
         return fn
 
-    def upscale(mode: str, chunk: int, bf16: bool = False, tile: int = 0) -> Callable[[], torch.Tensor]:
+    def upscale(mode: str, chunk: int, precision: str = "fp32", tile: int = 0) -> Callable[[], torch.Tensor]:
         def fn() -> torch.Tensor:
             model.head.fast = mode == "fast"
-            ctx = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-            with torch.no_grad(), ctx:
+            with torch.no_grad():
                 if tile:
-                    return upscale_tiled(model, lr, case.out, tile, chunk=chunk)
-                return model.upscale(lr, case.out, chunk=chunk, border="none")  # the papers' protocol
+                    return upscale_tiled(model, lr, case.out, tile, chunk=chunk, precision=precision)
+                # the papers' protocol
+                return model.upscale(lr, case.out, chunk=chunk, border="none", precision=precision)
 
         return clocked(model.head, "decode", fn)
 
@@ -179,8 +164,13 @@ def run_case(case: Case, model_key: str, args, device: torch.device, batch: int 
     label = f"fast fp32{f' (tile {tile})' if tile else ''}"
     if "fast" in args.paths:
         paths.append((label, upscale("fast", chunk, tile=tile)))
-    if (device.type == "cuda" or args.cpu_bf16) and "fast" in args.paths:
-        paths.append((label.replace("fp32", "bf16"), upscale("fast", chunk, bf16=True, tile=tile)))
+        if (
+            not case.large
+        ):  # the default (bf16-decode on native bf16, else fp32); the tiled 16 MP case: fp32/bf16
+            auto = model.resolve_precision("auto")
+            paths.append((f"fast auto={auto}", upscale("fast", chunk, "auto")))
+        if device.type == "cuda" or args.cpu_bf16:
+            paths.append((label.replace("fp32", "bf16"), upscale("fast", chunk, "bf16", tile=tile)))
     name = case.name + (f", batch {batch}" if case.batched else "")
     flops = decode_flops(model.head) * out_px * batch
     rate, cpu_rate = gemm_rate(device)

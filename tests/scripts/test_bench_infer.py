@@ -77,9 +77,9 @@ def test_every_model_row_official_plain_fast(bench, capsys, tmp_path):
     labels += ["EDSR-baseline-LM-LIIF", "EDSR-baseline-LM-LTE", "EDSR-baseline-LM-CiaoSR"]
     # the official transcriptions have no arguments for the reduced RDN, SwinIR and MetaSR sizes of this test
     official = {"EDSR-baseline-LIIF", "EDSR-baseline-LTE"}
-    want = [
-        (m, p) for m in labels for p in ("official", "plain", "fast fp32") if p != "official" or m in official
-    ]
+    # "fast auto=fp32": the default, as on a CPU without native bf16 (conftest)
+    paths = ("official", "plain", "fast fp32", "fast auto=fp32")
+    want = [(m, p) for m in labels for p in paths if p != "official" or m in official]
     assert [(r[2], r[3]) for r in rows] == want
     for r in rows:
         first = r[3] == "official" or (r[3] == "plain" and r[2] not in official)
@@ -112,7 +112,7 @@ def test_paths_option(bench, capsys):
     ]
     assert bench.main(args) == 0
     rows = _table(capsys.readouterr().out)
-    assert [r[3] for r in rows] == ["official", "fast fp32"] and float(rows[1][-1]) < 1e-5
+    assert [r[3] for r in rows] == ["official", "fast fp32", "fast auto=fp32"] and float(rows[1][-1]) < 1e-5
     with pytest.raises(SystemExit):
         bench.main(["--paths", "fast,quick"])
 
@@ -124,7 +124,7 @@ def test_no_official(bench, capsys):
         )
         == 0
     )
-    assert [r[3] for r in _table(capsys.readouterr().out)] == ["plain", "fast fp32"]
+    assert [r[3] for r in _table(capsys.readouterr().out)] == ["plain", "fast fp32", "fast auto=fp32"]
 
 
 def test_flop_counts_at_the_paper_sizes():

@@ -110,6 +110,7 @@ def test_gpu_run_dry_run(tmp_path):
     for model in ("EDSR-small-LIIF", "RDN-small-LIIF"):
         for batch in (1, 2):
             assert ("100²", model, "fast bf16", batch) in cases
+            assert ("100²", model, "fast auto=fp32", batch) in cases  # the default (conftest: no native bf16)
         assert ("512²", model, "plain", 1) in cases
         assert ("3456×4608", model, "fast bf16", 1) in cases
     assert all(r["ms_per_image"] > 0 for r in infer["rows"])
@@ -119,6 +120,7 @@ def test_gpu_run_dry_run(tmp_path):
     assert set(set5["scales"]) == {"x2", "x4", "x8"}
     for r in set5["scales"].values():
         assert 20 < r["fp32"] < 60 and abs(r["delta_db"]) < 1 and r["images"] == 2
+        assert r["auto_delta_db"] == 0  # auto = fp32 here; on the GPU: bf16-decode, within 0.01 dB
 
     # c. fine-tuning plan, weights, evaluation against the shipped model
     plan = json.loads((out / "finetune_plan.json").read_text())

@@ -110,7 +110,12 @@ def build_predictors(cfg: DictConfig, device: torch.device) -> dict[str, Predict
     border = cfg.get("border", "none")
     for name, path in checkpoint_names(checkpoint).items():
         model = load_model(path, device=device, head_mode=cfg.head_mode)
-        opts = UpscaleOptions.create(chunk=cfg.chunk, cell_clip=cfg.cell_clip, border=border).for_model(model)
+        opts = UpscaleOptions.create(
+            chunk=cfg.chunk,
+            cell_clip=cfg.cell_clip,
+            border=border,
+            precision="fp32",  # the papers' protocol
+        ).for_model(model)
         clip = opts.cell_clip
         log.info(
             "%s: %s (%s, %.3fM parameters, cell clip %s)",

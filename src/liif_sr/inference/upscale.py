@@ -1,4 +1,4 @@
-"""Upscaling images with a LIIF model: the inference road, sizes, precision, uint8 conversion.
+"""Upscaling images with a LIIF model: the inference road, sizes, uint8 conversion.
 
 The road: an entry builds one :class:`~liif_sr.models.upscale_options.UpscaleOptions` (checked once), resolves
 it for the model (:func:`for_model`), and :func:`upscale_with` picks the producer (whole image or tiles) for the
@@ -7,7 +7,6 @@ one render loop (:func:`liif_sr.models.render.render`). :func:`upscale_tensor` i
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import re
@@ -33,9 +32,8 @@ from liif_sr.models.checks import (  # noqa: F401  (the API checks, re-exported)
 from liif_sr.models.implicit_sr import ImplicitSR
 from liif_sr.models.render import render, whole_image
 from liif_sr.models.run_context import working_dtype
-from liif_sr.models.upscale_options import Precision, UpscaleOptions
+from liif_sr.models.upscale_options import UpscaleOptions
 
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: largest scale factor accepted per axis (LIIF is trained up to x4 and evaluated up to x30)
 MAX_SCALE = 1000.0
 _SIZE_RE = re.compile(r"\s*(\d+)\s*(?:[x,]\s*(\d+)\s*)?")
@@ -109,16 +107,6 @@ def target_size(
     return out
 
 
-def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
-    """Autocast for reduced precision (MLP and gathers in bf16/fp16; area weights stay fp32); ``precision``
-    is checked by :meth:`UpscaleOptions.create`."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "fp16" and device.type == "cpu":
-        raise UserError("--precision fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
-    return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
-
-
 def to_tensor(rgb: np.ndarray) -> Tensor:
     """uint8 (H, W, C) → float (C, H, W) in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255
@@ -164,18 +152,18 @@ def upscale_with(model: ImplicitSR, lr: Tensor, opts: UpscaleOptions) -> Tensor:
 
     Checks ``lr`` (once: it reads the tensor back to the host), casts it to the model's device and working
     dtype, picks the producer (the whole image, or the tiles of
-    :func:`~liif_sr.inference.tile_policy.resolve_tile`) and runs the one render loop under ``precision``.
+    :func:`~liif_sr.inference.tile_policy.resolve_tile`) and runs the one render loop (which applies
+    ``precision``: :class:`~liif_sr.models.precision.PrecisionPlan`).
     """
     check_lr(lr)
     param = next(model.parameters())
     lr = lr.to(device=param.device, dtype=working_dtype(param))  # any floating input (issue 18, class 7)
-    with autocast(param.device, opts.precision):
-        tile = resolve_tile(model, tuple(lr.shape), opts)
-        if tile:
-            blocks = tile_blocks(model, lr, opts, (tile, tile))
-        else:
-            blocks = whole_image(model, lr, opts)
-        return render(model.head, blocks, lr, opts, out_dtype=torch.float32)
+    tile = resolve_tile(model, tuple(lr.shape), opts)
+    if tile:
+        blocks = tile_blocks(model, lr, opts, (tile, tile))
+    else:
+        blocks = whole_image(model, lr, opts)
+    return render(model.head, blocks, lr, opts, out_dtype=torch.float32)
 
 
 def upscale_alpha(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:

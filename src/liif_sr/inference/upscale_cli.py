@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
     from liif_sr.checkpoints import load_model, resolve_checkpoint
     from liif_sr.inference.upscale import for_model, resolve_device, tile_note
+    from liif_sr.models.precision import precision_note
 
     device = resolve_device(args.device)
     weights = resolve_checkpoint(args.checkpoint)
@@ -105,6 +106,11 @@ def run(args: argparse.Namespace) -> int:
     if note:
         print(f"liif-sr upscale: note: --{note}", file=sys.stderr)
     options = for_model(model, args.options)  # once per command
+    precision = f"precision {options.precision}" + (
+        f" ({precision_note(args.options.precision, device, model.head)})"
+        if args.options.precision == "auto"
+        else ""
+    )
     report = Report(skipped=planned.skipped_existing)
     start = time.perf_counter()
     bar = tqdm(total=len(jobs), unit="img", disable=args.quiet, file=sys.stderr)
@@ -158,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"liif-sr upscale: failed: {msg}", file=sys.stderr)
     rate = report.done / seconds if seconds > 0 else float("inf")
     print(
-        f"upscaled {report.done} image(s) in {seconds:.2f} s ({rate:.2f} images/s)"
+        f"upscaled {report.done} image(s) in {seconds:.2f} s ({rate:.2f} images/s, {precision})"
         + (f"; {report.skipped} skipped (output exists)" if report.skipped else "")
         + (f"; {len(report.failed)} failed" if report.failed else ""),
         file=sys.stderr,

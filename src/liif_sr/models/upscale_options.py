@@ -21,12 +21,11 @@ from typing import TYPE_CHECKING, Literal
 
 from liif_sr.errors import InvalidArgumentError
 from liif_sr.models.checks import as_int, check_border, check_cell_clip, check_chunk, check_size
+from liif_sr.models.precision import Precision, check_precision, resolve_precision
 
 if TYPE_CHECKING:
     from liif_sr.models.implicit_sr import ImplicitSR
 
-Precision = Literal["fp32", "bf16", "fp16"]
-PRECISIONS = ("fp32", "bf16", "fp16")
 Border = Literal["none", "replicate"]
 DEFAULT_CHUNK = 65536
 
@@ -43,7 +42,9 @@ class UpscaleOptions:
         border: ``"replicate"`` (default) or ``"none"`` (the papers' protocol).
         tile: LR tile size, 0 = untiled (``inference.tiling``; its floor: ``inference.tile_policy``).
         max_memory: a memory budget in bytes from which a tile is chosen (``inference.tile_policy``), or None.
-        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; ``inference.upscale``).
+        precision: ``auto`` (default: ``bf16-decode`` where the device has native bf16, else ``fp32``;
+            resolved by :meth:`for_model`), ``fp32``, ``bf16-decode``, ``bf16`` or ``fp16``
+            (:mod:`liif_sr.models.precision`; applied by the one render loop).
     """
 
     size: tuple[int, int] | None = None
@@ -52,7 +53,7 @@ class UpscaleOptions:
     border: Border = "replicate"
     tile: int = 0
     max_memory: int | None = None
-    precision: Precision = "fp32"
+    precision: Precision = "auto"
 
     @classmethod
     def create(
@@ -63,7 +64,7 @@ class UpscaleOptions:
         border: object = "replicate",
         tile: object = 0,
         max_memory: object = None,
-        precision: object = "fp32",
+        precision: object = "auto",
     ) -> UpscaleOptions:
         """Checked options (the one place each value is checked); raises :class:`InvalidArgumentError`
         whose ``option`` attribute names the field (the CLI names its flag)."""
@@ -74,7 +75,7 @@ class UpscaleOptions:
             "border": check_border,
             "tile": _check_tile,
             "max_memory": _check_max_memory,
-            "precision": _check_precision,
+            "precision": check_precision,
         }
         given = {"size": size, "chunk": chunk, "cell_clip": cell_clip, "border": border, "tile": tile}
         given.update(max_memory=max_memory, precision=precision)
@@ -92,12 +93,14 @@ class UpscaleOptions:
         return dataclasses.replace(self, size=check_size(size))
 
     def for_model(self, model: ImplicitSR) -> UpscaleOptions:
-        """``cell_clip="auto"`` → the head's paper protocol (LTE: 4.0; LIIF, MetaSR: None), once per model.
+        """What depends on the model, resolved once per model: ``cell_clip="auto"`` → the head's paper
+        protocol (LTE: 4.0; LIIF, MetaSR: None); ``precision="auto"`` → ``bf16-decode`` or ``fp32`` for the
+        model's device and head (:func:`~liif_sr.models.precision.resolve_precision`; ``fp16`` on a CPU refused).
 
         The tile's floor depends on the model too: :func:`liif_sr.inference.tile_policy.resolve_tile`."""
-        if self.cell_clip != "auto":
-            return self
-        return dataclasses.replace(self, cell_clip=model.head.paper_cell_clip)
+        cell_clip = model.head.paper_cell_clip if self.cell_clip == "auto" else self.cell_clip
+        precision, _ = resolve_precision(self.precision, next(model.parameters()).device, model.head)
+        return dataclasses.replace(self, cell_clip=cell_clip, precision=precision)
 
     @property
     def out_size(self) -> tuple[int, int]:
@@ -121,9 +124,3 @@ def _check_max_memory(max_memory: object) -> int | None:
     if value < 1:
         raise InvalidArgumentError(f"max_memory must be positive (bytes), got {value}")
     return value
-
-
-def _check_precision(precision: object) -> str:
-    if precision not in PRECISIONS:
-        raise InvalidArgumentError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    return str(precision)

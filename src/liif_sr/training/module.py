@@ -109,7 +109,9 @@ class SRTrainingModule(L.LightningModule):
         if key not in self.val_psnr:
             raise ValueError(f"validation scale {key} is not in model.val_scales={self.val_keys}")
         # the paper protocol: no border padding; cell clipping as the head's paper test protocol
-        sr = self.net.upscale(lr, tuple(hr.shape[-2:]), chunk=self.hparams.val_chunk, border="none")
+        sr = self.net.upscale(
+            lr, tuple(hr.shape[-2:]), chunk=self.hparams.val_chunk, border="none", precision="fp32"
+        )  # the papers' protocol
         self.val_psnr[key].update(sr, hr)
         return {"sr": sr}  # for callbacks (ValidationImages)
 

@@ -60,6 +60,9 @@ class DecoderHead(nn.Module, ABC):
             across the whole latent grid): tiles would change the output, so tiling refuses the head.
         paper_cell_clip: the cell clipping of the head's paper test protocol (LTE: 4.0, i.e. the x4 cell
             for larger scales), or None. Applied by evaluation and upscaling by default, never by ``decode``.
+        auto_bf16: whether ``precision="auto"`` may run ``decode`` in bf16 on hardware with native bf16
+            (:mod:`liif_sr.models.precision`). True by default (a new head gets the rule); a head whose bf16
+            decode was measured to cost more than 0.01 dB of Y-PSNR (BENCHMARKS.md "Precision") sets False.
 
     Instance attributes:
         in_channels: latent channels the head expects (the encoder's ``out_dim``).
@@ -70,6 +73,7 @@ class DecoderHead(nn.Module, ABC):
     name: ClassVar[str]
     reach: ClassVar[int | None] = 2
     paper_cell_clip: ClassVar[float | None] = None
+    auto_bf16: ClassVar[bool] = True
 
     in_channels: int
     config: dict[str, Any]

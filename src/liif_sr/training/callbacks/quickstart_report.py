@@ -52,7 +52,8 @@ class QuickstartReport(L.Callback):
             lr8, hr8 = fixed_scale_pair(dm.val_set.images[i], self.scale, dm.val_set.downsampler)
             lr, hr = lr8.float()[None] / 255, hr8.float()[None] / 255
             lr = lr.to(pl_module.device)
-            sr = net.upscale(lr, tuple(hr.shape[-2:]), border="none").cpu()  # paper protocol
+            sr = net.upscale(lr, tuple(hr.shape[-2:]), border="none", precision="fp32")  # paper protocol
+            sr = sr.cpu()
             bic = upsample_bicubic(lr.cpu(), tuple(hr.shape[-2:])).clamp(0, 1)
             p_sr = float(psnr_protocol(sr, hr, "benchmark", self.scale)[0])
             p_bic = float(psnr_protocol(bic, hr, "benchmark", self.scale)[0])

@@ -95,7 +95,7 @@ class ValidationImages(L.Callback):
         lr, hr = batch["lr"][:1], batch["hr"][:1]
         sr = outputs.get("sr") if isinstance(outputs, dict) else None
         if sr is None:
-            sr = pl_module.net.upscale(lr, tuple(hr.shape[-2:]))
+            sr = pl_module.net.upscale(lr, tuple(hr.shape[-2:]), precision="fp32")
         size = tuple(hr.shape[-2:])
         bic = upsample_bicubic(lr.float().cpu(), size).clamp(0, 1)
         crops = comparison_crops(lr[0].cpu(), bic[0], sr[0].cpu(), hr[0].cpu(), scale, self.crop)
