@@ -68,10 +68,11 @@ def start_checkpoint(cfg: DictConfig) -> str | None:
             raise UserError(f"resume={resume}: no such run directory")
         if is_sweep_dir(run):  # each job's own checkpoint: checked by liif_sr.training.resume_plan
             return None
-        last = run / "checkpoints" / "last.ckpt"
-        if not last.is_file():
+        from liif_sr.training.resume import resume_point
+
+        last = resume_point(run, f"resume={resume}")
+        if last is None:
             raise UserError(f"resume={resume}: no checkpoints/last.ckpt in that run directory")
-        check_integrity(last, f"resume={resume}")
         return str(last)
     ckpt = cfg.get("ckpt_path")
     if ckpt and ckpt != "last":

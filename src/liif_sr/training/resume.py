@@ -68,16 +68,21 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     ckpt = cfg.get("ckpt_path")
     if cfg.get("resume"):
         run_dir = _job_dir_of_sweep(cfg) if is_sweep_dir(cfg.resume) else Path(cfg.resume)
-        last = newer_requeue_checkpoint(run_dir, run_dir / LAST)
-        if not last.is_file():
+        furthest = resume_point(run_dir, f"resume={cfg.resume}")
+        if furthest is None:
             if is_sweep_dir(cfg.resume):
-                return None
+                return None  # a job that never wrote a checkpoint starts
             raise UserError(f"resume={cfg.resume}: no checkpoints/last.ckpt in that run directory")
-        if last.parent == run_dir / LAST.parent:
-            integrity.check_integrity(last, f"resume={cfg.resume}")
-        return str(last)
+        if furthest != run_dir / LAST:
+            log.info(
+                "resume=%s: continuing from %s (further than checkpoints/last.ckpt)", cfg.resume, furthest
+            )
+        return str(furthest)
     if not ckpt:  # a SLURM / submitit job requeued into its folder continues from its hpc checkpoint
-        requeued = newer_requeue_checkpoint(Path(cfg.paths.output_dir), None)
+        out = Path(cfg.paths.output_dir)
+        if not any(re.fullmatch(r"hpc_ckpt_\d+\.ckpt", p.name) for p in out.glob("hpc_ckpt_*.ckpt")):
+            return None
+        requeued = furthest_checkpoint(out)
         return str(requeued) if requeued is not None else None
     if ckpt == "last":
         last = Path(cfg.paths.output_dir) / LAST
@@ -95,21 +100,30 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     return ckpt
 
 
-def newer_requeue_checkpoint(run_dir: Path, last: Path | None) -> Any:
-    """The newest ``hpc_ckpt_<n>.ckpt`` of ``run_dir`` (written when SLURM requeued the job,
-    :mod:`liif_sr.training.callbacks.requeue`) if it is further than ``last`` (or ``last`` is None / absent);
-    else ``last``."""
-    names = (re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", p.name) for p in Path(run_dir).glob("hpc_ckpt_*.ckpt"))
-    numbers = [int(m.group(1)) for m in names if m]
-    if not numbers:
-        return last
-    hpc = Path(run_dir) / f"hpc_ckpt_{max(numbers)}.ckpt"
-    if last is None or not last.is_file():
-        return hpc
-    done_hpc, done_last = read_progress(hpc), read_progress(last)
-    if done_hpc is not None and (done_last is None or done_hpc.steps > done_last.steps):
-        return hpc
-    return last
+def resume_point(run_dir: Path, what: str) -> Path | None:
+    """The checkpoint ``resume=<run_dir>`` continues (:func:`furthest_checkpoint`), or None; a damaged
+    ``last.ckpt`` is refused (the message names the newest intact checkpoint)."""
+    if (Path(run_dir) / LAST).is_file():
+        integrity.check_integrity(Path(run_dir) / LAST, what)
+    return furthest_checkpoint(run_dir)
+
+
+def furthest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint of ``run_dir`` that trained furthest: ``checkpoints/*.ckpt`` (not one whose sidecar
+    differs) and SLURM's ``hpc_ckpt_<n>.ckpt`` (:mod:`liif_sr.training.callbacks.requeue`), by optimizer steps;
+    ``last.ckpt`` wins a tie. A job killed after its first numbered checkpoint but before ``last.ckpt``, or
+    requeued after ``last.ckpt``, continues from where it got, not from an older state or from scratch."""
+    run_dir = Path(run_dir)
+    last = run_dir / LAST
+    candidates = [p for p in (run_dir / LAST.parent).glob("*.ckpt") if integrity.is_intact(p) is not False]
+    candidates += [p for p in run_dir.glob("hpc_ckpt_*.ckpt") if re.fullmatch(r"hpc_ckpt_\d+\.ckpt", p.name)]
+    best, best_key = None, None
+    for path in candidates:
+        done = read_progress(path)  # None: no progress recorded (ranked below any that has one)
+        key = (done.steps if done is not None else -1, path == last, path.stat().st_mtime)
+        if best_key is None or key > best_key:
+            best, best_key = path, key
+    return best
 
 
 # ------------------------------------------------------------------------------- what is left to train

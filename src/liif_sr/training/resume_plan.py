@@ -25,12 +25,13 @@ import yaml
 from liif_sr.errors import UserError
 from liif_sr.training import integrity, run_lock
 from liif_sr.training.resume import (
-    LAST,
     SWEEP_FILE,
+    furthest_checkpoint,
     is_sweep_dir,
     keep_hydra_files,
     nothing_left,
     read_progress,
+    resume_point,
 )
 from liif_sr.training.resume_changes import compose_train, merge_overrides, parse, refuse_changes
 
@@ -141,7 +142,7 @@ def _run_overrides(run: Path) -> list[str] | None:
 
 
 def _check_checkpoint(last: Path, cfg: Any, what: str) -> str | None:
-    """Integrity and limits of a run's ``last.ckpt`` under ``cfg``; why nothing is left (or None)."""
+    """Integrity and limits of the checkpoint a run continues under ``cfg``; why nothing is left (or None)."""
     integrity.check_integrity(last, what)
     done = read_progress(last)
     return None if done is None else nothing_left(cfg.trainer, done, what)
@@ -149,8 +150,8 @@ def _check_checkpoint(last: Path, cfg: Any, what: str) -> str | None:
 
 def _plan_run(run: Path, value: str, changes: list[Any]) -> list[str]:
     what = f"resume={value}"
-    last = run / LAST
-    if not last.is_file():
+    last = resume_point(run, what)
+    if last is None:
         raise UserError(f"{what}: no checkpoints/last.ckpt in that run directory")
     run_lock.hold(run, what)
     if is_sweep_dir(run.parent):  # one job of a sweep: not while the whole sweep is being resumed
@@ -256,7 +257,7 @@ def _check_job_folders(sweep: Path, jobs: list[list[str]], swept: set[str], what
         run_lock.probe(folder, what)  # a job resumed alone right now
         ran = _run_overrides(folder)
         if ran is None:
-            if (folder / LAST).is_file():
+            if furthest_checkpoint(folder) is not None:
                 raise UserError(
                     f"{what}: {folder} has a checkpoint but no .hydra/overrides.yaml: which job it ran is unknown"
                 )
@@ -274,8 +275,8 @@ def _job_state(folder: Path, cfg: Any, what: str) -> str:
     from liif_sr.checkpoints import check_matches
     from liif_sr.training.preflight import requested_net_config
 
-    last = folder / LAST
-    if not last.is_file():
+    last = resume_point(folder, what)
+    if last is None:
         return "starts"
     why = _check_checkpoint(last, cfg, what)
     if why is not None:

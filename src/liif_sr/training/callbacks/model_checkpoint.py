@@ -1,5 +1,7 @@
 """Lightning's ``ModelCheckpoint`` that also refreshes ``last.ckpt`` every ``last_every_n_epochs`` epochs, and
-keeps writing ``last.ckpt`` in place when the run folder was moved or copied."""
+keeps writing ``last.ckpt`` in place when the run folder was moved or copied. Before any checkpoint is written,
+the loggers' open rows are committed (``commit()``, the W&B logger): a checkpoint on disk implies the logged
+history up to its step is on disk too, so a SIGKILL between the two cannot leave a gap in the W&B history."""
 
 from __future__ import annotations
 
@@ -62,6 +64,16 @@ class ModelCheckpoint(_LightningModelCheckpoint):
             and not self._should_skip_saving_checkpoint(trainer)
         ):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        """Called while a checkpoint is assembled, before its file is written (any writer)."""
+        for logger in trainer.loggers:
+            commit = getattr(logger, "commit", None)
+            if callable(commit):
+                commit()
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
