@@ -5,15 +5,15 @@ MetaSR's output is ``pred_r = G_r(p) · t_q + β_r(p)`` (:mod:`liif_sr.models.he
 activation of the query's 3 inputs. The per-query form gathers a 3 KB ``G`` row for each query to do 1.5 kFLOP
 with it (memory-bound). Here the queries are sorted by latent once per chunk (the permutation is inverted at
 the end), laid out as ``U`` latents × ``n_max`` slots (``n_max`` = the most queries of one latent; empty
-slots get zero inputs and are dropped), and per block of latents::
+slots are computed on zero offsets and dropped), and per block of latents::
 
     T = hidden(inputs)                  (nb, n_max, H)   the weight MLP per query, in cache
     out = T @ G[latents]ᵀ + β           (nb, n_max, out) one batched product, G read once per latent
 
 Each ``G`` row is read once per latent instead of once per query (``n_max ≈ s_h · s_w`` queries share it on
 a regular grid of scale ``s``). Not class-deduplicated: on a ``make_coord`` grid the corner offsets of the
-latents are not bitwise equal (fp32 rounding of the coordinates differs per latent), so an exact per-class
-MLP would see almost as many classes as queries.
+latents are not bitwise equal (fp32 rounding of the coordinates differs per latent column): a 65536-query
+chunk of 100² → 800² has 1,400 distinct inputs, not 64, so one class GEMM over all latents cannot be exact.
 
 The layout's memory is ``U · n_max`` rows; when that exceeds :data:`DENSITY` × the queries (very uneven
 queries per latent) :func:`decode_grouped` returns None and the caller's per-query path runs, so memory
@@ -73,7 +73,8 @@ def decode_grouped(
         return None
     hid = (table.shape[1] - out_dim) // out_dim
     padded = inp.new_zeros(n_u * n_max, inp.shape[1] + 1)
-    padded[slot] = torch.cat([inp, inp.new_ones(r, 1)], dim=1).index_select(0, order)
+    padded[:, -1] = 1.0  # the bias column
+    padded[slot, :-1] = inp.index_select(0, order)
     lin = hidden[0]
     first = torch.cat([lin.weight, lin.bias.unsqueeze(1)], dim=1).to(table.dtype)
     out = torch.empty(n_u, n_max, out_dim, dtype=torch.float32)
