@@ -127,3 +127,19 @@ def test_uneven_queries_fall_back_and_layout_is_bounded():
     t = hidden(inp)
     want = torch.einsum("qkh,qh->qk", rows[:, :12].view(-1, 3, 4), t) + rows[:, 12:]
     assert got is not None and torch.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_grouped_under_autocast_and_half_models(dtype, monkeypatch):
+    model = _model()
+    lr = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(6))
+    coord, cell = _grid(2, (27, 33))
+    fp32 = _decode(model, lr, coord, cell)
+    taken = _spy(monkeypatch)
+    with torch.autocast("cpu", torch.bfloat16):
+        auto = _decode(model, lr, coord, cell)
+    half = _decode(_model().to(dtype), lr.to(dtype), coord, cell)
+    assert taken == [True, True]
+    for low in (auto, half):
+        assert low.dtype == torch.float32 and torch.isfinite(low).all()
+        assert ((low - fp32).abs().max() / fp32.abs().max()).item() < 0.05
