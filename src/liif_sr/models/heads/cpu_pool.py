@@ -36,6 +36,23 @@ def run_blocks(work: Callable[[int], None], starts: Sequence[int]) -> None:
             torch.set_num_threads(threads)
 
 
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """Torch single-threaded meanwhile (then restored), for chunk-level elementwise work between
+    :func:`run_blocks` calls: two intra-op threads on a loaded 2-core machine make each op over a 65536-query
+    chunk ~50x slower (every op waits for the other core). Do not call :func:`run_blocks` inside."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    with _LOCK:
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+
+
 def _cpu_autocast() -> tuple[bool, torch.dtype]:
     try:
         return torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")

@@ -44,7 +44,7 @@ from torch import Tensor
 
 from liif_sr.coords import make_coord
 from liif_sr.models.heads.base import DecoderHead, HeadState, window_of
-from liif_sr.models.heads.cpu_pool import caller_modes, run_blocks
+from liif_sr.models.heads.cpu_pool import caller_modes, run_blocks, single_threaded
 from liif_sr.models.heads.geometry import (
     CLAMP,
     EPS_SHIFT,
@@ -164,12 +164,15 @@ class MetaSRHead(DecoderHead):
         if ref:
             return self._decode_reference(state.feat, coord, cell)
         b, q = coord.shape[:2]
-        idx, inp = corner_geometry(coord, cell, *state.full_size)
-        flat = local_rows(idx, state, "MetaSRHead").view(-1)
         table = channels_last_rows(state.proj)  # (N, k*H + k)
         grad = torch.is_grad_enabled() and (table.requires_grad or self.mlp.layers[0].weight.requires_grad)
         if table.device.type != "cpu" or grad:  # training, GPU: the chunk at once
+            idx, inp = corner_geometry(coord, cell, *state.full_size)
+            flat = local_rows(idx, state, "MetaSRHead").view(-1)
             return self._decode_rows(table, flat, inp.view(b * q, 3)).view(b, q, -1)
+        with single_threaded():  # CPU inference: chunk-level elementwise geometry on one thread
+            idx, inp = corner_geometry(coord, cell, *state.full_size)
+            flat = local_rows(idx, state, "MetaSRHead").view(-1)
         grouped = decode_grouped(table, flat, inp.view(b * q, 3), self.mlp.layers[:-1], self.out_dim)
         if grouped is not None:  # queries grouped by latent: G read once per latent
             return grouped.view(b, q, -1)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from liif_sr.models.heads.cpu_pool import caller_modes, run_blocks
+from liif_sr.models.heads.cpu_pool import caller_modes, run_blocks, single_threaded
 
 DENSITY = 2  # at most this many padded slots per query, else the per-query path
 BLOCK_ROWS = 1024  # slots per block (the MLP activations of a block stay in cache)
@@ -67,14 +67,15 @@ def decode_grouped(
     r = index.numel()
     if r == 0:
         return None
-    order, latents, slot, n_max = latent_layout(index)
-    n_u = latents.numel()
-    if n_u * n_max > DENSITY * r:
-        return None
+    with single_threaded():  # chunk-level sort and layout
+        order, latents, slot, n_max = latent_layout(index)
+        n_u = latents.numel()
+        if n_u * n_max > DENSITY * r:
+            return None
+        padded = inp.new_zeros(n_u * n_max, inp.shape[1] + 1)
+        padded[:, -1] = 1.0  # the bias column
+        padded[slot, :-1] = inp.index_select(0, order)
     hid = (table.shape[1] - out_dim) // out_dim
-    padded = inp.new_zeros(n_u * n_max, inp.shape[1] + 1)
-    padded[:, -1] = 1.0  # the bias column
-    padded[slot, :-1] = inp.index_select(0, order)
     lin = hidden[0]
     first = torch.cat([lin.weight, lin.bias.unsqueeze(1)], dim=1).to(table.dtype)
     out = torch.empty(n_u, n_max, out_dim, dtype=torch.float32)
@@ -92,6 +93,7 @@ def decode_grouped(
             out[a:b] = torch.baddbmm(beta, g, t.transpose(1, 2)).transpose(1, 2)
 
     run_blocks(work, range(0, n_u, per_block))
-    result = torch.empty(r, out_dim, dtype=torch.float32)
-    result[order] = out.view(-1, out_dim).index_select(0, slot)
+    with single_threaded():
+        result = torch.empty(r, out_dim, dtype=torch.float32)
+        result[order] = out.view(-1, out_dim).index_select(0, slot)
     return result
