@@ -1,4 +1,4 @@
-"""Running independent blocks of CPU inference work on a thread pool (used by the LIIF head's fast path).
+"""Running independent blocks of CPU inference work on a thread pool (the LIIF, LTE and MetaSR heads' CPU decode).
 
 ``torch`` intra-op threading on small blocks is ~3x slower on a shared CPU than spreading the blocks over
 worker threads that each run single-threaded ops (no per-op barrier: a core taken by another process does not
