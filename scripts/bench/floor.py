@@ -8,7 +8,11 @@ Fourier features, cos/sin, ReLU, biases, blend, skip, gathers) is not counted ei
 
 * LIIF: 4 members × 2 × (4·h₁ + Σ hᵢ·hᵢ₊₁ + h_last·3) — the first layer's coordinate/cell inputs only.
 * LTE: 4 members × 2 × (D·h₁ + Σ hᵢ·hᵢ₊₁ + h_last·3).
-* MetaSR: 2 × (3·h₁ + Σ hᵢ·hᵢ₊₁ + 3·h_last) — the weight MLP's hidden layers and the factorised last layer.
+* MetaSR: 2 × (3·h₁ + Σ hᵢ·hᵢ₊₁ + 3·h_last) — the weight MLP's hidden layers and the factorised last layer
+  (3,072 at h = 256). The CPU decode grouped by latent (``metasr_groups.py``) runs these products per slot of
+  its latent × ``n_max`` layout, the first layer with its bias as a 4th input column: 2 × (4·h₁ + … + 3·h_last)
+  = 3,584 per slot, and slots / queries = 1.08 for 100² → 800² in 65536-query chunks (latents split between
+  chunks are padded), so the work as run is ~1.26× the count; the count stays the floor (the least work).
 * LM-LIIF, LM-LTE, LM-CiaoSR: 4 members × 2 × (the 16-wide render MLP's Σ inᵢ·outᵢ), as ``scripts/bench_lmf.py``.
 
 The floor of a decode = FLOPs per query × queries / the warm fp32 GEMM rate, measured in the same run as the

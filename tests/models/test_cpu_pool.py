@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from liif_sr.models.heads.cpu_pool import run_blocks
+from liif_sr.models.heads.cpu_pool import run_blocks, single_threaded
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -36,5 +36,23 @@ def test_thread_count_restored_when_a_block_fails():
         with pytest.raises(RuntimeError, match="block failed"):
             run_blocks(work, range(0, 8, 2))
         assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_single_threaded_meanwhile_and_restored_also_on_error(threads):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with single_threaded():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == threads
+        with pytest.raises(ValueError), single_threaded():
+            raise ValueError("boom")
+        assert torch.get_num_threads() == threads
+        seen: list[int] = []
+        run_blocks(lambda s: seen.append(s), range(3))  # the lock was released
+        assert sorted(seen) == [0, 1, 2]
     finally:
         torch.set_num_threads(before)

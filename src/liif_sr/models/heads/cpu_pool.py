@@ -1,4 +1,4 @@
-"""Running independent blocks of CPU inference work on a thread pool (used by the LIIF head's fast path).
+"""Running independent blocks of CPU inference work on a thread pool (the LIIF, LTE and MetaSR heads' CPU decode).
 
 ``torch`` intra-op threading on small blocks is ~3x slower on a shared CPU than spreading the blocks over
 worker threads that each run single-threaded ops (no per-op barrier: a core taken by another process does not
@@ -32,6 +32,23 @@ def run_blocks(work: Callable[[int], None], starts: Sequence[int]) -> None:
         try:
             with ThreadPoolExecutor(min(threads, len(starts))) as pool:
                 list(pool.map(work, starts))
+        finally:
+            torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """Torch single-threaded meanwhile (then restored), for chunk-level elementwise work between
+    :func:`run_blocks` calls: two intra-op threads on a loaded 2-core machine make each op over a 65536-query
+    chunk ~50x slower (every op waits for the other core). Do not call :func:`run_blocks` inside."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    with _LOCK:
+        torch.set_num_threads(1)
+        try:
+            yield
         finally:
             torch.set_num_threads(threads)
 

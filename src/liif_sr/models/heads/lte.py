@@ -20,6 +20,7 @@ pixels ``floor(u - 1/2)`` and the next one, i.e. also at most one pixel around t
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from torch import Tensor, nn
 
 from liif_sr.coords import make_coord
 from liif_sr.models.heads.base import DecoderHead, HeadState, window_of
+from liif_sr.models.heads.cpu_pool import single_threaded
 from liif_sr.models.heads.geometry import (
     area_blend,
     channels_last_rows,
@@ -169,18 +171,26 @@ class LTEHead(DecoderHead):
         if state.coef_freq is None:
             return self._decode_reference(state, coord, cell)
         h, w = state.full_size
-        idx, rel_coord = ensemble_geometry(coord, h, w)  # (B, 4, Q, 2)
-        flat = local_rows(idx, state, "LTEHead")
         table = channels_last_rows(state.coef_freq)
-        rel_cell = cell.float() * const([h, w], coord.device)
         grad = torch.is_grad_enabled() and (table.requires_grad or self.phase.weight.requires_grad)
-        if table.device.type == "cpu" and not grad:  # CPU inference: cache-sized blocks (lte_blocks.py)
-            with torch.autocast("cpu", enabled=False):  # fp32 phases also under autocast / in a half model
-                phase = F.linear(rel_cell, self.phase.weight.float())
+        blocks = table.device.type == "cpu" and not grad  # CPU inference: cache-sized blocks (lte_blocks.py)
+        # CPU inference: the chunk-level elementwise work on one thread (cpu_pool.single_threaded)
+        chunk_level = single_threaded if blocks else contextlib.nullcontext
+        with chunk_level():
+            idx, rel_coord = ensemble_geometry(coord, h, w)  # (B, 4, Q, 2)
+            flat = local_rows(idx, state, "LTEHead")
+            rel_cell = cell.float() * const([h, w], coord.device)
+            if blocks:
+                with torch.autocast(
+                    "cpu", enabled=False
+                ):  # fp32 phases also under autocast / in a half model
+                    phase = F.linear(rel_cell, self.phase.weight.float())
+        if blocks:
             out = decode_blocks(self.mlp.layers, table, flat, rel_coord, phase)
         else:
             out = self._decode_members(table, flat, rel_coord, self.phase(rel_cell))
-        return out + bilinear_border(state.lr, coord, state.offset, state.full_size)
+        with chunk_level():
+            return out + bilinear_border(state.lr, coord, state.offset, state.full_size)
 
     def _decode_members(self, table: Tensor, flat: Tensor, rel_coord: Tensor, phase: Tensor) -> Tensor:
         """All members of the chunk at once (training, GPU): one gather, one MLP pass → (B, Q, out) fp32."""

@@ -17,7 +17,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from liif_sr.models.heads.cpu_pool import caller_modes, run_blocks
+from liif_sr.models.heads.cpu_pool import caller_modes, run_blocks, single_threaded
 
 BLOCK_QUERIES = 256  # queries per block: 1024 MLP rows, ~1 MiB of gathered rows + activations
 
@@ -47,10 +47,11 @@ def decode_blocks(
     b, s, q = flat.shape
     d = table.shape[1] // 2
     n = b * q
-    index = flat.permute(0, 2, 1).reshape(n, s)  # (B*Q, 4): a query's members side by side
-    rel = rel_coord.permute(0, 2, 1, 3).reshape(n, s, 2).float()
-    weight = area_weights(rel_coord).reshape(n, s, 1)
-    phase = phase.reshape(n, 1, d // 2).float()
+    with single_threaded():  # chunk-level elementwise work
+        index = flat.permute(0, 2, 1).reshape(n, s)  # (B*Q, 4): a query's members side by side
+        rel = rel_coord.permute(0, 2, 1, 3).reshape(n, s, 2).float()
+        weight = area_weights(rel_coord).reshape(n, s, 1)
+        phase = phase.reshape(n, 1, d // 2).float()
     layers = list(mlp)
     out = torch.empty(n, layers[-1].out_features, dtype=torch.float32)
     modes = caller_modes()

@@ -16,7 +16,10 @@ Two paths (:attr:`MetaSRHead.fast`):
   feature ``u``. They are computed once per latent pixel as one 3x3 convolution (3H + 3 channels, zero
   padding as ``F.unfold``) and gathered per query: the C·9 × 3 weight is never materialised and a query
   costs 3H multiply-adds after the tiny MLP instead of 1728 · 256. The same function up to float rounding
-  of the re-associated sums (tested ≤ 1e-5 relative against the reference).
+  of the re-associated sums (tested ≤ 1e-5 relative against the reference). CPU inference groups the queries
+  by latent (:mod:`liif_sr.models.heads.metasr_groups`: ``G`` read once per latent, one batched product per
+  block of latents) and falls back to per-query gathers in cache-sized blocks when the queries per latent are
+  too uneven for a bounded layout.
 
 **Reach (per axis; LR length ``n``, ranges closed).** A query centre ``c`` at ``u = (c + 1) n / 2`` LR pixels
 is owned by LR pixel ``p = clamp(floor(u), 0, n - 1)`` (see :mod:`liif_sr.inference.tiling`). Its corner
@@ -41,7 +44,7 @@ from torch import Tensor
 
 from liif_sr.coords import make_coord
 from liif_sr.models.heads.base import DecoderHead, HeadState, window_of
-from liif_sr.models.heads.cpu_pool import caller_modes, run_blocks
+from liif_sr.models.heads.cpu_pool import caller_modes, run_blocks, single_threaded
 from liif_sr.models.heads.geometry import (
     CLAMP,
     EPS_SHIFT,
@@ -53,6 +56,7 @@ from liif_sr.models.heads.geometry import (
     validate_latent,
     validate_queries,
 )
+from liif_sr.models.heads.metasr_groups import decode_grouped
 from liif_sr.models.mlp import MLP
 from liif_sr.models.registry import register_head
 
@@ -161,12 +165,18 @@ class MetaSRHead(DecoderHead):
         if ref:
             return self._decode_reference(state.feat, coord, cell)
         b, q = coord.shape[:2]
-        idx, inp = corner_geometry(coord, cell, *state.full_size)
-        flat = local_rows(idx, state, "MetaSRHead").view(-1)
         table = channels_last_rows(state.proj)  # (N, k*H + k)
         grad = torch.is_grad_enabled() and (table.requires_grad or self.mlp.layers[0].weight.requires_grad)
         if table.device.type != "cpu" or grad:  # training, GPU: the chunk at once
+            idx, inp = corner_geometry(coord, cell, *state.full_size)
+            flat = local_rows(idx, state, "MetaSRHead").view(-1)
             return self._decode_rows(table, flat, inp.view(b * q, 3)).view(b, q, -1)
+        with single_threaded():  # CPU inference: chunk-level elementwise geometry on one thread
+            idx, inp = corner_geometry(coord, cell, *state.full_size)
+            flat = local_rows(idx, state, "MetaSRHead").view(-1)
+        grouped = decode_grouped(table, flat, inp.view(b * q, 3), self.mlp.layers[:-1], self.out_dim)
+        if grouped is not None:  # queries grouped by latent: G read once per latent
+            return grouped.view(b, q, -1)
         out = torch.empty(b * q, self.out_dim, dtype=torch.float32)
         modes = caller_modes()  # CPU inference: cache-sized blocks on the worker threads
 
