@@ -156,7 +156,15 @@ def test_rule_acts_on_tiles(monkeypatch, head):
     from liif_sr.inference.upscale import upscale_tensor
 
     monkeypatch.setenv(prec.ENV_NATIVE_BF16, "1")
+    from liif_sr.inference.tiling import TilingUnsupportedError, untileable
+
     model = _tiny(head)
+    if (
+        untileable(model) is not None
+    ):  # a non-local head (LM-CiaoSR) is never tiled: refused, not approximated
+        with pytest.raises(TilingUnsupportedError):
+            upscale_tensor(model, torch.rand(1, 3, 40, 36), (60, 54), tile=16, chunk=500)
+        return
     seen = _record(model, monkeypatch)
     out = upscale_tensor(model, torch.rand(1, 3, 40, 36), (60, 54), tile=16, chunk=500)
     assert out.shape == (1, 3, 60, 54)

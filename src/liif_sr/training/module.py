@@ -83,8 +83,16 @@ class SRTrainingModule(L.LightningModule):
         return self.net(lr, coord, cell)
 
     def on_fit_start(self) -> None:
+        if self.speed.channels_last:  # again: an earlier fit of this module ended in the standard format
+            self.net.encoder.to(memory_format=torch.channels_last)
         if self.speed.reuse_host_memory and self.device.type == "cpu":
             reuse_host_memory()
+
+    def on_fit_end(self) -> None:
+        """The trained network back in the standard memory format: after ``fit`` it computes bit for bit what
+        the saved weights compute once loaded (``channels_last`` convolutions round differently)."""
+        if self.speed.channels_last:
+            self.net.encoder.to(memory_format=torch.contiguous_format)
 
     def training_forward(self, inp: Tensor, coord: Tensor, cell: Tensor) -> Tensor:
         """The training forward with the ``speed`` options (channels_last input, compiled net or eager)."""
