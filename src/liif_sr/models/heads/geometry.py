@@ -46,6 +46,14 @@ def validate_latent(head: str, feat: Tensor, in_channels: int) -> None:
         raise ValueError(f"{head}: feat must be (B, {in_channels}, h, w), got {tuple(feat.shape)}")
 
 
+def validate_lr(head: str, feat: Tensor, lr: Tensor | None) -> Tensor:
+    """``lr`` must be the normalised LR (B, 3, th, tw) of the latent window ``feat`` (B, C, th, tw)."""
+    if lr is None or lr.shape != (feat.shape[0], 3, *feat.shape[-2:]):
+        got = None if lr is None else tuple(lr.shape)
+        raise ValueError(f"{head}: needs the normalised LR (B, 3, th, tw) of the latent window, got {got}")
+    return lr
+
+
 def ensemble_shifts(
     h: int, w: int, device: torch.device, local_ensemble: bool = True
 ) -> tuple[Tensor, float]:

@@ -39,7 +39,7 @@ from torch import Tensor
 from liif_sr.coords import make_coord
 from liif_sr.models.heads.base import DecoderHead, window_of
 from liif_sr.models.heads.cross_scale_attention import CrossScaleAttention, blockwise
-from liif_sr.models.heads.geometry import validate_latent, validate_queries
+from liif_sr.models.heads.geometry import validate_latent, validate_lr, validate_queries
 from liif_sr.models.heads.lmf_common import (
     LMState,
     ModulatedMLP,
@@ -128,11 +128,7 @@ class LMCiaoSRHead(DecoderHead):
     ) -> LMState:
         """The window ``feat`` (B, C, th, tw), its cross-scale attention, and its normalised LR ``lr``."""
         validate_latent("LMCiaoSRHead", feat, self.in_channels)
-        if lr is None or lr.shape != (feat.shape[0], 3, *feat.shape[-2:]):
-            got = None if lr is None else tuple(lr.shape)
-            raise ValueError(
-                f"LMCiaoSRHead: needs the normalised LR (B, 3, th, tw) of the latent window, got {got}"
-            )
+        validate_lr("LMCiaoSRHead", feat, lr)
         offset, full, size = window_of(feat, offset, full_size)
         attention = blockwise(self.attention, feat)
         return LMState(offset, full, size, latent=feat, lr=lr, extra={"attention": attention})

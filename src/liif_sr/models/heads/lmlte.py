@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liif_sr.models.heads.base import DecoderHead, window_of
-from liif_sr.models.heads.geometry import const, validate_latent, validate_queries
+from liif_sr.models.heads.geometry import const, validate_latent, validate_lr, validate_queries
 from liif_sr.models.heads.lmf_common import (
     LMState,
     ModulatedMLP,
@@ -106,11 +106,7 @@ class LMLTEHead(DecoderHead):
     ) -> LMState:
         """``coef``/``freq`` of the window ``feat`` (B, C, th, tw) and its normalised LR ``lr`` (B, 3, th, tw)."""
         validate_latent("LMLTEHead", feat, self.in_channels)
-        if lr is None or lr.shape != (feat.shape[0], 3, *feat.shape[-2:]):
-            got = None if lr is None else tuple(lr.shape)
-            raise ValueError(
-                f"LMLTEHead: needs the normalised LR (B, 3, th, tw) of the latent window, got {got}"
-            )
+        validate_lr("LMLTEHead", feat, lr)
         offset, full, size = window_of(feat, offset, full_size)
         latent = torch.cat([self.coef(feat), self.freq(feat)], dim=1)
         return LMState(offset, full, size, latent=latent, lr=lr)

@@ -40,6 +40,7 @@ from liif_sr.models.heads.geometry import (
     ensemble_shifts,
     local_rows,
     validate_latent,
+    validate_lr,
     validate_queries,
 )
 from liif_sr.models.heads.lte_blocks import decode_blocks
@@ -152,11 +153,7 @@ class LTEHead(DecoderHead):
     ) -> LTEState:
         """``coef``/``freq`` of the window ``feat`` (B, C, th, tw) and its normalised LR ``lr`` (B, 3, th, tw)."""
         validate_latent("LTEHead", feat, self.in_channels)
-        if lr is None or lr.shape != (feat.shape[0], 3, *feat.shape[-2:]):
-            got = None if lr is None else tuple(lr.shape)
-            raise ValueError(
-                f"LTEHead: needs the normalised LR (B, 3, th, tw) of the latent window, got {got}"
-            )
+        validate_lr("LTEHead", feat, lr)
         offset, full, size = window_of(feat, offset, full_size)
         if not self.fast and size == full:
             return LTEState(offset, full, size, lr=lr, coef=self.coef(feat), freq=self.freq(feat))
