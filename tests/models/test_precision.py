@@ -179,6 +179,8 @@ def test_head_opt_out(monkeypatch):
 
     assert MetaSRHead.auto_bf16 is False
     assert all(HEADS[name].auto_bf16 for name in ("liif", "lte"))
+    # measured, not assumed: only the heads whose bf16 decode was measured within the bound opt in
+    assert {name for name, cls in HEADS.items() if cls.auto_bf16} == {"liif", "lte"}
     monkeypatch.setenv(prec.ENV_NATIVE_BF16, "1")
     model = _tiny("metasr")
     assert model.resolve_precision() == "fp32"

@@ -61,8 +61,10 @@ class DecoderHead(nn.Module, ABC):
         paper_cell_clip: the cell clipping of the head's paper test protocol (LTE: 4.0, i.e. the x4 cell
             for larger scales), or None. Applied by evaluation and upscaling by default, never by ``decode``.
         auto_bf16: whether ``precision="auto"`` may run ``decode`` in bf16 on hardware with native bf16
-            (:mod:`liif_sr.models.precision`). True by default (a new head gets the rule); a head whose bf16
-            decode was measured to cost more than 0.01 dB of Y-PSNR (BENCHMARKS.md "Precision") sets False.
+            (:mod:`liif_sr.models.precision`). False by default: a head opts in (True) only once its bf16
+            decode was measured to cost at most 0.01 dB of Y-PSNR against fp32 (BENCHMARKS.md "Precision":
+            LIIF, LTE). MetaSR (measured over the bound) and the LM heads (not measured: no trained weights
+            here) keep fp32 under ``auto``.
 
     Instance attributes:
         in_channels: latent channels the head expects (the encoder's ``out_dim``).
@@ -73,7 +75,7 @@ class DecoderHead(nn.Module, ABC):
     name: ClassVar[str]
     reach: ClassVar[int | None] = 2
     paper_cell_clip: ClassVar[float | None] = None
-    auto_bf16: ClassVar[bool] = True
+    auto_bf16: ClassVar[bool] = False
 
     in_channels: int
     config: dict[str, Any]
