@@ -4,6 +4,7 @@
 #      end, plus a 300-step loss-parity run (same seed, same batches);
 #   b. bench_infer.py --large: fp32 vs auto (the default) vs bf16 100^2->800^2 (batch 1 and 16), 256^2 x4, 512^2->4096^2, the tiled
 #      3456x4608 -> 6912x9216 case with its peak memory, and the shipped model's Set5 x2/x4/x8 PSNR fp32 vs auto vs bf16;
+#   b2. bench_lmf.py: the LM heads' decode vs LIIF/LTE and their FLOP floor, 100^2->800^2 and 256^2->2048^2 (issue 20);
 #   c. with the time left (>= 4 min): fine-tune the shipped edsr-baseline-liif on T91 + BSDS400 with the fast
 #      path (fresh Adam: 5 % warm-up 4e-6 -> 1e-4, cosine down to 1e-6; wall-clock budget), then liif-sr-eval on Set5/Set14 x2/x3/x4 against the shipped model.
 # Each step has its own time limit; logs, JSON and Markdown land in $OUT after every step (summary.md).
@@ -32,6 +33,8 @@ if [ $DRY -eq 1 ]; then
   BENCH_TRAIN=(--device cpu --models edsr-small,rdn-small --batch 2 --q 64 --steps 1 --windows 1 --warmup 1
                --workers 1 --data-batches 2 --parity-steps 6)
   BENCH_INFER=(--device cpu --tiny --cpu-bf16 --tile 16 --batch 1,2 --repeats 1 --cases 100-800,512-4096,large,256x4)
+  BENCH_LMF=(--device cpu --tiny --repeats 1)
+  T_LMF=120
   TRAIN_DEV=(trainer=cpu trainer.precision=bf16-mixed trainer.benchmark=true model.speed.compile=false
              data.batch_size=2 data.sample_q=64 data.repeat=1)
   LOG_EVERY=1
@@ -42,6 +45,8 @@ else
   BENCH_TRAIN=(--device cuda --models edsr,rdn --compile --parity-steps 300 --workers 8 --steps 20 --windows 3
                --warmup 5 --time-budget 120)
   BENCH_INFER=(--device cuda --batch 1,16 --chunk 262144 --repeats 3 --cases 100-800,512-4096,large,256x4)
+  BENCH_LMF=(--device cuda --max-queries 0 --repeats 3)  # issue 20: the paper's GPU claim (whole images)
+  T_LMF=60
   TRAIN_DEV=(trainer=gpu_speed model.speed.compile=true data.num_workers=2)
   LOG_EVERY=50
 fi
@@ -65,7 +70,7 @@ if [ $PRINT -eq 1 ]; then
   DATA=.gpu/data OUT=/tmp/gpu_run/out
   set_finetune_args
   set_eval_args
-  for name in BENCH_TRAIN BENCH_INFER FT EV; do
+  for name in BENCH_TRAIN BENCH_INFER BENCH_LMF FT EV; do
     declare -n arr=$name
     printf '%s' "$name"; printf ' %q' "${arr[@]}"; printf '\n'
   done
@@ -121,6 +126,9 @@ run_step bench_train "$T_TRAIN_BENCH" "$PY" scripts/bench_train.py "${BENCH_TRAI
 # b. inference: large cases, tiled 16 MP, Set5 fp32 vs auto (precision="auto", issue 21) vs bf16
 run_step bench_infer "$T_INFER" "$PY" scripts/bench_infer.py "${BENCH_INFER[@]}" --large \
   --set5 "$DATA/benchmark/Set5" --json "$OUT/bench_infer.json" --out "$OUT/BENCHMARKS.md"
+
+# b2. LM-LIIF / LM-LTE / LM-CiaoSR decode against LIIF / LTE and their own FLOP floor (issue 20)
+run_step bench_lmf "$T_LMF" "$PY" scripts/bench_lmf.py "${BENCH_LMF[@]}"
 
 # c. fine-tune the shipped model with the time left, then evaluate it against the shipped one
 eval "$("$PY" scripts/gpu_tools.py plan "$OUT" --remaining $(( BUDGET - $(elapsed) )) \

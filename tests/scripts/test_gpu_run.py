@@ -79,7 +79,7 @@ def test_gpu_run_dry_run(tmp_path):
 
     # every step ran, none timed out
     steps = [line.split("\t") for line in (out / "steps.tsv").read_text().splitlines()]
-    assert [s[0] for s in steps] == ["check", "bench_train", "bench_infer", "finetune", "eval"]
+    assert [s[0] for s in steps] == ["check", "bench_train", "bench_infer", "bench_lmf", "finetune", "eval"]
     assert all(s[1] == "0" for s in steps), steps
 
     # the bare-machine layout: Hydra & co. from the carried copies, liif_sr from this checkout
@@ -122,6 +122,12 @@ def test_gpu_run_dry_run(tmp_path):
         assert 20 < r["fp32"] < 60 and abs(r["delta_db"]) < 1 and r["images"] == 2
         assert r["auto_delta_db"] == 0  # auto = fp32 here; on the GPU: bf16-decode, within 0.01 dB
 
+    # b2. LM heads' decode (issue 20): a row per head and case
+    lmf = (out / "bench_lmf.log").read_text()
+    for case in ("100-800", "256-2048"):
+        for head in ("lmliif", "lmlte", "lmciaosr"):
+            assert f"| {case} | {head} |" in lmf
+
     # c. fine-tuning plan, weights, evaluation against the shipped model
     plan = json.loads((out / "finetune_plan.json").read_text())
     assert plan["max_steps"] == 3 and not plan["skip"]
@@ -160,6 +166,7 @@ def test_gpu_flavour_arguments_parse_and_compose(compose_train):
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
         import bench_infer
+        import bench_lmf
         import bench_train
     finally:
         sys.path.pop(0)
@@ -172,6 +179,11 @@ def test_gpu_flavour_arguments_parse_and_compose(compose_train):
         and bi.batch == "1,16"
         and set(bi.cases.split(",")) == set(bench_infer.CASES) - {"tiny"}
     )  # tiny: the smoke case of test_bench_infer
+
+    lmf = _gpu_args()["BENCH_LMF"]
+    assert lmf[lmf.index("--device") + 1] == "cuda" and lmf[lmf.index("--max-queries") + 1] == "0"
+    with pytest.raises(SystemExit):  # bench_lmf validates its arguments before it times anything
+        bench_lmf.main([*lmf, "--cases", "nope"])
 
     from hydra.utils import instantiate
 
