@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Helpers of ``scripts/gpu_run.sh`` (issue #13): ``check``, ``plan`` and ``report``.
+"""Helpers of ``scripts/gpu_run.sh`` (issue #13): ``check``, ``plan``, ``report`` and ``pack``.
 
 * ``check OUT [--dry-run]``: imports everything the run needs (from the carried ``.gpu/py`` where the box
   lacks it), loads the shipped model, checks the carried data and (unless ``--dry-run``) CUDA; writes
@@ -10,6 +10,8 @@
   and prints ``KEY=value`` lines for the shell.
 * ``report OUT``: ``OUT/summary.{json,md}`` from whatever the steps have written so far (the issue's
   targets, met or not, and the fine-tuned model against the shipped one); run after every step.
+* ``pack OUT``: everything but the summary, ``BENCHMARKS.md`` and the weights into ``OUT/results.tar.gz``,
+  so that the device tool's 8 returned files hold the whole run (run last).
 
 Standard library only (``check`` aside), so ``report`` works even when the environment is broken.
 """
@@ -22,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench/ package beside this script
 from bench.gpu_check import check  # noqa: E402
+from bench.gpu_pack import pack  # noqa: E402
 from bench.gpu_plan import plan  # noqa: E402
 from bench.gpu_report import report  # noqa: E402
 
@@ -38,11 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--dry-run", action="store_true")
     r = sub.add_parser("report")
     r.add_argument("out", type=Path)
+    k = sub.add_parser("pack")
+    k.add_argument("out", type=Path)
     args = p.parse_args(argv)
     if args.cmd == "check":
         return check(args.out, args.dry_run)
     if args.cmd == "plan":
         return plan(args.out, args.remaining, args.dry_run)
+    if args.cmd == "pack":
+        return pack(args.out)
     return report(args.out)
 
 
