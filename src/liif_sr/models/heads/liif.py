@@ -35,6 +35,7 @@ from liif_sr.models.heads.geometry import (
     validate_latent,
     validate_queries,
 )
+from liif_sr.models.heads.latent_linear import linear_as_conv2d
 from liif_sr.models.mlp import MLP
 from liif_sr.models.registry import register_head
 
@@ -229,7 +230,7 @@ class LIIFHead(DecoderHead):
         w_feat = first.weight[:, : self.feat_dim]
         k = 3 if self.feat_unfold else 1
         kernel = w_feat.reshape(w_feat.shape[0], self.in_channels, k, k).to(feat.dtype)
-        proj = F.conv2d(feat, kernel, first.bias.to(feat.dtype), padding=k // 2)
+        proj = linear_as_conv2d(feat, kernel, first.bias.to(feat.dtype), padding=k // 2)
         # channels-last: each latent's ``hidden`` values are one contiguous row for the per-query gather
         return proj.contiguous(memory_format=torch.channels_last)
 

@@ -56,6 +56,7 @@ from liif_sr.models.heads.geometry import (
     validate_latent,
     validate_queries,
 )
+from liif_sr.models.heads.latent_linear import linear_as_conv2d
 from liif_sr.models.heads.metasr_groups import decode_grouped
 from liif_sr.models.mlp import MLP
 from liif_sr.models.registry import register_head
@@ -154,7 +155,7 @@ class MetaSRHead(DecoderHead):
         c, k, hid = self.in_channels, self.out_dim, last.in_features
         a = last.weight.view(c, 9, k, hid).permute(2, 3, 0, 1).reshape(k * hid, c, 3, 3)
         b = last.bias.view(c, 9, k).permute(2, 0, 1).reshape(k, c, 3, 3)
-        proj = F.conv2d(feat, torch.cat([a, b]).to(feat.dtype), padding=1)
+        proj = linear_as_conv2d(feat, torch.cat([a, b]).to(feat.dtype), padding=1)
         return proj.contiguous(memory_format=torch.channels_last)
 
     def decode(self, state: MetaSRState, coord: Tensor, cell: Tensor | None = None) -> Tensor:
