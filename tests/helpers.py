@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shlex
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import torch
 
 #: tiny training data for 1-2 step runs (two skimage photos, 16-px LR crops, 64 queries, one validation photo)
@@ -54,3 +58,16 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def have_compiler() -> bool:
+    return shutil.which(shlex.split(os.environ.get("CC") or "cc")[0]) is not None
+
+
+def require_compiler() -> None:
+    """Skip without a C compiler; fail instead when CI=true (CI has gcc)."""
+    if have_compiler():
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail("no C compiler in CI: the kernels cannot be tested")
+    pytest.skip("no C compiler (cc / $CC)")
