@@ -1,0 +1,83 @@
+"""The LM decode kernel itself: its sin/cos against torch's, its portable C build (no AVX-512) against the
+AVX-512 build, and one-line refusals of bad arguments (the heads' decode: tests/models/test_lmf_kernel.py)."""
+
+from __future__ import annotations
+
+import ctypes
+import math
+
+import pytest
+import torch
+from helpers import require_compiler
+
+from liif_sr.kernels import build, lmf
+
+
+def test_sincos_matches_torch_over_the_range_and_beyond_the_reduction():
+    require_compiler()
+    x = torch.cat(
+        [torch.linspace(-50, 50, 4096), torch.tensor([0.0, -0.0, math.pi / 4, 1e5, -3e5, 1e7] * 16)]
+    )
+    x = x[: x.numel() // 16 * 16].contiguous()
+    for cos, fn in ((False, torch.sin), (True, torch.cos)):
+        got, want = lmf.sincos(x, cos), fn(x.double()).float()
+        assert (got - want).abs().max().item() <= 1e-6, cos
+
+
+def _portable(monkeypatch) -> None:
+    """``lmf`` bound to a build without AVX-512 (the portable C path)."""
+    path = build.compile_kernel(lmf.NAME, flags=(*build.FLAGS, "-mno-avx512f"))
+    lib = lmf.bind(ctypes.CDLL(str(path)))
+    monkeypatch.setattr(lmf, "_lib", lambda: lib)
+
+
+def _net(mode: int, depth: int, skip: bool, gen: torch.Generator) -> lmf.Net:
+    latents = 2 * 5 * 7
+    stride = 32 * depth + (32 if mode else 0)
+
+    def r(*shape: int, scale: float = 0.3) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen) * scale
+
+    w_out = torch.zeros(16, 16)
+    w_out[:, :3] = r(16, 3)
+    return lmf.Net(
+        table=r(latents, stride) + 0.5,
+        depth=depth,
+        mode=mode,
+        w_first=r(8, 2) if mode else r(4, 16),
+        n_geo=0 if mode else 4,
+        w_hidden=r(depth, 16, 16),
+        w_out=w_out,
+        b_out=r(3),
+        lr=r(latents, 3) if skip else None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "depth", "skip"), [(0, 1, False), (0, 6, True), (1, 8, True), (1, 3, False)]
+)
+def test_portable_build_equals_the_avx512_build(monkeypatch, mode, depth, skip):
+    require_compiler()
+    gen = torch.Generator().manual_seed(mode + depth)
+    net = _net(mode, depth, skip, gen)
+    coord = torch.rand(2, 37, 2, generator=gen) * 2 - 1
+    cell = torch.full((2, 37, 2), 0.1)
+    geom = (5, 7, 0, 0, 5, 7, 1)
+    fast = lmf.decode(net, coord, cell, geom, 3)
+    _portable(monkeypatch)
+    assert not lmf.simd()
+    slow = lmf.decode(net, coord, cell, geom, 3)
+    assert ((fast - slow).abs().max() / slow.abs().max()).item() <= 1e-5
+
+
+def test_bad_arguments_are_refused_in_one_line():
+    require_compiler()
+    net = _net(0, 2, False, torch.Generator().manual_seed(0))
+    coord, cell = torch.zeros(1, 4, 2), torch.zeros(1, 4, 2)
+    with pytest.raises(ValueError, match="contiguous fp32 CPU"):
+        lmf.decode(net, coord.double(), cell, (5, 7, 0, 0, 5, 7, 1), 3)
+    with pytest.raises(ValueError, match="unsupported sizes"):
+        lmf.decode(net, coord, cell, (5, 7, 0, 0, 5, 7, 1), 17)
+    window = (5, 7, 2, 2, 2, 2, 0)  # a 2x2 window of a 5x7 grid: the centre query reads outside it
+    with pytest.raises(RuntimeError, match="outside the prepared window"):
+        lmf.decode(net, coord, cell, window, 3, head="X")
