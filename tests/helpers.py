@@ -71,3 +71,26 @@ def require_compiler() -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail("no C compiler in CI: the kernels cannot be tested")
     pytest.skip("no C compiler (cc / $CC)")
+
+
+@contextlib.contextmanager
+def lm_kernel_used() -> Iterator[None]:
+    """Around the LM heads' parity tests: where a C compiler exists (and ``LIIF_SR_KERNELS`` is not 0), their
+    fast decode must have run on the fused kernel (:mod:`liif_sr.kernels.lmf`) at least once."""
+    from liif_sr.kernels import lmf
+
+    expected = have_compiler() and os.environ.get("LIIF_SR_KERNELS", "1") != "0"
+    calls = []
+    decode = lmf.decode
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return decode(*args, **kwargs)
+
+    lmf.decode = counted
+    try:
+        yield
+    finally:
+        lmf.decode = decode
+    if expected:
+        assert lmf.available() and calls, "the LM heads' parity tests did not run the fused kernel"
