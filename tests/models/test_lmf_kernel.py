@@ -168,3 +168,27 @@ def test_training_autograd_and_autocast_keep_the_pytorch_path(monkeypatch):
     out = model.head.decode(model.head.prepare(model.encoder(torch.rand(1, 3, 9, 11)), None), coord, cell)
     out.sum().backward()
     assert calls == [] and model.head.render.layers[0].weight.grad is not None
+
+
+def test_threads_split_rows_with_the_same_result(monkeypatch):
+    """With 2 torch threads the kernel's rows run on 2 Python threads: bit for bit the 1-thread output."""
+    require_compiler()
+    monkeypatch.setattr(lmf, "MIN_ROWS", 500)
+    model, lr = _model("lmlte"), torch.rand(2, 3, 13, 17) * 2 - 1
+    coord, cell = _queries()
+    with torch.no_grad():
+        one = _decode(model, lr, coord, cell, chunks=())
+        torch.set_num_threads(2)
+        calls = []
+        original = lmf.parallel_rows
+
+        def spy(work, rows, min_rows):
+            calls.append(rows // min_rows)
+            return original(work, rows, min_rows)
+
+        lmf.parallel_rows = spy
+        try:
+            two = _decode(model, lr, coord, cell, chunks=())
+        finally:
+            lmf.parallel_rows = original
+    assert calls and min(calls) >= 2 and torch.equal(one, two)
