@@ -20,7 +20,8 @@ with contiguous per-layer modulations, no gather/geometry/blend: the most a deco
 reach with these ops.
 The LM heads' CPU fp32 decode runs on the fused C kernel (``liif_sr.kernels.lmf``) when it builds ("decode
 path" column); each LM head's PyTorch path is timed too (``LIIF_SR_KERNELS=0``) and its fraction of the floor
-reported beside it. ``--no-kernel`` runs everything on the PyTorch path.
+reported beside it. ``--no-kernel`` runs everything on the PyTorch path; ``--kernel-flags=-mno-avx512f``
+times the kernel's AVX2 build on an AVX-512 CPU (extra compiler flags for the kernel).
 Random weights at the paper sizes (speed does not depend on them); fp32.
 
     python scripts/bench_lmf.py --threads 1 --cases 100-800 --max-queries 65536   # CPU, a minute
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
 import sys
 import time
@@ -87,9 +89,9 @@ def kernels_off():  # noqa: ANN201
 
 def decode_path(device: torch.device) -> str:
     """What the LM heads' decode runs on here."""
-    if device.type != "cpu" or not lmf_kernel.available():
+    if device.type != "cpu" or not lmf_kernel.fast():
         return "PyTorch"
-    return "kernel (AVX-512)" if lmf_kernel.simd() else "kernel (C)"
+    return f"kernel ({lmf_kernel.SIMD_NAMES[lmf_kernel.simd()]})"
 
 
 def gemm_rates(device: torch.device, rows: int, repeats: int) -> tuple[float, float]:
@@ -255,7 +257,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-kernel", action="store_true", help="the PyTorch decode path only (LIIF_SR_KERNELS=0)"
     )
+    p.add_argument(
+        "--kernel-flags", default="", help="extra C flags for the kernel, e.g. -mno-avx512f (AVX2)"
+    )
     args = p.parse_args(argv)
+    if args.kernel_flags:  # a build of the kernel with extra flags (e.g. its AVX2 path on an AVX-512 CPU)
+        extra = tuple(args.kernel_flags.split())
+        path = kernel_build.compile_kernel(lmf_kernel.NAME, flags=(*kernel_build.FLAGS, *extra))
+        lib = lmf_kernel.bind(ctypes.CDLL(str(path)))
+        lmf_kernel._lib = lambda: lib if os.environ.get("LIIF_SR_KERNELS", "1") != "0" else None
     with kernels_off() if args.no_kernel else contextlib.nullcontext():
         return _run(p, args)
 

@@ -1,5 +1,5 @@
-"""The LM decode kernel itself: its sin/cos against torch's, its portable C build (no AVX-512) against the
-AVX-512 build, and one-line refusals of bad arguments (the heads' decode: tests/models/test_lmf_kernel.py)."""
+"""The LM decode kernel itself: its sin/cos against torch's, its AVX2 and portable C builds against the best
+build of this CPU, and one-line refusals of bad arguments (the heads' decode: tests/models/test_lmf_kernel.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,23 @@ from helpers import require_compiler
 
 from liif_sr.kernels import build, lmf
 
+BUILDS = {2: (), 1: ("-mno-avx512f",), 0: ("-mno-avx512f", "-mno-avx2")}  # simd level -> extra flags
 
-def test_sincos_matches_torch_over_the_range_and_beyond_the_reduction():
+
+def _bind_build(monkeypatch, level: int) -> None:
+    """``lmf`` bound to a build of one SIMD level (AVX-512, AVX2, portable C) for this machine's CPU."""
+    if level > lmf.simd():
+        pytest.skip(f"this CPU has no {lmf.SIMD_NAMES[level]} path")
+    path = build.compile_kernel(lmf.NAME, flags=(*build.FLAGS, *BUILDS[level]))
+    lib = lmf.bind(ctypes.CDLL(str(path)))
+    monkeypatch.setattr(lmf, "_lib", lambda: lib)
+    assert lmf.simd() == level and lmf.fast() == (level > 0)
+
+
+@pytest.mark.parametrize("level", [2, 1, 0])
+def test_sincos_matches_torch_over_the_range_and_beyond_the_reduction(monkeypatch, level):
     require_compiler()
+    _bind_build(monkeypatch, level)
     x = torch.cat(
         [torch.linspace(-50, 50, 4096), torch.tensor([0.0, -0.0, math.pi / 4, 1e5, -3e5, 1e7] * 16)]
     )
@@ -22,13 +36,6 @@ def test_sincos_matches_torch_over_the_range_and_beyond_the_reduction():
     for cos, fn in ((False, torch.sin), (True, torch.cos)):
         got, want = lmf.sincos(x, cos), fn(x.double()).float()
         assert (got - want).abs().max().item() <= 1e-6, cos
-
-
-def _portable(monkeypatch) -> None:
-    """``lmf`` bound to a build without AVX-512 (the portable C path)."""
-    path = build.compile_kernel(lmf.NAME, flags=(*build.FLAGS, "-mno-avx512f"))
-    lib = lmf.bind(ctypes.CDLL(str(path)))
-    monkeypatch.setattr(lmf, "_lib", lambda: lib)
 
 
 def _net(mode: int, depth: int, skip: bool, gen: torch.Generator) -> lmf.Net:
@@ -53,21 +60,21 @@ def _net(mode: int, depth: int, skip: bool, gen: torch.Generator) -> lmf.Net:
     )
 
 
+@pytest.mark.parametrize("level", [1, 0])
 @pytest.mark.parametrize(
     ("mode", "depth", "skip"), [(0, 1, False), (0, 6, True), (1, 8, True), (1, 3, False)]
 )
-def test_portable_build_equals_the_avx512_build(monkeypatch, mode, depth, skip):
+def test_every_build_equals_the_best_build(monkeypatch, mode, depth, skip, level):
     require_compiler()
     gen = torch.Generator().manual_seed(mode + depth)
     net = _net(mode, depth, skip, gen)
     coord = torch.rand(2, 37, 2, generator=gen) * 2 - 1
     cell = torch.full((2, 37, 2), 0.1)
     geom = (5, 7, 0, 0, 5, 7, 1)
-    fast = lmf.decode(net, coord, cell, geom, 3)
-    _portable(monkeypatch)
-    assert not lmf.simd()
-    slow = lmf.decode(net, coord, cell, geom, 3)
-    assert ((fast - slow).abs().max() / slow.abs().max()).item() <= 1e-5
+    best = lmf.decode(net, coord, cell, geom, 3)
+    _bind_build(monkeypatch, level)
+    other = lmf.decode(net, coord, cell, geom, 3)
+    assert ((best - other).abs().max() / other.abs().max()).item() <= 1e-5
 
 
 def test_bad_arguments_are_refused_in_one_line():

@@ -35,7 +35,7 @@ def test_tiny_run_prints_every_lm_head_and_case(monkeypatch, capsys):
     assert all(r[10].endswith("(8192)") and r[12].strip("*%").isdigit() for r in rows)
     assert all(r[14].endswith("%") for r in rows)  # the render-MLP ceiling
     paths = {r[15] for r in rows}
-    assert len(paths) == 1 and paths <= {"kernel (AVX-512)", "kernel (C)", "PyTorch"}
+    assert len(paths) == 1 and paths <= {"kernel (AVX-512)", "kernel (AVX2)", "PyTorch"}
     if paths != {"PyTorch"}:  # the PyTorch path timed beside the kernel
         assert all(float(r[16]) > 0 and r[17].endswith("%") and float(r[18].rstrip(" |")) > 0 for r in rows)
 
@@ -64,3 +64,18 @@ def test_unknown_head_is_refused(monkeypatch):
     with pytest.raises(SystemExit) as err:
         module.main(["--tiny", "--heads", "lmfoo"])
     assert err.value.code == 2
+
+
+def test_kernel_flags_time_another_build(monkeypatch, capsys):
+    from helpers import have_compiler
+
+    from liif_sr.kernels import lmf
+
+    if not have_compiler() or lmf.simd() < 2:
+        pytest.skip("needs a C compiler and an AVX-512 CPU")
+    module = _module(monkeypatch)
+    monkeypatch.setattr(module.lmf_kernel, "_lib", module.lmf_kernel._lib)  # restored after the test
+    args = ["--tiny", "--max-queries", "50", "--repeats", "1", "--cases", "100-800", "--no-base"]
+    assert module.main([*args, "--heads", "lmliif", "--kernel-flags=-mno-avx512f"]) == 0
+    rows = [ln.split(" | ") for ln in capsys.readouterr().out.splitlines() if ln.startswith("| 1")]
+    assert [r[15] for r in rows] == ["kernel (AVX2)"]

@@ -39,7 +39,7 @@ def _lib() -> ctypes.CDLL | None:
 
 
 def available() -> bool:
-    """Whether the kernel is built (or can be): see :func:`liif_sr.kernels.load`."""
+    """Whether the kernel is built (or can be): see :func:`liif_sr.kernels.load` (and :func:`fast`)."""
     return _lib() is not None
 
 
@@ -129,7 +129,16 @@ def sincos(x: Tensor, cos: bool) -> Tensor:
     return out
 
 
-def simd() -> bool:
-    """Whether the built kernel uses its AVX-512 path (else the portable C path)."""
+SIMD_NAMES = {2: "AVX-512", 1: "AVX2", 0: "portable C"}
+
+
+def simd() -> int:
+    """The built kernel's path: 2 AVX-512, 1 AVX2 + FMA, 0 portable C (or no kernel)."""
     lib = _lib()
-    return bool(lib is not None and lib.lmf_simd())
+    return int(lib.lmf_simd()) if lib is not None else 0
+
+
+def fast() -> bool:
+    """Whether the kernel is built with a SIMD path (AVX-512 or AVX2): the heads use it only then (the portable
+    C path is a reference, slower than their PyTorch path)."""
+    return simd() > 0

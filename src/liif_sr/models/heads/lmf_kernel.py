@@ -1,8 +1,9 @@
 """The LM heads' CPU inference decode through the fused C kernel (:mod:`liif_sr.kernels.lmf`).
 
 :func:`kernel_decode` is the one switch point: it decodes with the kernel when the call is CPU inference in
-fp32 (no autograd, no CPU autocast), the render MLP is 16 wide, and the kernel is built
-(:func:`liif_sr.kernels.load`; ``LIIF_SR_KERNELS=0`` turns it off); otherwise it returns None and the head
+fp32 (no autograd, no CPU autocast), the render MLP is 16 wide, and the kernel is built with a SIMD path
+(AVX-512 or AVX2 + FMA: :func:`liif_sr.kernels.lmf.fast`; its portable C path is slower than PyTorch's;
+:func:`liif_sr.kernels.load`; ``LIIF_SR_KERNELS=0`` turns it off); otherwise it returns None and the head
 runs its PyTorch fast path. Same function as that path (the same formulas; the blend is applied before the
 linear output layer and sums run in another order: ~1e-6 relative).
 """
@@ -33,7 +34,7 @@ def usable(render: ModulatedMLP, rows: Tensor, coord: Tensor) -> bool:
         and render.hidden_dim == lmf.WIDTH
         and render.out_dim <= lmf.MAX_OUT
         and not _cpu_autocast()
-        and lmf.available()
+        and lmf.fast()
     )
 
 
