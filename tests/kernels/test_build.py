@@ -121,3 +121,13 @@ def test_parallel_rows_cover_each_row_once(threads, rows, min_rows, parts):
     assert all(spans[i][1] == spans[i + 1][0] for i in range(len(spans) - 1))
     if parts == 1:
         assert seen[0][2] == threading.get_ident()
+
+
+def test_an_unloadable_cached_file_is_rebuilt(csrc, caplog):
+    require_compiler()
+    cached = kernels.cache_dir() / f"toy-{build.cache_key('toy', build._compiler())}.so"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"truncated")  # e.g. a full disk
+    lib = kernels.load("toy")
+    assert lib is not None and lib.add3(1) == 4 and cached.read_bytes()[:4] == b"\x7fELF"
+    assert _records(caplog) == []

@@ -106,7 +106,12 @@ def load(name: str) -> ctypes.CDLL | None:
         log.info("liif_sr kernel %r off: LIIF_SR_KERNELS=0; using the PyTorch path", name)
         return None
     try:
-        return ctypes.CDLL(str(compile_kernel(name, csrc=CSRC)))
+        path = compile_kernel(name, csrc=CSRC)
+        try:
+            return ctypes.CDLL(str(path))
+        except OSError:  # an unloadable cached file (e.g. truncated by a full disk): rebuild it once
+            path.unlink(missing_ok=True)
+            return ctypes.CDLL(str(compile_kernel(name, csrc=CSRC)))
     except (OSError, RuntimeError, subprocess.SubprocessError, ValueError) as err:
         reason = " ".join(str(err).split())[:300]
         log.info("liif_sr kernel %r unavailable (%s); using the PyTorch path", name, reason)

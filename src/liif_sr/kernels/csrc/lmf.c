@@ -9,7 +9,8 @@
  * and the optional bilinear LR skip. Width 16 only (one AVX-512 register per row).
  *
  * Build: -O3 -march=native -std=c11 (no -ffast-math: the geometry must round as PyTorch does; ISO C mode
- * keeps the compiler from contracting a * b + c there). AVX-512 intrinsics when __AVX512F__, else portable C.
+ * keeps GCC from contracting a * b + c there, a pragma keeps clang from it). AVX-512 intrinsics when
+ * __AVX512F__, AVX2 + FMA intrinsics when __AVX2__ and __FMA__, else portable C (a reference: lmf_simd() = 0).
  */
 #include <math.h>
 #include <string.h>

@@ -24,6 +24,9 @@ The module's pieces (used by :mod:`.lmliif`, :mod:`.lmlte` and LM-CiaoSR):
 * :func:`decode_pieces` — the fast decode over cache-sized pieces of queries (CPU).
 * :func:`reference_members` — reference path: the same by ``grid_sample`` (official steps, whole grid).
 * :func:`blend` — area-weighted merge of the members' predictions.
+
+CPU fp32 inference runs the whole fast decode in one fused C kernel instead (:mod:`.lmf_kernel`, the heads'
+one switch: :func:`~.lmf_kernel.kernel_decode`); training, autograd, GPU and autocast use the functions above.
 """
 
 from __future__ import annotations
