@@ -5,6 +5,7 @@ CPU autocast keep the PyTorch path."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 
 import pytest
@@ -17,6 +18,14 @@ from liif_sr.models.build import build_model
 from liif_sr.models.heads import lmf_kernel
 
 HEADS = ("lmliif", "lmlte", "lmciaosr")
+
+
+def require_kernel() -> None:
+    """A compiler (else skip; fail when CI=true) and a CPU with the kernel's AVX2 or AVX-512 path (else skip:
+    the heads keep their PyTorch path there)."""
+    require_compiler()
+    if not lmf.fast():
+        pytest.skip("no AVX2/AVX-512 path on this CPU: the heads keep their PyTorch path")
 
 
 @pytest.fixture(autouse=True)
@@ -88,12 +97,12 @@ def _rel(got: torch.Tensor, want: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("head", HEADS)
 def test_kernel_equals_the_pytorch_decode(head, kernels_off):
-    require_compiler()
+    require_kernel()
     model, lr = _model(head), torch.rand(2, 3, 13, 17) * 2 - 1
     coord, cell = _queries()
     with torch.no_grad():
         kernels_off(False)
-        assert lmf.available() and lmf_kernel.usable(model.head.render, torch.zeros(1), coord)
+        assert lmf_kernel.usable(model.head.render, torch.zeros(1), coord)
         got = _decode(model, lr, coord, cell)
         kernels_off(True)
         want = _decode(model, lr, coord, cell, chunks=(4096,))
@@ -104,7 +113,7 @@ def test_kernel_equals_the_pytorch_decode(head, kernels_off):
 
 @pytest.mark.parametrize("head", ("lmliif", "lmlte"))
 def test_kernel_on_a_window_equals_the_whole_grid_and_refuses_a_short_margin(head):
-    require_compiler()
+    require_kernel()
     model, lr = _model(head), torch.rand(1, 3, 13, 17) * 2 - 1
     coord, cell = (t[:1] for t in _queries())
     inside = (
@@ -121,7 +130,7 @@ def test_kernel_on_a_window_equals_the_whole_grid_and_refuses_a_short_margin(hea
 
 @pytest.mark.parametrize("lr_skip", ("eval", "never"))
 def test_lmciaosr_skip_modes(lr_skip, kernels_off):
-    require_compiler()
+    require_kernel()
     model, lr = _model("lmciaosr", lr_skip=lr_skip), torch.rand(1, 3, 9, 11) * 2 - 1
     model.head.train()  # "eval" skips only in eval mode
     coord, cell = (t[:1, :500] for t in _queries())
@@ -153,7 +162,7 @@ def test_fallback_is_the_pytorch_path_with_one_log_line(how, monkeypatch, tmp_pa
 
 
 def test_training_autograd_and_autocast_keep_the_pytorch_path(monkeypatch):
-    require_compiler()
+    require_kernel()
     model = _model("lmliif")
     coord, cell = (t[:1, :100] for t in _queries())
     calls = []
@@ -172,7 +181,7 @@ def test_training_autograd_and_autocast_keep_the_pytorch_path(monkeypatch):
 
 def test_threads_split_rows_with_the_same_result(monkeypatch):
     """With 2 torch threads the kernel's rows run on 2 Python threads: bit for bit the 1-thread output."""
-    require_compiler()
+    require_kernel()
     monkeypatch.setattr(lmf, "MIN_ROWS", 500)
     model, lr = _model("lmlte"), torch.rand(2, 3, 13, 17) * 2 - 1
     coord, cell = _queries()
@@ -192,3 +201,15 @@ def test_threads_split_rows_with_the_same_result(monkeypatch):
         finally:
             lmf.parallel_rows = original
     assert calls and min(calls) >= 2 and torch.equal(one, two)
+
+
+def test_a_portable_c_build_keeps_the_pytorch_path(monkeypatch):
+    """Without AVX2/AVX-512 the kernel's portable C path is no faster than PyTorch: the heads do not use it."""
+    require_kernel()
+    path = build.compile_kernel(lmf.NAME, flags=(*build.FLAGS, "-mno-avx512f", "-mno-avx2"))
+    lib = lmf.bind(ctypes.CDLL(str(path)))
+    monkeypatch.setattr(lmf, "_lib", lambda: lib)
+    model = _model("lmliif")
+    coord, cell = (t[:1, :100] for t in _queries())
+    with torch.no_grad():
+        assert lmf.simd() == 0 and not lmf_kernel.usable(model.head.render, torch.zeros(1), coord)
