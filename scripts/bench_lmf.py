@@ -18,6 +18,10 @@ nothing but such products (no modulation, no gather) reaches at most that fracti
 render-MLP ceiling: the head's own render MLP (mm, fused modulation, ReLU per layer; output layer) on N rows
 with contiguous per-layer modulations, no gather/geometry/blend: the most a decode grouped by latent could
 reach with these ops.
+The LM heads' CPU fp32 decode runs on the fused C kernel (``liif_sr.kernels.lmf``) when it builds ("decode
+path" column); each LM head's PyTorch path is timed too (``LIIF_SR_KERNELS=0``) and its fraction of the floor
+reported beside it. ``--no-kernel`` runs everything on the PyTorch path; ``--kernel-flags=-mno-avx512f``
+times the kernel's AVX2 build on an AVX-512 CPU (extra compiler flags for the kernel).
 Random weights at the paper sizes (speed does not depend on them); fp32.
 
     python scripts/bench_lmf.py --threads 1 --cases 100-800 --max-queries 65536   # CPU, a minute
@@ -27,6 +31,9 @@ Random weights at the paper sizes (speed does not depend on them); fp32.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,6 +42,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from liif_sr.coords import make_cell, make_coord  # noqa: E402
+from liif_sr.kernels import build as kernel_build  # noqa: E402
+from liif_sr.kernels import lmf as lmf_kernel  # noqa: E402
 from liif_sr.models.build import build_model  # noqa: E402
 from liif_sr.models.heads.lmf_common import piece_size  # noqa: E402
 
@@ -60,6 +69,29 @@ def _time(fn, repeats: int, device: torch.device) -> float:  # noqa: ANN001
         fn()
         best = min(best, clock(device) - t0)
     return max(best, 1e-9)
+
+
+@contextlib.contextmanager
+def kernels_off():  # noqa: ANN201
+    """The PyTorch decode path meanwhile (``LIIF_SR_KERNELS=0``), then the previous setting."""
+    old = os.environ.get("LIIF_SR_KERNELS")
+    os.environ["LIIF_SR_KERNELS"] = "0"
+    kernel_build.load.cache_clear()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("LIIF_SR_KERNELS", None)
+        else:
+            os.environ["LIIF_SR_KERNELS"] = old
+        kernel_build.load.cache_clear()
+
+
+def decode_path(device: torch.device) -> str:
+    """What the LM heads' decode runs on here."""
+    if device.type != "cpu" or not lmf_kernel.fast():
+        return "PyTorch"
+    return f"kernel ({lmf_kernel.SIMD_NAMES[lmf_kernel.simd()]})"
 
 
 def gemm_rates(device: torch.device, rows: int, repeats: int) -> tuple[float, float]:
@@ -131,7 +163,13 @@ def bench_head(name: str, ctx: dict, repeats: int) -> dict:
                 model.head.decode(state, coord[:, s : s + CHUNK], cell[:, s : s + CHUNK])
 
         t_dec = _time(decode, repeats, dev) * ctx["queries"] / coord.shape[1]
+        path = decode_path(dev) if name in BASES else "PyTorch"
+        t_torch = None
+        if path != "PyTorch":
+            with kernels_off():
+                t_torch = _time(decode, repeats, dev) * ctx["queries"] / coord.shape[1]
     row = {"head": name, "prepare_s": t_prep, "decode_s": t_dec, "e2e_s": ctx["encoder_s"] + t_prep + t_dec}
+    row |= {"path": path, "torch_decode_s": t_torch}
     print(f"  {ctx['case']} {name}: decode {t_dec:.3f} s, end to end {row['e2e_s']:.3f} s", file=sys.stderr)
     if name in BASES:  # the GEMM rates under the same machine load as this decode
         row["flops_per_query"] = render_flops(model.head)
@@ -166,8 +204,9 @@ def markdown(rows: list[dict], header: str) -> str:
         "",
         "| case | LM head | decode s | × faster than base | end to end s | × faster | base decode s "
         "| base end to end s | FLOP/query | GFLOP/s 1024³ GEMM | GFLOP/s N×16 @ 16×16 addmm+relu (N) "
-        "| floor s | **of floor** | shape ceiling (N×16 rate / 1024³ rate) | render-MLP ceiling (no gather) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| floor s | **of floor** | shape ceiling (N×16 rate / 1024³ rate) | render-MLP ceiling (no gather) "
+        "| decode path | PyTorch path decode s | PyTorch path of floor | × faster than PyTorch path |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         b = r["base"]
@@ -182,9 +221,22 @@ def markdown(rows: list[dict], header: str) -> str:
             f"| {r['case']} | {r['head']} | {r['decode_s']:.3f} | {vs[0]} | {r['e2e_s']:.2f} | {vs[1]} | {vs[2]} "
             f"| {vs[3]} | {r['flops_per_query']:,} | {r['gemm_big'] / 1e9:.0f} | {r['gemm_small'] / 1e9:.0f} "
             f"({r['small_rows']}) | {floor:.3f} | {floor / r['decode_s']:.0%} "
-            f"| {r['gemm_small'] / r['gemm_big']:.0%} | {r['chain'] / r['gemm_big']:.0%} |"
+            f"| {r['gemm_small'] / r['gemm_big']:.0%} | {r['chain'] / r['gemm_big']:.0%} | {r['path']} "
+            + (
+                f"| {r['torch_decode_s']:.3f} | {floor / r['torch_decode_s']:.0%} "
+                f"| {r['torch_decode_s'] / r['decode_s']:.1f} |"
+                if r["torch_decode_s"]
+                else "| – | – | – |"
+            )
         )
     return "\n".join(lines) + "\n"
+
+
+def _cpu() -> str:
+    path = Path("/proc/cpuinfo")
+    lines = path.read_text().splitlines() if path.exists() else []
+    names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
+    return f"{names[0] if names else 'unknown CPU'} ({os.cpu_count()} cores)"
 
 
 def _load() -> str:
@@ -202,7 +254,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-queries", type=int, default=262144, help="queries decoded per timing (0: all)")
     p.add_argument("--repeats", type=int, default=2, help="timed decode runs (best; after one warm-up)")
     p.add_argument("--tiny", action="store_true", help="reduced sizes and encoder: a smoke run")
+    p.add_argument(
+        "--no-kernel", action="store_true", help="the PyTorch decode path only (LIIF_SR_KERNELS=0)"
+    )
+    p.add_argument(
+        "--kernel-flags", default="", help="extra C flags for the kernel, e.g. -mno-avx512f (AVX2)"
+    )
     args = p.parse_args(argv)
+    if args.kernel_flags:  # a build of the kernel with extra flags (e.g. its AVX2 path on an AVX-512 CPU)
+        extra = tuple(args.kernel_flags.split())
+        path = kernel_build.compile_kernel(lmf_kernel.NAME, flags=(*kernel_build.FLAGS, *extra))
+        lib = lmf_kernel.bind(ctypes.CDLL(str(path)))
+        lmf_kernel._lib = lambda: lib if os.environ.get("LIIF_SR_KERNELS", "1") != "0" else None
+    with kernels_off() if args.no_kernel else contextlib.nullcontext():
+        return _run(p, args)
+
+
+def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     cases, heads = args.cases.split(","), args.heads.split(",")
     bad = [c for c in cases if c not in CASES] + [h for h in heads if h not in BASES]
@@ -212,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for key in cases for r in bench_case(key, args, heads)]
     kind = "GPU wall" if args.device.startswith("cuda") else "process CPU"
     header = (
-        f"torch {torch.__version__}, {args.device}, {args.threads} thread(s), {kind} seconds, load average "
+        f"torch {torch.__version__}, {args.device} ({_cpu()}), {args.threads} thread(s), {kind} seconds, load average "
         f"before {load}, after {_load()}; decode timed on ≤ {args.max_queries or 'all'} queries and scaled."
     )
     print(markdown(rows, header))

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shlex
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import torch
 
 #: tiny training data for 1-2 step runs (two skimage photos, 16-px LR crops, 64 queries, one validation photo)
@@ -54,3 +58,39 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def have_compiler() -> bool:
+    return shutil.which(shlex.split(os.environ.get("CC") or "cc")[0]) is not None
+
+
+def require_compiler() -> None:
+    """Skip without a C compiler; fail instead when CI=true (CI has gcc)."""
+    if have_compiler():
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail("no C compiler in CI: the kernels cannot be tested")
+    pytest.skip("no C compiler (cc / $CC)")
+
+
+@contextlib.contextmanager
+def lm_kernel_used() -> Iterator[None]:
+    """Around the LM heads' parity tests: where a C compiler and AVX2/AVX-512 exist (and ``LIIF_SR_KERNELS`` is not
+    0), their fast decode must have run on the fused kernel (:mod:`liif_sr.kernels.lmf`) at least once."""
+    from liif_sr.kernels import lmf
+
+    expected = have_compiler() and os.environ.get("LIIF_SR_KERNELS", "1") != "0" and lmf.fast()
+    calls = []
+    decode = lmf.decode
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return decode(*args, **kwargs)
+
+    lmf.decode = counted
+    try:
+        yield
+    finally:
+        lmf.decode = decode
+    if expected:
+        assert calls, "the LM heads' parity tests did not run the fused kernel"

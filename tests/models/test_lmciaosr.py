@@ -9,7 +9,7 @@ import re
 
 import pytest
 import torch
-from helpers import one_thread
+from helpers import lm_kernel_used, one_thread
 from official_liif import OfficialEDSR, OfficialRDN, official_make_coord
 from official_lmciaosr import OfficialLMCiaoSR, official_lmciaosr_checkpoint
 from official_swinir import OfficialSwinIR
@@ -24,6 +24,13 @@ from liif_sr.models.heads.lmciaosr import LMCiaoSRHead
 from liif_sr.models.official import official_to_ours
 
 ERRORS: dict[str, float] = {}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fused_kernel():
+    """The fast decode runs on the fused kernel where it builds (tests/models/test_lmf_kernel.py: ≡ PyTorch path)."""
+    with lm_kernel_used():
+        yield
 
 
 @pytest.fixture(autouse=True, scope="module")

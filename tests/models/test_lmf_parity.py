@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import one_thread
+from helpers import lm_kernel_used, one_thread
 from official_liif import OfficialEDSR, OfficialRDN, official_make_coord
 from official_lmf import OfficialLMLIIF, OfficialLMLTE, official_lmf_checkpoint
 from official_swinir import OfficialSwinIR
@@ -21,6 +21,13 @@ OFFICIAL = {"lmliif": OfficialLMLIIF, "lmlte": OfficialLMLTE}
 HEADS = {"lmliif": LMLIIFHead, "lmlte": LMLTEHead}
 PAIRS = [(h, e) for h in ("lmliif", "lmlte") for e in ("edsr-baseline", "rdn", "swinir")]
 ERRORS: dict[str, float] = {}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fused_kernel():
+    """The fast decode runs on the fused kernel where it builds (tests/models/test_lmf_kernel.py: ≡ PyTorch path)."""
+    with lm_kernel_used():
+        yield
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -90,3 +90,20 @@ def test_wheel_upscale_with_shipped_weights(wheel_site, tmp_path):
         wheel_site, tmp_path, "-c", code, "upscale", "img.png", "--scale", "3.3", "-o", "out.png", "-q"
     )
     assert Image.open(tmp_path / "out.png").size == (99, 66)
+
+
+def test_wheel_ships_and_builds_the_c_kernels(wheel_site, tmp_path, monkeypatch):
+    """The kernels' C sources are package data: the wheel's copy finds and (with a compiler) builds them."""
+    from helpers import have_compiler
+
+    csrc = wheel_site / "liif_sr" / "kernels" / "csrc"
+    assert (csrc / "lmf.c").is_file() and (csrc / "common.h").is_file()
+    code = (
+        "import os; from liif_sr.kernels import build, lmf; "
+        "assert str(build.CSRC).startswith(os.environ['TARGET']), build.CSRC; "
+        "print('KERNEL', lmf.available())"
+    )
+    monkeypatch.setenv("LIIF_SR_KERNEL_CACHE", str(tmp_path / "kcache"))
+    monkeypatch.delenv("LIIF_SR_KERNELS", raising=False)
+    res = _run_from_wheel(wheel_site, tmp_path, "-c", code)
+    assert f"KERNEL {have_compiler()}" in res.stdout

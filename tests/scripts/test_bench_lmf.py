@@ -33,7 +33,30 @@ def test_tiny_run_prints_every_lm_head_and_case(monkeypatch, capsys):
     assert [r[8] for r in rows[:3]] == ["13,184", "16,768", "19,072"]
     assert rows[2][3] == "–" and rows[0][3] != "–"  # LM-CiaoSR has no base head here
     assert all(r[10].endswith("(8192)") and r[12].strip("*%").isdigit() for r in rows)
-    assert all(r[14].rstrip(" |").endswith("%") for r in rows)  # the render-MLP ceiling
+    assert all(r[14].endswith("%") for r in rows)  # the render-MLP ceiling
+    paths = {r[15] for r in rows}
+    assert len(paths) == 1 and paths <= {"kernel (AVX-512)", "kernel (AVX2)", "PyTorch"}
+    if paths != {"PyTorch"}:  # the PyTorch path timed beside the kernel
+        assert all(float(r[16]) >= 0 and r[17].endswith("%") and r[18].rstrip(" |") for r in rows), rows
+
+
+def test_no_kernel_runs_the_pytorch_path_only(monkeypatch, capsys):
+    module = _module(monkeypatch)
+    args = [
+        "--tiny",
+        "--max-queries",
+        "50",
+        "--repeats",
+        "1",
+        "--no-kernel",
+        "--cases",
+        "100-800",
+        "--no-base",
+    ]
+    assert module.main(args) == 0
+    rows = [ln.split(" | ") for ln in capsys.readouterr().out.splitlines() if ln.startswith("| 1")]
+    assert len(rows) == 3 and all(r[15] == "PyTorch" and r[16] == "–" for r in rows)
+    assert "LIIF_SR_KERNELS" not in module.os.environ or module.os.environ["LIIF_SR_KERNELS"] != "0"
 
 
 def test_unknown_head_is_refused(monkeypatch):
@@ -41,3 +64,18 @@ def test_unknown_head_is_refused(monkeypatch):
     with pytest.raises(SystemExit) as err:
         module.main(["--tiny", "--heads", "lmfoo"])
     assert err.value.code == 2
+
+
+def test_kernel_flags_time_another_build(monkeypatch, capsys):
+    from helpers import have_compiler
+
+    from liif_sr.kernels import lmf
+
+    if not have_compiler() or lmf.simd() < 2:
+        pytest.skip("needs a C compiler and an AVX-512 CPU")
+    module = _module(monkeypatch)
+    monkeypatch.setattr(module.lmf_kernel, "_lib", module.lmf_kernel._lib)  # restored after the test
+    args = ["--tiny", "--max-queries", "50", "--repeats", "1", "--cases", "100-800", "--no-base"]
+    assert module.main([*args, "--heads", "lmliif", "--kernel-flags=-mno-avx512f"]) == 0
+    rows = [ln.split(" | ") for ln in capsys.readouterr().out.splitlines() if ln.startswith("| 1")]
+    assert [r[15] for r in rows] == ["kernel (AVX2)"]

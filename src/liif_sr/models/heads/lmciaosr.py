@@ -52,6 +52,7 @@ from liif_sr.models.heads.lmf_common import (
     reference_members,
     rows_to_map,
 )
+from liif_sr.models.heads.lmf_kernel import kernel_decode
 from liif_sr.models.heads.lte import bilinear_border
 from liif_sr.models.mlp import MLP
 from liif_sr.models.registry import register_head
@@ -177,6 +178,8 @@ class LMCiaoSRHead(DecoderHead):
     def decode(self, state: LMState, coord: Tensor, cell: Tensor | None = None) -> Tensor:
         """(B, Q, 2) global coordinates and cells → (B, Q, out_dim) in the normalised output space."""
         validate_queries("LMCiaoSRHead", state.latent.shape[0], coord, cell, need_cell=True)
+        if coord.shape[1] == 0:  # no cell to run the latent MLP at, nothing to decode
+            return coord.new_zeros(coord.shape[0], 0, self.render.out_dim, dtype=torch.float32)
         check, mod_dim, skip = not torch.is_grad_enabled(), self.render.mod_dim, self.skips()
         if not self.fast and state.size == state.full_size:
             rows = modulations(state, cell, state.full_size, self._modulate, check, tag="reference")
@@ -186,6 +189,19 @@ class LMCiaoSRHead(DecoderHead):
             return out + bilinear_border(state.lr, coord, state.offset, state.full_size) if skip else out
         rows = modulations(state, cell, state.full_size, self._fast_rows, check, tag="fast")
         w_rel = self.render.layers[0].weight[:, -2:].t().to(rows.dtype).contiguous()
+        fused = kernel_decode(
+            state,
+            coord,
+            cell,
+            self.render,
+            rows,
+            head="LMCiaoSRHead",
+            w_first=w_rel,
+            first=rows[:, mod_dim:],
+            skip=skip,
+        )
+        if fused is not None:
+            return fused
         weights = self.render.transposed_weights(rows.dtype)
         tables = layer_tables(state, rows, self.render, first=rows[:, mod_dim:])
 

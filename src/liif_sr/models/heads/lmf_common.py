@@ -24,6 +24,9 @@ The module's pieces (used by :mod:`.lmliif`, :mod:`.lmlte` and LM-CiaoSR):
 * :func:`decode_pieces` — the fast decode over cache-sized pieces of queries (CPU).
 * :func:`reference_members` — reference path: the same by ``grid_sample`` (official steps, whole grid).
 * :func:`blend` — area-weighted merge of the members' predictions.
+
+CPU fp32 inference runs the whole fast decode in one fused C kernel instead (:mod:`.lmf_kernel`, the heads'
+one switch: :func:`~.lmf_kernel.kernel_decode`); training, autograd, GPU and autocast use the functions above.
 """
 
 from __future__ import annotations
@@ -189,16 +192,25 @@ def layer_tables(
     from (built once per cell, not per decode call)."""
     if state.cache.get(tag + ".tables_of") is rows:
         return state.cache[tag + ".tables"]
-    hd, half = render.hidden_dim, render.mod_dim // 2
-    tables = []
-    for i in range(render.hidden_depth):
-        scale, shift = rows[:, i * hd : (i + 1) * hd], rows[:, half + i * hd : half + (i + 1) * hd]
-        bias = first if i == 0 and first is not None else render.layers[2 * i].bias.to(rows.dtype)
-        tables.append(torch.cat([scale, torch.addcmul(shift, scale, bias)], dim=-1))
+    tables = [torch.cat(parts, dim=-1) for parts in layer_parts(rows, render, first)]
     tables.append(rows[:, render.mod_dim :].contiguous())
     if state.cache.get(tag) is rows:  # cached rows (inference): keep their tables beside them
         state.cache.update({tag + ".tables": tables, tag + ".tables_of": rows})
     return tables
+
+
+def layer_parts(
+    rows: Tensor, render: ModulatedMLP, first: Tensor | None = None
+) -> list[tuple[Tensor, Tensor]]:
+    """Per modulated layer ``i`` of fast rows ``[1 + s | t | rest]``: ``(1 + s_i, c_i (1 + s_i) + t_i)`` with
+    ``c_i = b_i`` (``first`` for layer 0 when given), the parts of :func:`layer_tables` and the kernel's table."""
+    hd, half = render.hidden_dim, render.mod_dim // 2
+    parts = []
+    for i in range(render.hidden_depth):
+        scale, shift = rows[:, i * hd : (i + 1) * hd], rows[:, half + i * hd : half + (i + 1) * hd]
+        bias = first if i == 0 and first is not None else render.layers[2 * i].bias.to(rows.dtype)
+        parts.append((scale, torch.addcmul(shift, scale, bias)))
+    return parts
 
 
 def member_rows(state: HeadState, coord: Tensor, head: str) -> tuple[Tensor, Tensor]:

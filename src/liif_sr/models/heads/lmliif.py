@@ -38,6 +38,7 @@ from liif_sr.models.heads.lmf_common import (
     reference_members,
     rows_to_map,
 )
+from liif_sr.models.heads.lmf_kernel import kernel_decode
 from liif_sr.models.mlp import MLP
 from liif_sr.models.registry import register_head
 
@@ -128,10 +129,15 @@ class LMLIIFHead(DecoderHead):
             return self._decode_reference(state, rows, coord, rel_cell)
         rows = modulations(state, cell, state.full_size, self._fast_rows, check, tag="fast")
         w_geo = self.render.layers[0].weight[:, self.render.hidden_dim :].t().to(rows.dtype).contiguous()
+        first = rows[:, self.render.mod_dim :]
+        fused = kernel_decode(
+            state, coord, cell, self.render, rows, head="LMLIIFHead", w_first=w_geo, first=first
+        )
+        if fused is not None:
+            return fused
         weights = self.render.transposed_weights(rows.dtype)
         size = const([h, w], coord.device)
-
-        tables = layer_tables(state, rows, self.render, first=rows[:, self.render.mod_dim :])
+        tables = layer_tables(state, rows, self.render, first=first)
 
         def piece(c: Tensor, ce: Tensor) -> Tensor:
             rel_coord, flat = member_rows(state, c, "LMLIIFHead")

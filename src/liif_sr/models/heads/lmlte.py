@@ -38,6 +38,7 @@ from liif_sr.models.heads.lmf_common import (
     reference_members,
     rows_to_map,
 )
+from liif_sr.models.heads.lmf_kernel import kernel_decode
 from liif_sr.models.heads.lte import bilinear_border
 from liif_sr.models.mlp import MLP
 from liif_sr.models.registry import register_head
@@ -155,6 +156,12 @@ class LMLTEHead(DecoderHead):
             phase = self.imphase(cell * const([h, w], coord.device, cell.dtype))  # (B, Q, H/2)
             return self._decode_reference(state, rows, coord, phase)
         rows = modulations(state, cell, state.full_size, self._fast_rows, check, tag="fast")
+        w_phase = self.imphase.weight
+        fused = kernel_decode(
+            state, coord, cell, self.render, rows, head="LMLTEHead", w_first=w_phase, lte=True, skip=True
+        )
+        if fused is not None:
+            return fused
         size = const([h, w], coord.device)
         weights = self.render.transposed_weights(rows.dtype)
         tables = layer_tables(state, rows, self.render)

@@ -1,0 +1,123 @@
+"""Compiling and caching the C kernels (:func:`load`); see :mod:`liif_sr.kernels`."""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shlex
+import subprocess
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+CSRC = Path(__file__).resolve().parent / "csrc"
+FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-std=c11")
+LIBS = ("-lm",)
+BUILD_TIMEOUT_S = 300
+
+
+def cache_dir() -> Path:
+    """``$LIIF_SR_KERNEL_CACHE`` or ``~/.cache/liif_sr/kernels``."""
+    env = os.environ.get("LIIF_SR_KERNEL_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "liif_sr" / "kernels"
+
+
+def source_files(name: str, csrc: Path | None = None) -> list[Path]:
+    """The kernel's ``<name>.c`` and every header of its folder (what the cache key hashes)."""
+    csrc = csrc or CSRC
+    return [csrc / f"{name}.c", *sorted(csrc.glob("*.h"))]
+
+
+def _compiler() -> list[str]:
+    return shlex.split(os.environ.get("CC") or "cc")
+
+
+def _cpu_id() -> str:
+    """The CPU the binary is tuned for (``-march=native``): the ``flags`` line of /proc/cpuinfo + the machine."""
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line
+                break
+    except OSError:
+        pass
+    return f"{platform.machine()}|{flags}"
+
+
+def cache_key(name: str, cc: list[str], flags: tuple[str, ...] = FLAGS, csrc: Path | None = None) -> str:
+    """Hash of the sources, the compiler's ``--version``, the flags and the CPU (raises OSError without a
+    compiler, subprocess.CalledProcessError when ``--version`` fails)."""
+    version = subprocess.run(
+        [*cc, "--version"], capture_output=True, check=True, timeout=60, text=True
+    ).stdout
+    digest = hashlib.sha256()
+    for part in (name, " ".join(cc), version, " ".join(flags + LIBS), _cpu_id()):
+        digest.update(part.encode() + b"\0")
+    for path in source_files(name, csrc):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:20]
+
+
+def compile_kernel(name: str, flags: tuple[str, ...] = FLAGS, csrc: Path | None = None) -> Path:
+    """The cached shared library of ``csrc/<name>.c`` (built now if absent). Raises on any failure."""
+    cc, csrc = _compiler(), csrc or CSRC
+    source = csrc / f"{name}.c"
+    if not source.is_file():
+        raise FileNotFoundError(f"no kernel source {source}")
+    folder = cache_dir()
+    target = folder / f"{name}-{cache_key(name, cc, flags, csrc)}.so"
+    if target.is_file():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".so", dir=folder)
+    os.close(fd)
+    try:
+        done = subprocess.run(
+            [*cc, *flags, "-I", str(csrc), "-o", tmp, str(source), *LIBS],
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_S,
+        )
+        if done.returncode != 0:
+            first = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[0]
+            raise RuntimeError(f"{' '.join(cc)} failed: {first}")
+        os.replace(tmp, target)  # atomic: a parallel build of the same key writes the same bytes
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _disabled() -> bool:
+    return os.environ.get("LIIF_SR_KERNELS", "1").strip().lower() in ("0", "false", "no", "off")
+
+
+@functools.cache
+def load(name: str) -> ctypes.CDLL | None:
+    """The compiled kernel ``name`` (cached per process), or None with one INFO log line saying why:
+    ``LIIF_SR_KERNELS=0``, no compiler, or a failed build. Never raises for those."""
+    if _disabled():
+        log.info("liif_sr kernel %r off: LIIF_SR_KERNELS=0; using the PyTorch path", name)
+        return None
+    try:
+        path = compile_kernel(name, csrc=CSRC)
+        try:
+            return ctypes.CDLL(str(path))
+        except OSError:  # an unloadable cached file (e.g. truncated by a full disk): rebuild it once
+            path.unlink(missing_ok=True)
+            return ctypes.CDLL(str(compile_kernel(name, csrc=CSRC)))
+    except (OSError, RuntimeError, subprocess.SubprocessError, ValueError) as err:
+        reason = " ".join(str(err).split())[:300]
+        log.info("liif_sr kernel %r unavailable (%s); using the PyTorch path", name, reason)
+        return None
+
+
+def available(name: str) -> bool:
+    """Whether :func:`load` gives the kernel (builds it on the first call)."""
+    return load(name) is not None
