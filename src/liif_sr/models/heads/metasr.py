@@ -57,6 +57,7 @@ from liif_sr.models.heads.geometry import (
     validate_queries,
 )
 from liif_sr.models.heads.metasr_groups import decode_grouped
+from liif_sr.models.heads.metasr_kernel import kernel_decode
 from liif_sr.models.mlp import MLP
 from liif_sr.models.registry import register_head
 
@@ -171,6 +172,9 @@ class MetaSRHead(DecoderHead):
             idx, inp = corner_geometry(coord, cell, *state.full_size)
             flat = local_rows(idx, state, "MetaSRHead").view(-1)
             return self._decode_rows(table, flat, inp.view(b * q, 3)).view(b, q, -1)
+        fused = kernel_decode(state, table, coord, cell, self.mlp.layers[:-1], self.out_dim)
+        if fused is not None:  # fp32 CPU inference through the fused C kernel
+            return fused
         with single_threaded():  # CPU inference: chunk-level elementwise geometry on one thread
             idx, inp = corner_geometry(coord, cell, *state.full_size)
             flat = local_rows(idx, state, "MetaSRHead").view(-1)
