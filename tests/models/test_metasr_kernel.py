@@ -239,3 +239,33 @@ def test_disabled_by_environment_runs_the_torch_path():
     lr = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(1))
     coord, cell = _grid(2, (23, 28))
     assert torch.equal(off, _decode(model, _state(model, lr), coord, cell, kernel=False))
+
+
+def test_portable_build_equals_the_torch_path(lib, tmp_path, monkeypatch):
+    """The kernel built without ``-march=native`` (no AVX-512: the portable C loops that other CPUs run)."""
+    import ctypes
+    import shutil
+
+    from liif_sr import kernels
+
+    cc = os.environ.get("CC") or "cc"
+    if shutil.which(cc) is None:
+        pytest.skip("no C compiler")
+    src = REPO / "src" / "liif_sr" / "kernels" / "csrc"
+    so = tmp_path / "metasr_portable.so"
+    flags = ["-O3", "-shared", "-fPIC", "-std=c11", "-I", str(src)]
+    subprocess.run([cc, *flags, str(src / "metasr.c"), "-o", str(so), "-lm"], check=True, timeout=120)
+    portable = ctypes.CDLL(str(so))
+    monkeypatch.setattr(kernels, "load", lambda name: portable)
+    assert metasr_kernel.library() is portable
+    model = _model()
+    lr = torch.rand(2, 3, 7, 12, generator=torch.Generator().manual_seed(1))
+    coord, cell = _grid(2, (19, 61))
+    state = _state(model, lr)
+    taken = _spy(monkeypatch)
+    got = _decode(model, state, coord, cell, chunk=777)
+    assert taken == [True, True]  # 1159 queries in chunks of 777
+    assert _rel(got, _decode(model, state, coord, cell, kernel=False)) <= 1e-5
+    rows, inp = metasr_kernel.kernel_geometry(state, coord, cell)
+    idx, want_inp = corner_geometry(coord, cell, *state.full_size)
+    assert torch.equal(rows, local_rows(idx, state).view(-1)) and torch.equal(inp, want_inp.view(-1, 3))
