@@ -16,10 +16,12 @@ Two paths (:attr:`MetaSRHead.fast`):
   feature ``u``. They are computed once per latent pixel as one 3x3 convolution (3H + 3 channels, zero
   padding as ``F.unfold``) and gathered per query: the C·9 × 3 weight is never materialised and a query
   costs 3H multiply-adds after the tiny MLP instead of 1728 · 256. The same function up to float rounding
-  of the re-associated sums (tested ≤ 1e-5 relative against the reference). CPU inference groups the queries
-  by latent (:mod:`liif_sr.models.heads.metasr_groups`: ``G`` read once per latent, one batched product per
-  block of latents) and falls back to per-query gathers in cache-sized blocks when the queries per latent are
-  too uneven for a bounded layout.
+  of the re-associated sums (tested ≤ 1e-5 relative against the reference). fp32 CPU inference runs the fused
+  C kernel when it builds (:mod:`liif_sr.models.heads.metasr_kernel`: geometry, hidden layer + ReLU and the
+  3-row product per query in registers, at about the fp32 GEMM rate); otherwise CPU inference groups the
+  queries by latent (:mod:`liif_sr.models.heads.metasr_groups`: ``G`` read once per latent, one batched
+  product per block of latents) and falls back to per-query gathers in cache-sized blocks when the queries
+  per latent are too uneven for a bounded layout.
 
 **Reach (per axis; LR length ``n``, ranges closed).** A query centre ``c`` at ``u = (c + 1) n / 2`` LR pixels
 is owned by LR pixel ``p = clamp(floor(u), 0, n - 1)`` (see :mod:`liif_sr.inference.tiling`). Its corner
