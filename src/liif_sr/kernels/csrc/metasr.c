@@ -224,12 +224,29 @@ static inline void step_avx512(const Args *a, const int64_t *row, const float *x
         for (int r = 0; r < 3; r++) out[q * 3 + r] = s[3 * q + r] + g[q][3 * hid + r];
 }
 
+#ifndef PF
+#define PF 1 /* steps ahead whose table rows are prefetched */
+#endif
+
+/* Prefetch the table rows of one step's queries (each distinct row once; ``prev``: the row just before). */
+static inline void prefetch_rows(const Args *a, const int64_t *row, int64_t prev) {
+    for (int q = 0; q < QB; q++) {
+        if (row[q] == prev) continue;
+        prev = row[q];
+        const char *p = (const char *)(a->table + row[q] * a->ld);
+        for (int64_t off = 0; off < a->ld * (int64_t)sizeof(float); off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
+    }
+}
+
 /* n queries; a partial last step repeats its last query (every query is summed the same way wherever the
  * block and thread boundaries fall: results do not depend on the chunking). */
 static void mlp_avx512(const Args *a, int64_t n, const int64_t *row, const float *x0, const float *x1,
                        const float *x2, float *out) {
     int64_t i = 0;
-    for (; i + QB <= n; i += QB) step_avx512(a, row + i, x0 + i, x1 + i, x2 + i, out + 3 * i);
+    for (; i + QB <= n; i += QB) {
+        if (i + PF * QB < n) prefetch_rows(a, row + i + PF * QB, row[i + PF * QB - 1]);
+        step_avx512(a, row + i, x0 + i, x1 + i, x2 + i, out + 3 * i);
+    }
     if (i < n) {
         int64_t pr[QB];
         float p0[QB], p1[QB], p2[QB], po[3 * QB];
