@@ -142,6 +142,8 @@ def test_large_chunk_on_two_threads(lib, monkeypatch):
         assert torch.get_num_threads() == 2
     assert torch.equal(one, two)
     assert _rel(one, _decode(model, state, coord, cell, kernel=False)) <= 1e-5
+    with torch.inference_mode():  # no queries
+        assert model.head.decode(state, coord[:, :0], cell[:, :0]).shape == (2, 0, 3)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
