@@ -16,6 +16,13 @@
  * loads; the 3*QB accumulators are reduced together by a shuffle tree. Any other shape and any other CPU:
  * the portable loops below.
  */
+/* The geometry must round like torch's separate fp32 operations: no contraction of a * b + c into an FMA,
+ * whatever the build's -std (GNU modes contract by default in GCC). The MLP's FMAs are explicit intrinsics. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
