@@ -244,7 +244,9 @@ def test_disabled_by_environment_runs_the_torch_path():
 
 
 def test_portable_build_equals_the_torch_path(lib, tmp_path, monkeypatch):
-    """The kernel built without ``-march=native`` (no AVX-512: the portable C loops that other CPUs run)."""
+    """The kernel built without ``-march=native`` (no AVX-512: the portable C loops that other CPUs run) and in
+    GNU C mode (where GCC contracts ``a * b + c`` into FMAs unless the source forbids it: the geometry would
+    no longer be bit for bit)."""
     import ctypes
     import shutil
 
@@ -255,7 +257,7 @@ def test_portable_build_equals_the_torch_path(lib, tmp_path, monkeypatch):
         pytest.skip("no C compiler")
     src = REPO / "src" / "liif_sr" / "kernels" / "csrc"
     so = tmp_path / "metasr_portable.so"
-    flags = ["-O3", "-shared", "-fPIC", "-std=c11", "-I", str(src)]
+    flags = ["-O3", "-shared", "-fPIC", "-std=gnu11", "-I", str(src)]  # GNU mode: GCC would contract into FMAs
     subprocess.run([cc, *flags, str(src / "metasr.c"), "-o", str(so), "-lm"], check=True, timeout=120)
     portable = ctypes.CDLL(str(so))
     monkeypatch.setattr(kernels, "load", lambda name: portable)
