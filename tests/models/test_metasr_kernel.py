@@ -209,10 +209,12 @@ def test_kernel_steps_aside(lib, monkeypatch):
     assert taken == [False, False, False]
     state = _state(model, lr)
     table = channels_last_rows(state.proj)
+    hidden = model.head.mlp.layers[:-1]
     with torch.inference_mode():  # the same call with fp32 inference: the kernel runs
-        assert (
-            metasr_kernel.kernel_decode(state, table, coord, cell, model.head.mlp.layers[:-1], 3) is not None
-        )
+        assert metasr_kernel.kernel_decode(state, table, coord, cell, hidden, 3) is not None
+    model.requires_grad_(False)  # grad mode on, nothing requires grad: the kernel runs, unless coord does
+    assert metasr_kernel.kernel_decode(state, table, coord, cell, hidden, 3) is not None
+    assert metasr_kernel.kernel_decode(state, table, coord.requires_grad_(), cell, hidden, 3) is None
 
 
 def test_disabled_by_environment_runs_the_torch_path():

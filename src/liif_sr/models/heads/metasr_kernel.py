@@ -70,7 +70,10 @@ def kernel_decode(
     if len(hidden) != 2 or not isinstance(hidden[0], nn.Linear) or not isinstance(hidden[1], nn.ReLU):
         return None
     lin = hidden[0]
-    if lin.in_features != 3 or lin.bias is None or _autocast_cpu() or torch.is_grad_enabled():
+    if lin.in_features != 3 or lin.bias is None or _autocast_cpu():
+        return None
+    tensors = (table, lin.weight, lin.bias, coord, cell)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):  # autograd: the torch path
         return None
     if not _cpu_fp32(table, lin.weight, lin.bias) or coord.device.type != "cpu":
         return None
