@@ -9,10 +9,20 @@ Fourier features, cos/sin, ReLU, biases, blend, skip, gathers) is not counted ei
 * LIIF: 4 members × 2 × (4·h₁ + Σ hᵢ·hᵢ₊₁ + h_last·3) — the first layer's coordinate/cell inputs only.
 * LTE: 4 members × 2 × (D·h₁ + Σ hᵢ·hᵢ₊₁ + h_last·3).
 * MetaSR: 2 × (3·h₁ + Σ hᵢ·hᵢ₊₁ + 3·h_last) — the weight MLP's hidden layers and the factorised last layer
-  (3,072 at h = 256). The CPU decode grouped by latent (``metasr_groups.py``) runs these products per slot of
-  its latent × ``n_max`` layout, the first layer with its bias as a 4th input column: 2 × (4·h₁ + … + 3·h_last)
-  = 3,584 per slot, and slots / queries = 1.08 for 100² → 800² in 65536-query chunks (latents split between
-  chunks are padded), so the work as run is ~1.26× the count; the count stays the floor (the least work).
+  (3,072 at h = 256). Checked against the official computation (``models/misc.py``, liif_spec.md §1.8/§11.3):
+  per query it runs the weight MLP 3 → 256 → C·9·3 and ``q_feat (1 × C·9) @ W (C·9 × 3)``, i.e.
+  3·256 + 256·1728 + 1728·3 = 448,320 multiply-adds (897 kFLOP). The last layer and the product are linear in
+  both the latent's unfolded feature ``u`` and the hidden activation ``t``, so ``pred_r = G_r(u) · t + β_r(u)``
+  exactly (``G``, ``β``: 3·256 + 3 values per latent, computed once per latent pixel in ``prepare`` like the
+  other heads' latent terms, not counted). What every query needs — its inputs differ per query (cell included,
+  and the offsets are not bitwise equal between latents, see ``metasr_groups.py``) — is then ``t`` (3·256) and
+  ``G · t`` (3·256): 1,536 multiply-adds, which is the count (the method's least per-query work, not ours;
+  counting the official 448 k would put any factorised decode at ~290× "the floor"). Biases and the ReLU
+  are not counted, as for the other heads. The fused C kernel (``kernels/csrc/metasr.c``, fp32 CPU inference)
+  runs exactly these 1,536 multiply-adds per query. The torch fallback grouped by latent
+  (``metasr_groups.py``) runs them per slot of its latent × ``n_max`` layout, the first layer with its bias as
+  a 4th input column: 2 × (4·h₁ + … + 3·h_last) = 3,584 per slot, and slots / queries = 1.08 for 100² → 800²
+  in 65536-query chunks (latents split between chunks are padded), so its work as run is ~1.26× the count.
 * LM-LIIF, LM-LTE, LM-CiaoSR: 4 members × 2 × (the 16-wide render MLP's Σ inᵢ·outᵢ), as ``scripts/bench_lmf.py``.
 
 The floor of a decode = FLOPs per query × queries / the warm fp32 GEMM rate, measured in the same run as the

@@ -11,6 +11,11 @@ def _ratio(x: float | None) -> str:
     return "–" if x is None else f"{x:.2f}×"
 
 
+def _ms(x: float) -> str:
+    """Milliseconds: whole from 100 up, two decimals below (a fast decode of a small case does not print 0)."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.2f}"
+
+
 def table_row(r: dict) -> list[str]:
     head = [r.get("device", "–"), r["case"], r["model"], r["path"]]
     if r.get("oom"):
@@ -19,13 +24,13 @@ def table_row(r: dict) -> list[str]:
     floor, floor_cpu = r.get("floor_fraction"), r.get("floor_fraction_cpu")
     return [
         *head,
-        f"{r['ms_per_image']:,.0f}" if r["ms_per_image"] >= 100 else f"{r['ms_per_image']:.2f}",
+        _ms(r["ms_per_image"]),
         f"{r['cpu_s_per_image']:,.1f}",
         f"{r['output_mp_per_s']:.3g}",
         fmt_bytes(r["peak_bytes"]),
         _ratio(r.get("speedup_vs_official")),
         _ratio(r["speedup_vs_plain"]),
-        "–" if r.get("decode_ms_per_image") is None else f"{r['decode_ms_per_image']:,.0f}",
+        "–" if r.get("decode_ms_per_image") is None else _ms(r["decode_ms_per_image"]),
         "–" if floor is None else f"{floor:.0%}",
         "–" if floor_cpu is None else f"{floor_cpu:.0%}",
         "ref" if diff is None else f"{diff:.1e}",

@@ -11,6 +11,6 @@ from liif_sr.kernels import build
 def fresh_kernels(tmp_path, monkeypatch):
     monkeypatch.setenv("LIIF_SR_KERNEL_CACHE", str(tmp_path / "kcache"))
     monkeypatch.delenv("LIIF_SR_KERNELS", raising=False)
-    build.load.cache_clear()
+    build.reset()
     yield
-    build.load.cache_clear()
+    build.reset()

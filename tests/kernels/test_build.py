@@ -43,7 +43,7 @@ def test_builds_once_into_the_cache_and_reuses_it(csrc, caplog):
     files = list(kernels.cache_dir().iterdir())
     assert len(files) == 1 and files[0].name.startswith("toy-") and files[0].suffix == ".so"
     stamp = files[0].stat().st_mtime_ns
-    build.load.cache_clear()  # a new process: finds the cached file, does not rebuild
+    build.reset()  # a new process: finds the cached file, does not rebuild
     assert kernels.load("toy") is not None
     assert list(kernels.cache_dir().iterdir()) == files and files[0].stat().st_mtime_ns == stamp
     assert _records(caplog) == []
@@ -70,6 +70,40 @@ def test_disabled_by_environment(csrc, monkeypatch, caplog):
     (line,) = _records(caplog)
     assert "LIIF_SR_KERNELS=0" in line and "\n" not in line
     assert not kernels.cache_dir().exists()
+
+
+def test_disabled_block_and_environment_apply_after_a_kernel_was_loaded(csrc, monkeypatch, caplog):
+    """``kernels.disabled()`` and ``LIIF_SR_KERNELS=0`` are read at every ``load``: a kernel loaded before is
+    not handed out meanwhile (benchmarks time both paths in one run), and comes back after."""
+    require_compiler()
+    lib = kernels.load("toy")
+    assert lib is not None
+    with caplog.at_level(logging.INFO, logger=build.log.name):
+        with kernels.disabled():
+            assert kernels.load("toy") is None and not kernels.available("toy")
+            with kernels.disabled():  # nested
+                assert kernels.load("toy") is None
+            assert kernels.load("toy") is None
+        assert kernels.load("toy") is lib
+        monkeypatch.setenv("LIIF_SR_KERNELS", "off")
+        assert kernels.load("toy") is None
+        monkeypatch.delenv("LIIF_SR_KERNELS")
+        assert kernels.load("toy") is lib
+    assert len(_records(caplog)) == 1  # the reason once per kernel and process
+    with pytest.raises(KeyError), kernels.disabled():
+        raise KeyError("inside")
+    assert kernels.load("toy") is lib  # restored after an error
+
+
+def test_heads_see_the_disabled_block():
+    """Both heads' kernel lookups go through ``kernels.load``: ``disabled()`` reaches them."""
+    require_compiler()
+    from liif_sr.kernels import lmf
+    from liif_sr.models.heads import metasr_kernel
+
+    assert lmf.available() and metasr_kernel.library() is not None
+    with kernels.disabled():
+        assert not lmf.available() and metasr_kernel.library() is None
 
 
 @pytest.mark.parametrize("cc", ["false", "/nonexistent/cc"])

@@ -43,11 +43,11 @@ def kernels_off(monkeypatch):
             monkeypatch.setenv("LIIF_SR_KERNELS", "0")
         else:
             monkeypatch.delenv("LIIF_SR_KERNELS", raising=False)
-        build.load.cache_clear()
+        build.reset()
 
     yield switch
     monkeypatch.delenv("LIIF_SR_KERNELS", raising=False)
-    build.load.cache_clear()
+    build.reset()
 
 
 def _model(head: str, **args):

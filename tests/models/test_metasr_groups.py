@@ -1,6 +1,7 @@
-"""MetaSR CPU decode grouped by latent (``metasr_groups.py``): taken on output grids, equal to the per-query
-path and to the reference (integer, non-integer and anisotropic scales, batch > 1, any query order, tiled),
-falls back when the queries per latent are too uneven, and its layout stays bounded by the chunk."""
+"""MetaSR CPU decode grouped by latent (``metasr_groups.py``, with the fused C kernel off): taken on output
+grids, equal to the per-query path and to the reference (integer, non-integer and anisotropic scales, batch > 1,
+any query order, tiled), falls back when the queries per latent are too uneven, and its layout stays bounded by
+the chunk."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from helpers import one_thread
 from liif_sr.coords import make_coord
 from liif_sr.inference.tiling import upscale_tiled
 from liif_sr.models import build_model
-from liif_sr.models.heads import metasr_groups
+from liif_sr.models.heads import metasr_groups, metasr_kernel
 from liif_sr.models.heads.metasr_groups import decode_grouped, latent_layout
 
 
@@ -26,6 +27,12 @@ def _threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _torch_path(monkeypatch):
+    """These tests cover the torch path; the fused C kernel (tests/models/test_metasr_kernel.py) is off."""
+    monkeypatch.setattr(metasr_kernel, "library", lambda: None)
 
 
 def _model(fast: bool = True):

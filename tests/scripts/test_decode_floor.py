@@ -32,3 +32,23 @@ def test_main_prints_one_line_per_run(script, capsys):
     script.main(["--heads", "metasr", "--latent", "5", "--size", "15", "--repeats", "2"])
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and all("fraction of the floor (CPU time)" in line for line in lines)
+
+
+def test_kernels_both_times_each_repeat_with_and_without(script, capsys, monkeypatch):
+    from liif_sr import kernels
+    from liif_sr.models.heads import metasr, metasr_kernel
+
+    real, fused = kernels.load, []
+
+    def spy(*args):
+        out = metasr_kernel.kernel_decode(*args)
+        fused.append(out is not None)
+        return out
+
+    monkeypatch.setattr(metasr, "kernel_decode", spy)
+    script.main(["--heads", "metasr", "--latent", "5", "--size", "15", "--repeats", "1", "--kernels", "both"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and "(C kernels on)" in lines[0] and "(C kernels off)" in lines[1]
+    assert kernels.load is real  # restored
+    if metasr_kernel.library() is not None:  # (a machine without a compiler runs the torch path twice)
+        assert fused == [True, True, False, False]  # warm-up + timed decode: with, then without the kernel

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -11,6 +12,7 @@ import platform
 import shlex
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -94,17 +96,42 @@ def compile_kernel(name: str, flags: tuple[str, ...] = FLAGS, csrc: Path | None 
     return target
 
 
+_OFF = 0  # depth of :func:`disabled` blocks
+_OFF_LOGGED: set[str] = set()
+
+
 def _disabled() -> bool:
+    if _OFF:
+        return True
     return os.environ.get("LIIF_SR_KERNELS", "1").strip().lower() in ("0", "false", "no", "off")
 
 
-@functools.cache
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Within the block :func:`load` answers None, as with ``LIIF_SR_KERNELS=0`` (process-wide; for
+    benchmarks timing the PyTorch paths against the kernels in one run, and tests)."""
+    global _OFF
+    _OFF += 1
+    try:
+        yield
+    finally:
+        _OFF -= 1
+
+
 def load(name: str) -> ctypes.CDLL | None:
     """The compiled kernel ``name`` (cached per process), or None with one INFO log line saying why:
-    ``LIIF_SR_KERNELS=0``, no compiler, or a failed build. Never raises for those."""
+    ``LIIF_SR_KERNELS=0`` (read at every call) or :func:`disabled`, no compiler, or a failed build. Never
+    raises for those."""
     if _disabled():
-        log.info("liif_sr kernel %r off: LIIF_SR_KERNELS=0; using the PyTorch path", name)
+        if name not in _OFF_LOGGED:
+            _OFF_LOGGED.add(name)
+            log.info("liif_sr kernel %r off: LIIF_SR_KERNELS=0; using the PyTorch path", name)
         return None
+    return _load_built(name)
+
+
+@functools.cache
+def _load_built(name: str) -> ctypes.CDLL | None:
     try:
         path = compile_kernel(name, csrc=CSRC)
         try:
@@ -116,6 +143,12 @@ def load(name: str) -> ctypes.CDLL | None:
         reason = " ".join(str(err).split())[:300]
         log.info("liif_sr kernel %r unavailable (%s); using the PyTorch path", name, reason)
         return None
+
+
+def reset() -> None:
+    """Forget the loaded kernels and the logged reasons, as a new process would (tests)."""
+    _load_built.cache_clear()
+    _OFF_LOGGED.clear()
 
 
 def available(name: str) -> bool:

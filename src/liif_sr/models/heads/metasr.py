@@ -16,10 +16,12 @@ Two paths (:attr:`MetaSRHead.fast`):
   feature ``u``. They are computed once per latent pixel as one 3x3 convolution (3H + 3 channels, zero
   padding as ``F.unfold``) and gathered per query: the C·9 × 3 weight is never materialised and a query
   costs 3H multiply-adds after the tiny MLP instead of 1728 · 256. The same function up to float rounding
-  of the re-associated sums (tested ≤ 1e-5 relative against the reference). CPU inference groups the queries
-  by latent (:mod:`liif_sr.models.heads.metasr_groups`: ``G`` read once per latent, one batched product per
-  block of latents) and falls back to per-query gathers in cache-sized blocks when the queries per latent are
-  too uneven for a bounded layout.
+  of the re-associated sums (tested ≤ 1e-5 relative against the reference). fp32 CPU inference runs the fused
+  C kernel when it builds (:mod:`liif_sr.models.heads.metasr_kernel`: geometry, hidden layer + ReLU and the
+  3-row product per query in registers, at about the fp32 GEMM rate); otherwise CPU inference groups the
+  queries by latent (:mod:`liif_sr.models.heads.metasr_groups`: ``G`` read once per latent, one batched
+  product per block of latents) and falls back to per-query gathers in cache-sized blocks when the queries
+  per latent are too uneven for a bounded layout.
 
 **Reach (per axis; LR length ``n``, ranges closed).** A query centre ``c`` at ``u = (c + 1) n / 2`` LR pixels
 is owned by LR pixel ``p = clamp(floor(u), 0, n - 1)`` (see :mod:`liif_sr.inference.tiling`). Its corner
@@ -58,6 +60,7 @@ from liif_sr.models.heads.geometry import (
 )
 from liif_sr.models.heads.latent_linear import linear_as_conv2d
 from liif_sr.models.heads.metasr_groups import decode_grouped
+from liif_sr.models.heads.metasr_kernel import kernel_decode
 from liif_sr.models.mlp import MLP
 from liif_sr.models.registry import register_head
 
@@ -172,6 +175,9 @@ class MetaSRHead(DecoderHead):
             idx, inp = corner_geometry(coord, cell, *state.full_size)
             flat = local_rows(idx, state, "MetaSRHead").view(-1)
             return self._decode_rows(table, flat, inp.view(b * q, 3)).view(b, q, -1)
+        fused = kernel_decode(state, table, coord, cell, self.mlp.layers[:-1], self.out_dim)
+        if fused is not None:  # fp32 CPU inference through the fused C kernel
+            return fused
         with single_threaded():  # CPU inference: chunk-level elementwise geometry on one thread
             idx, inp = corner_geometry(coord, cell, *state.full_size)
             flat = local_rows(idx, state, "MetaSRHead").view(-1)

@@ -1,0 +1,110 @@
+"""MetaSR CPU inference decode through the fused C kernel (``kernels/csrc/metasr.c``).
+
+One pass per query, nothing chunk-sized in between: the corner geometry (bit for bit as
+:func:`liif_sr.models.heads.metasr.corner_geometry` and :func:`~liif_sr.models.heads.geometry.local_rows`),
+the weight MLP's hidden layer and ReLU (in registers), and ``G_r · t + β_r`` against the latent's table row.
+Used for fp32 CPU inference of a one-hidden-layer weight MLP (the official ``[256]``) when the kernel builds;
+:func:`kernel_decode` returns None otherwise and the head's torch path runs. The C code is single-threaded;
+ctypes releases the GIL, so with several torch threads the queries are split over :func:`run_blocks`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+from torch import Tensor, nn
+
+from liif_sr import kernels
+from liif_sr.models.heads.base import HeadState
+
+MIN_PER_THREAD = 4096  # fewer queries per thread than this run in the calling thread
+_I64, _PTR = ctypes.c_int64, ctypes.c_void_p
+_DECODE_ARGS = [_PTR, _PTR, *[_I64] * 8, _PTR, _I64, _PTR, _PTR, _I64, _I64, _PTR, _I64, _I64]
+_GEOMETRY_ARGS = [_PTR, _PTR, *[_I64] * 8, _PTR, _PTR, _I64, _I64]
+
+
+def library() -> ctypes.CDLL | None:
+    """The compiled kernel with its signatures declared, or None (no compiler, disabled, failed build)."""
+    lib = kernels.load("metasr")
+    if lib is not None and lib.metasr_decode.argtypes is None:
+        lib.metasr_decode.argtypes, lib.metasr_decode.restype = _DECODE_ARGS, _I64
+        lib.metasr_geometry.argtypes, lib.metasr_geometry.restype = _GEOMETRY_ARGS, _I64
+    return lib
+
+
+def _cpu_fp32(*tensors: Tensor) -> bool:  # the kernel reads them as dense fp32 arrays
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors)
+
+
+def _autocast_cpu() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled()
+
+
+def _window(state: HeadState) -> list[int]:
+    (fh, fw), (oy, ox), (th, tw) = state.full_size, state.offset, state.size
+    return [fh, fw, oy, ox, th, tw, int(state.size == state.full_size)]
+
+
+def _check(code: int, head: str) -> None:
+    if code:
+        raise RuntimeError(f"{head}: a query reads a latent outside the prepared window (margin too small?)")
+
+
+def kernel_decode(
+    state: HeadState, table: Tensor, coord: Tensor, cell: Tensor, hidden: nn.Sequential, out_dim: int
+) -> Tensor | None:
+    """(B, Q, out_dim) fp32 through the kernel, or None when it does not apply (the caller's path runs).
+
+    Args:
+        state: the prepared window (offset, size, full size).
+        table: (B·th·tw, out·H + out) per-latent ``G`` (row-major ``(out, H)``) then ``β``.
+        coord, cell: (B, Q, 2) global frame.
+        hidden: the weight MLP without its last layer; only ``Linear(3, H), ReLU`` is fused.
+        out_dim: ``out``.
+    """
+    if len(hidden) != 2 or not isinstance(hidden[0], nn.Linear) or not isinstance(hidden[1], nn.ReLU):
+        return None
+    lin = hidden[0]
+    if lin.in_features != 3 or lin.bias is None or _autocast_cpu():
+        return None
+    tensors = (table, lin.weight, lin.bias, coord, cell)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):  # autograd: the torch path
+        return None
+    if not _cpu_fp32(table, lin.weight, lin.bias) or coord.device.type != "cpu":
+        return None
+    lib = library()
+    if lib is None:
+        return None
+    coord, cell = coord.float().contiguous(), cell.float().contiguous()
+    b, q = coord.shape[:2]
+    hid = lin.out_features
+    w1t = lin.weight.t().contiguous()
+    out = torch.empty(b, q, out_dim, dtype=torch.float32)
+    head = [coord.data_ptr(), cell.data_ptr(), q, *_window(state), table.data_ptr(), table.shape[1]]
+    tail = [w1t.data_ptr(), lin.bias.data_ptr(), hid, out_dim, out.data_ptr()]
+    codes: list[int] = []
+
+    def work(start: int, stop: int) -> None:
+        codes.append(lib.metasr_decode(*head, *tail, start, stop))
+
+    kernels.parallel_rows(work, b * q, MIN_PER_THREAD)
+    _check(min(codes, default=0), "MetaSRHead")
+    return out
+
+
+def kernel_geometry(state: HeadState, coord: Tensor, cell: Tensor) -> tuple[Tensor, Tensor]:
+    """The kernel's geometry alone: (B·Q,) int64 table rows and (B·Q, 3) MLP inputs (for tests)."""
+    lib = library()
+    if lib is None:
+        raise RuntimeError("the metasr kernel is not available")
+    coord, cell = coord.float().contiguous(), cell.float().contiguous()
+    b, q = coord.shape[:2]
+    rows = torch.empty(b * q, dtype=torch.int64)
+    inp = torch.empty(b * q, 3, dtype=torch.float32)
+    args = [coord.data_ptr(), cell.data_ptr(), q, *_window(state), rows.data_ptr(), inp.data_ptr()]
+    _check(lib.metasr_geometry(*args, 0, b * q), "MetaSRHead")
+    return rows, inp

@@ -1,0 +1,287 @@
+"""The fused MetaSR CPU decode (``kernels/csrc/metasr.c`` via ``heads/metasr_kernel.py``): its geometry equals
+the torch geometry bit for bit, its output the torch path's (≤ 1e-5 relative) on odd sizes, anisotropic
+non-integer scales, batch 2, any chunk size and thread count, windows and tiles; it steps aside (the torch path
+runs) for autograd, bf16, other MLP shapes and ``LIIF_SR_KERNELS=0``. Skips without a C compiler, fails in CI."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from liif_sr.coords import make_coord
+from liif_sr.inference.tiling import upscale_tiled
+from liif_sr.models import build_model
+from liif_sr.models.heads import metasr_kernel
+from liif_sr.models.heads.geometry import channels_last_rows, local_rows
+from liif_sr.models.heads.metasr import corner_geometry
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def lib():
+    found = metasr_kernel.library()
+    if found is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("the metasr C kernel did not build in CI (gcc is expected there)")
+        pytest.skip("no C compiler: the metasr kernel is unavailable")
+    return found
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _model(hidden: list[int] | None = None, fast: bool = True):
+    torch.manual_seed(0)
+    config = {"encoder": {"name": "edsr_baseline", "args": {"n_resblocks": 1, "n_feats": 8}}}
+    config["head"] = {"name": "metasr", "hidden_list": hidden or [32]}
+    model = build_model(config, head_mode="fast" if fast else "plain").eval()
+    with torch.no_grad():
+        for p in model.head.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+def _grid(b: int, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    coord = make_coord(size).unsqueeze(0).expand(b, -1, -1).contiguous()
+    cell = torch.ones_like(coord) * torch.tensor([2 / size[0], 2 / size[1]])
+    return coord, cell
+
+
+def _state(model, lr):
+    with torch.inference_mode():
+        return model.head.prepare(model.encode(lr), (lr - 0.5) / 0.5)
+
+
+def _decode(model, state, coord, cell, chunk: int | None = None, kernel: bool = True) -> torch.Tensor:
+    """The head's decode in ``chunk``-query pieces; ``kernel=False``: the torch path (kernel switched off)."""
+    chunk = chunk or coord.shape[1]
+    real = metasr_kernel.library
+    if not kernel:
+        metasr_kernel.library = lambda: None
+    try:
+        with torch.inference_mode():
+            parts = [
+                model.head.decode(state, coord[:, i : i + chunk], cell[:, i : i + chunk])
+                for i in range(0, coord.shape[1], chunk)
+            ]
+    finally:
+        metasr_kernel.library = real
+    return torch.cat(parts, dim=1)
+
+
+def _spy(monkeypatch) -> list[bool]:
+    taken: list[bool] = []
+    real = metasr_kernel.kernel_decode
+
+    def spy(*args):
+        out = real(*args)
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr("liif_sr.models.heads.metasr.kernel_decode", spy)
+    return taken
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+@pytest.mark.parametrize(
+    "b,lr_size,size,hidden",
+    [
+        (1, (9, 11), (27, 33), [32]),  # x3, odd sizes
+        (2, (9, 11), (23, 28), [32]),  # x2.55 x2.55, batch 2
+        (2, (7, 12), (19, 61), [48]),  # anisotropic non-integer: x2.71 x5.08
+        (1, (10, 13), (10, 13), [32]),  # x1
+        (2, (7, 5), (31, 17), [20]),  # H not a multiple of 16: the portable loops
+    ],
+    ids=["x3", "x2.55-batch2", "anisotropic-batch2", "x1", "portable-h20"],
+)
+def test_kernel_equals_torch_path_and_reference(lib, b, lr_size, size, hidden, monkeypatch):
+    model = _model(hidden)
+    lr = torch.rand(b, 3, *lr_size, generator=torch.Generator().manual_seed(1))
+    coord, cell = _grid(b, size)
+    state = _state(model, lr)
+    taken = _spy(monkeypatch)
+    got = _decode(model, state, coord, cell)
+    assert taken == [True]
+    want = _decode(model, state, coord, cell, kernel=False)
+    ref = _decode(_model(hidden, fast=False), _state(_model(hidden, fast=False), lr), coord, cell)
+    assert got.shape == want.shape == (b, size[0] * size[1], 3) and got.dtype == torch.float32
+    assert _rel(got, want) <= 1e-5
+    assert _rel(got, ref) <= 1e-5
+    for chunk, threads in [(1, 1), (7, 2), (64, 1), (301, 2), (5000, 2)]:  # any chunking, the pool: bitwise
+        with _threads(threads):
+            assert torch.equal(_decode(model, state, coord, cell, chunk), got)
+
+
+def test_large_chunk_on_two_threads(lib, monkeypatch):
+    monkeypatch.setattr(metasr_kernel, "MIN_PER_THREAD", 100)  # the split over pool threads at a small size
+    model = _model()
+    lr = torch.rand(2, 3, 8, 9, generator=torch.Generator().manual_seed(2))
+    coord, cell = _grid(2, (37, 29))
+    state = _state(model, lr)
+    one = _decode(model, state, coord, cell)
+    with _threads(2):
+        two = _decode(model, state, coord, cell)
+        assert torch.get_num_threads() == 2
+    assert torch.equal(one, two)
+    assert _rel(one, _decode(model, state, coord, cell, kernel=False)) <= 1e-5
+    with torch.inference_mode():  # no queries
+        assert model.head.decode(state, coord[:, :0], cell[:, :0]).shape == (2, 0, 3)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_geometry_is_bitwise_the_torch_geometry(lib, seed):
+    """Random coordinates and cells (also on the borders and past them) and windows: the same latent rows and
+    MLP inputs, bit for bit, as ``corner_geometry`` + ``local_rows``."""
+    gen = torch.Generator().manual_seed(seed)
+    model = _model()
+    for b, full, q in [(1, (13, 7), 3001), (2, (100, 100), 2000), (2, (5, 37), 999)]:
+        coord = torch.rand(b, q, 2, generator=gen) * 2.2 - 1.1
+        coord[:, :8] = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [-1.0, 1.0], [0.0, 0.0]]).repeat(2, 1)
+        cell = torch.rand(b, q, 2, generator=gen) * 0.3 + 1e-3
+        # corners just around the latent edges (the +1e-6 shift and the round-half-to-even decide the latent)
+        edges = torch.linspace(-1, 1, 2 * full[0] + 1)
+        near = (edges.view(-1, 1) + torch.tensor([-3e-6, -1.5e-6, -1e-6, -5e-7, 0.0, 5e-7, 1e-6])).flatten()
+        n = min(near.numel(), q - 8)
+        coord[:, 8 : 8 + n, 0] = near[:n] + cell[:, 8 : 8 + n, 0] / 2
+        coord[:, 8 : 8 + n, 1] = (
+            near[torch.randperm(near.numel(), generator=gen)[:n]] + cell[:, 8 : 8 + n, 1] / 2
+        )
+        state = model.head.prepare(torch.randn(b, 8, *full))
+        rows, inp = metasr_kernel.kernel_geometry(state, coord, cell)
+        idx, want_inp = corner_geometry(coord, cell, *full)
+        assert torch.equal(rows, local_rows(idx, state).view(-1))
+        assert torch.equal(inp, want_inp.view(-1, 3))
+
+
+def test_window_state_and_tiles(lib):
+    model = _model()
+    lr = torch.rand(1, 3, 13, 17, generator=torch.Generator().manual_seed(4))
+    feat = model.encode(lr)
+    coord, cell = _grid(1, (52, 51))
+    with torch.inference_mode():
+        whole = model.head.prepare(feat)
+        window = model.head.prepare(feat[..., 2:11, 3:15], offset=(2, 3), full_size=(13, 17))
+        inside = (coord[0, :, 0].abs() < 0.2) & (coord[0, :, 1].abs() < 0.2)
+        c, s = coord[:, inside], cell[:, inside]
+        assert torch.equal(model.head.decode(window, c, s), model.head.decode(whole, c, s))
+        with pytest.raises(RuntimeError, match="outside the prepared window"):
+            model.head.decode(window, coord, cell)
+        with _threads(1):
+            want = model.upscale(lr, (52, 51))
+            got = upscale_tiled(model, lr, (52, 51), tile=5, chunk=301)
+    assert (got - want).abs().max().item() <= 1e-5
+
+
+def test_kernel_steps_aside(lib, monkeypatch):
+    """Autograd, bf16 (autocast or a bf16 model) and a deeper weight MLP run the torch path."""
+    lr = torch.rand(1, 3, 6, 7, generator=torch.Generator().manual_seed(5))
+    coord, cell = _grid(1, (13, 15))
+    taken = _spy(monkeypatch)
+    model = _model()
+    state = model.head.prepare(model.encode(lr))
+    assert model.head.decode(state, coord, cell).requires_grad  # training: the chunk form, before the kernel
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
+        model.head.decode(_state(model, lr), coord, cell)
+    half = _model().to(torch.bfloat16)
+    with torch.inference_mode():
+        half.head.decode(_state(half, lr.bfloat16()), coord, cell)
+    deep = _model([16, 16])
+    _decode(deep, _state(deep, lr), coord, cell)
+    assert taken == [False, False, False]
+    state = _state(model, lr)
+    table = channels_last_rows(state.proj)
+    hidden = model.head.mlp.layers[:-1]
+    with torch.inference_mode():  # the same call with fp32 inference: the kernel runs
+        assert metasr_kernel.kernel_decode(state, table, coord, cell, hidden, 3) is not None
+    model.requires_grad_(False)  # grad mode on, nothing requires grad: the kernel runs, unless coord does
+    assert metasr_kernel.kernel_decode(state, table, coord, cell, hidden, 3) is not None
+    assert metasr_kernel.kernel_decode(state, table, coord.requires_grad_(), cell, hidden, 3) is None
+
+
+def test_disabled_by_environment_runs_the_torch_path():
+    """``LIIF_SR_KERNELS=0``: no library, and the decode is the torch (grouped) path's, bit for bit."""
+    code = (
+        "import torch; from liif_sr.models.heads import metasr_kernel, metasr\n"
+        "assert metasr_kernel.library() is None\n"
+        "from test_metasr_kernel import _model, _grid, _state, _decode\n"
+        "m = _model(); lr = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(1))\n"
+        "coord, cell = _grid(2, (23, 28)); st = _state(m, lr)\n"
+        "calls = []; real = metasr.decode_grouped\n"
+        "metasr.decode_grouped = lambda *a: calls.append(1) or real(*a)\n"
+        "torch.save(_decode(m, st, coord, cell), __import__('sys').argv[1]); assert calls == [1]\n"
+    )
+    env = {
+        **os.environ,
+        "LIIF_SR_KERNELS": "0",
+        "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests" / "models")]),
+    }
+    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"metasr_kernel_off_{os.getpid()}.pt"
+    try:
+        subprocess.run([sys.executable, "-c", code, str(out)], env=env, check=True, timeout=120)
+        off = torch.load(out)
+    finally:
+        out.unlink(missing_ok=True)
+    model = _model()
+    lr = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(1))
+    coord, cell = _grid(2, (23, 28))
+    assert torch.equal(off, _decode(model, _state(model, lr), coord, cell, kernel=False))
+
+
+def test_portable_build_equals_the_torch_path(lib, tmp_path, monkeypatch):
+    """The kernel built without ``-march=native`` (no AVX-512: the portable C loops that other CPUs run) and in
+    GNU C mode (where GCC contracts ``a * b + c`` into FMAs unless the source forbids it: the geometry would
+    no longer be bit for bit)."""
+    import ctypes
+    import shutil
+
+    from liif_sr import kernels
+
+    cc = os.environ.get("CC") or "cc"
+    if shutil.which(cc) is None:
+        pytest.skip("no C compiler")
+    src = REPO / "src" / "liif_sr" / "kernels" / "csrc"
+    so = tmp_path / "metasr_portable.so"
+    flags = [
+        "-O3",
+        "-shared",
+        "-fPIC",
+        "-std=gnu11",
+        "-I",
+        str(src),
+    ]  # GNU mode: GCC would contract into FMAs
+    if platform.machine() in ("x86_64", "AMD64"):  # FMA instructions available, AVX-512 off
+        flags += ["-march=native", "-mno-avx512f"]
+    subprocess.run([cc, *flags, str(src / "metasr.c"), "-o", str(so), "-lm"], check=True, timeout=120)
+    portable = ctypes.CDLL(str(so))
+    monkeypatch.setattr(kernels, "load", lambda name: portable)
+    assert metasr_kernel.library() is portable
+    model = _model()
+    lr = torch.rand(2, 3, 7, 12, generator=torch.Generator().manual_seed(1))
+    coord, cell = _grid(2, (19, 61))
+    state = _state(model, lr)
+    taken = _spy(monkeypatch)
+    got = _decode(model, state, coord, cell, chunk=777)
+    assert taken == [True, True]  # 1159 queries in chunks of 777
+    assert _rel(got, _decode(model, state, coord, cell, kernel=False)) <= 1e-5
+    rows, inp = metasr_kernel.kernel_geometry(state, coord, cell)
+    idx, want_inp = corner_geometry(coord, cell, *state.full_size)
+    assert torch.equal(rows, local_rows(idx, state).view(-1)) and torch.equal(inp, want_inp.view(-1, 3))
