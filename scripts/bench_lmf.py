@@ -41,6 +41,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from liif_sr import kernels  # noqa: E402
 from liif_sr.coords import make_cell, make_coord  # noqa: E402
 from liif_sr.kernels import build as kernel_build  # noqa: E402
 from liif_sr.kernels import lmf as lmf_kernel  # noqa: E402
@@ -71,20 +72,9 @@ def _time(fn, repeats: int, device: torch.device) -> float:  # noqa: ANN001
     return max(best, 1e-9)
 
 
-@contextlib.contextmanager
-def kernels_off():  # noqa: ANN201
-    """The PyTorch decode path meanwhile (``LIIF_SR_KERNELS=0``), then the previous setting."""
-    old = os.environ.get("LIIF_SR_KERNELS")
-    os.environ["LIIF_SR_KERNELS"] = "0"
-    kernel_build.load.cache_clear()
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("LIIF_SR_KERNELS", None)
-        else:
-            os.environ["LIIF_SR_KERNELS"] = old
-        kernel_build.load.cache_clear()
+def kernels_off() -> contextlib.AbstractContextManager[None]:
+    """The PyTorch decode path meanwhile (:func:`liif_sr.kernels.disabled`, as ``LIIF_SR_KERNELS=0``)."""
+    return kernels.disabled()
 
 
 def decode_path(device: torch.device) -> str:
@@ -265,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = tuple(args.kernel_flags.split())
         path = kernel_build.compile_kernel(lmf_kernel.NAME, flags=(*kernel_build.FLAGS, *extra))
         lib = lmf_kernel.bind(ctypes.CDLL(str(path)))
-        lmf_kernel._lib = lambda: lib if os.environ.get("LIIF_SR_KERNELS", "1") != "0" else None
+        lmf_kernel._lib = lambda: lib if kernels.enabled() else None
     with kernels_off() if args.no_kernel else contextlib.nullcontext():
         return _run(p, args)
 

@@ -80,11 +80,11 @@ def test_disabled_block_and_environment_apply_after_a_kernel_was_loaded(csrc, mo
     assert lib is not None
     with caplog.at_level(logging.INFO, logger=build.log.name):
         with kernels.disabled():
-            assert kernels.load("toy") is None and not kernels.available("toy")
+            assert kernels.load("toy") is None and not kernels.available("toy") and not kernels.enabled()
             with kernels.disabled():  # nested
                 assert kernels.load("toy") is None
             assert kernels.load("toy") is None
-        assert kernels.load("toy") is lib
+        assert kernels.load("toy") is lib and kernels.enabled()
         monkeypatch.setenv("LIIF_SR_KERNELS", "off")
         assert kernels.load("toy") is None
         monkeypatch.delenv("LIIF_SR_KERNELS")

@@ -154,11 +154,12 @@ def test_fallback_is_the_pytorch_path_with_one_log_line(how, monkeypatch, tmp_pa
         else:
             monkeypatch.setenv("CC", "false")
             monkeypatch.setenv("LIIF_SR_KERNEL_CACHE", str(tmp_path / "empty"))
+        caplog.clear()  # the reference's own "off" line, when an earlier test left the logger at INFO
         with caplog.at_level(logging.INFO, logger=build.log.name):
             got = _decode(model, lr, coord, cell)
     assert torch.equal(got, reference)
     lines = [r.getMessage() for r in caplog.records if r.name == build.log.name]
-    assert len(lines) == 1 and "PyTorch path" in lines[0] and "\n" not in lines[0]
+    assert len(lines) == 1 and "PyTorch path" in lines[0] and "\n" not in lines[0], lines
 
 
 def test_training_autograd_and_autocast_keep_the_pytorch_path(monkeypatch):

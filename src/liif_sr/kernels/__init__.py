@@ -14,7 +14,7 @@ over ``torch.get_num_threads()`` Python threads (ctypes releases the GIL during 
 
 from __future__ import annotations
 
-from liif_sr.kernels.build import available, cache_dir, disabled, load, source_files
+from liif_sr.kernels.build import available, cache_dir, disabled, enabled, load, source_files
 from liif_sr.kernels.parallel import parallel_rows
 
-__all__ = ["available", "cache_dir", "disabled", "load", "parallel_rows", "source_files"]
+__all__ = ["available", "cache_dir", "disabled", "enabled", "load", "parallel_rows", "source_files"]

@@ -106,6 +106,11 @@ def _disabled() -> bool:
     return os.environ.get("LIIF_SR_KERNELS", "1").strip().lower() in ("0", "false", "no", "off")
 
 
+def enabled() -> bool:
+    """False under ``LIIF_SR_KERNELS=0`` or within :func:`disabled` (read at every call)."""
+    return not _disabled()
+
+
 @contextlib.contextmanager
 def disabled() -> Iterator[None]:
     """Within the block :func:`load` answers None, as with ``LIIF_SR_KERNELS=0`` (process-wide; for
