@@ -73,18 +73,18 @@ def _time(fn, repeats: int, device: torch.device) -> float:  # noqa: ANN001
 
 @contextlib.contextmanager
 def kernels_off():  # noqa: ANN201
-    """The PyTorch decode path meanwhile (``LIIF_SR_KERNELS=0``), then the previous setting."""
+    """The PyTorch decode path meanwhile (:func:`liif_sr.kernels.disabled` and ``LIIF_SR_KERNELS=0``, which a
+    ``--kernel-flags`` build reads), then the previous setting."""
     old = os.environ.get("LIIF_SR_KERNELS")
     os.environ["LIIF_SR_KERNELS"] = "0"
-    kernel_build.load.cache_clear()
     try:
-        yield
+        with kernel_build.disabled():
+            yield
     finally:
         if old is None:
             os.environ.pop("LIIF_SR_KERNELS", None)
         else:
             os.environ["LIIF_SR_KERNELS"] = old
-        kernel_build.load.cache_clear()
 
 
 def decode_path(device: torch.device) -> str:
