@@ -100,15 +100,17 @@ _OFF = 0  # depth of :func:`disabled` blocks
 _OFF_LOGGED: set[str] = set()
 
 
-def _disabled() -> bool:
+def _off_reason() -> str | None:
+    """What turns the kernels off now (:func:`disabled`, ``LIIF_SR_KERNELS``), or None."""
     if _OFF:
-        return True
-    return os.environ.get("LIIF_SR_KERNELS", "1").strip().lower() in ("0", "false", "no", "off")
+        return "liif_sr.kernels.disabled()"
+    value = os.environ.get("LIIF_SR_KERNELS", "1").strip()
+    return f"LIIF_SR_KERNELS={value}" if value.lower() in ("0", "false", "no", "off") else None
 
 
 def enabled() -> bool:
     """False under ``LIIF_SR_KERNELS=0`` or within :func:`disabled` (read at every call)."""
-    return not _disabled()
+    return _off_reason() is None
 
 
 @contextlib.contextmanager
@@ -127,10 +129,11 @@ def load(name: str) -> ctypes.CDLL | None:
     """The compiled kernel ``name`` (cached per process), or None with one INFO log line saying why:
     ``LIIF_SR_KERNELS=0`` (read at every call) or :func:`disabled`, no compiler, or a failed build. Never
     raises for those."""
-    if _disabled():
+    reason = _off_reason()
+    if reason is not None:
         if name not in _OFF_LOGGED:
             _OFF_LOGGED.add(name)
-            log.info("liif_sr kernel %r off: LIIF_SR_KERNELS=0; using the PyTorch path", name)
+            log.info("liif_sr kernel %r off: %s; using the PyTorch path", name, reason)
         return None
     return _load_built(name)
 

@@ -47,6 +47,14 @@ def window_of(feat: Tensor, offset: tuple[int, int] | None, full_size: tuple[int
     return offset, full, size
 
 
+def cpu_inference(head: nn.Module) -> bool:
+    """Whether the head's inference decode runs on the CPU (its parameters there, eval mode): its memory
+    estimates (:meth:`DecoderHead.state_bytes_per_latent`, :meth:`DecoderHead.decode_bytes_per_query`) then
+    describe the CPU inference paths (C kernels, cache-sized blocks) rather than the GPU whole-chunk form."""
+    param = next(head.parameters(), None)
+    return not head.training and (param is None or param.device.type == "cpu")
+
+
 class DecoderHead(nn.Module, ABC):
     """Base class of decoder heads.
 
@@ -102,11 +110,14 @@ class DecoderHead(nn.Module, ABC):
 
     # ------------------------------------------------------------------ budgets
     def state_bytes_per_latent(self, dtype_bytes: int = 4) -> int:
-        """Bytes of prepared state per latent pixel (for memory budgets)."""
+        """Bytes of prepared state per latent pixel (for memory budgets), including what the first decode
+        caches in the state on the path that will run (:func:`cpu_inference`, kernel availability)."""
         return self.in_channels * dtype_bytes
 
     def decode_bytes_per_query(self, dtype_bytes: int = 4) -> int:
-        """Peak working bytes per decoded query (for choosing query chunks under a memory budget)."""
+        """Peak working bytes per decoded query of a chunk (for choosing query chunks under a memory budget),
+        on the path that will run (:func:`cpu_inference`, kernel availability); CPU block paths add a
+        constant ~1 MiB per worker thread, not counted."""
         return 4 * 256 * 3 * dtype_bytes
 
     def forward(

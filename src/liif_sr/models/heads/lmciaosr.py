@@ -52,7 +52,7 @@ from liif_sr.models.heads.lmf_common import (
     reference_members,
     rows_to_map,
 )
-from liif_sr.models.heads.lmf_kernel import kernel_decode
+from liif_sr.models.heads.lmf_kernel import kernel_decode, planned, query_bytes
 from liif_sr.models.heads.lte import bilinear_border
 from liif_sr.models.mlp import MLP
 from liif_sr.models.registry import register_head
@@ -114,9 +114,14 @@ class LMCiaoSRHead(DecoderHead):
     def state_bytes_per_latent(self, dtype_bytes: int = 4) -> int:
         # feat + attention + the cached rows and their per-layer tables; the per-cell work holds
         # ~(9 + 4·4 + 4·5 + 4)·C per latent
-        return (2 * self.in_channels + 2 * self.hypernet.out_dim + 3 + 49 * self.in_channels) * dtype_bytes
+        # (on the kernel path: its packed table lmf_kernel.packed_table instead of the per-layer tables, the
+        # same width, and its channels-last copy of the LR when the skip is added)
+        lr = 6 if self.lr_skip != "never" and planned(self, self.render, dtype_bytes) else 3
+        return (2 * self.in_channels + 2 * self.hypernet.out_dim + lr + 49 * self.in_channels) * dtype_bytes
 
     def decode_bytes_per_query(self, dtype_bytes: int = 4) -> int:
+        if planned(self, self.render, dtype_bytes):  # the fused C kernel: output + coord/cell
+            return query_bytes(self.render.out_dim)
         return 4 * (2 * self.hypernet.out_dim + 4 * self.render.hidden_dim + 8) * dtype_bytes
 
     # ------------------------------------------------------------------ contract

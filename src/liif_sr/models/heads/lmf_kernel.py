@@ -11,9 +11,10 @@ linear output layer and sums run in another order: ~1e-6 relative).
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from liif_sr.kernels import lmf
+from liif_sr.models.heads.base import cpu_inference
 from liif_sr.models.heads.geometry import channels_last_rows
 from liif_sr.models.heads.lmf_common import LMState, ModulatedMLP, layer_parts
 
@@ -36,6 +37,24 @@ def usable(render: ModulatedMLP, rows: Tensor, coord: Tensor) -> bool:
         and not _cpu_autocast()
         and lmf.fast()
     )
+
+
+def planned(head: nn.Module, render: ModulatedMLP, dtype_bytes: int) -> bool:
+    """Whether the head's inference decode will run on the kernel (for its memory estimates): fp32 CPU
+    inference (:func:`~.base.cpu_inference`) of a 16-wide render MLP with a SIMD build (:func:`usable`)."""
+    return (
+        dtype_bytes == 4
+        and cpu_inference(head)
+        and render.hidden_dim == lmf.WIDTH
+        and render.out_dim <= lmf.MAX_OUT
+        and lmf.fast()
+    )
+
+
+def query_bytes(out_dim: int) -> int:
+    """Working bytes per query of a kernel decode: the fp32 output and fp32 copies of coord and cell (the
+    kernel keeps a 16-query block on its stack)."""
+    return (out_dim + 4) * 4
 
 
 def packed_table(

@@ -38,7 +38,7 @@ from liif_sr.models.heads.lmf_common import (
     reference_members,
     rows_to_map,
 )
-from liif_sr.models.heads.lmf_kernel import kernel_decode
+from liif_sr.models.heads.lmf_kernel import kernel_decode, planned, query_bytes
 from liif_sr.models.mlp import MLP
 from liif_sr.models.registry import register_head
 
@@ -80,10 +80,13 @@ class LMLIIFHead(DecoderHead):
         }
 
     def state_bytes_per_latent(self, dtype_bytes: int = 4) -> int:
-        # the unfolded latent + the cached rows and their per-layer tables (layer_tables)
+        # the unfolded latent + the cached rows and their per-layer tables (layer_tables; on the kernel
+        # path its packed table lmf_kernel.packed_table instead, the same width)
         return (self.in_channels * 9 + 2 * self.hypernet.out_dim) * dtype_bytes
 
     def decode_bytes_per_query(self, dtype_bytes: int = 4) -> int:
+        if planned(self, self.render, dtype_bytes):  # the fused C kernel: output + coord/cell
+            return query_bytes(self.render.out_dim)
         return 4 * (2 * self.hypernet.out_dim + 4 * self.render.hidden_dim + 8) * dtype_bytes
 
     # ------------------------------------------------------------------ contract

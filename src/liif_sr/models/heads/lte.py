@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liif_sr.coords import make_coord
-from liif_sr.models.heads.base import DecoderHead, HeadState, window_of
+from liif_sr.models.heads.base import DecoderHead, HeadState, cpu_inference, window_of
 from liif_sr.models.heads.cpu_pool import single_threaded
 from liif_sr.models.heads.geometry import (
     area_blend,
@@ -46,6 +46,10 @@ from liif_sr.models.heads.geometry import (
 from liif_sr.models.heads.lte_blocks import decode_blocks
 from liif_sr.models.mlp import MLP
 from liif_sr.models.registry import register_head
+
+# CPU inference decode, per query of a chunk: the 4 members' nearest latents, rows and relative coordinates
+# and ensemble_geometry's temporaries (measured ~300 B), on top of the phases, the skip and the output
+_GEOMETRY_BYTES = 384
 
 
 @dataclass
@@ -142,6 +146,9 @@ class LTEHead(DecoderHead):
         return (2 * self.hidden_dim + 3) * dtype_bytes
 
     def decode_bytes_per_query(self, dtype_bytes: int = 4) -> int:
+        if cpu_inference(self):
+            # cache-sized blocks (lte_blocks): the chunk's geometry, fp32 phases, skip and output
+            return 4 * (self.hidden_dim // 2 + 2 * self.mlp.out_dim) + _GEOMETRY_BYTES
         return 4 * (4 * self.hidden_dim + 2 * max(self.mlp.hidden_list)) * dtype_bytes
 
     # ------------------------------------------------------------------ contract

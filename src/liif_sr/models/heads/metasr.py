@@ -60,7 +60,7 @@ from liif_sr.models.heads.geometry import (
 )
 from liif_sr.models.heads.latent_linear import linear_as_conv2d
 from liif_sr.models.heads.metasr_groups import decode_grouped
-from liif_sr.models.heads.metasr_kernel import kernel_decode
+from liif_sr.models.heads.metasr_kernel import kernel_decode, planned, query_bytes
 from liif_sr.models.mlp import MLP
 from liif_sr.models.registry import register_head
 
@@ -132,6 +132,8 @@ class MetaSRHead(DecoderHead):
         return width * dtype_bytes
 
     def decode_bytes_per_query(self, dtype_bytes: int = 4) -> int:
+        if self.fast and planned(self, self.mlp.layers[:-1], dtype_bytes):  # the fused C kernel
+            return query_bytes(self.out_dim)
         if self.fast:
             return (self.out_dim + 2) * (self.mlp.hidden_list[-1] + 1) * dtype_bytes
         return 2 * self.in_channels * 9 * (self.out_dim + 1) * dtype_bytes

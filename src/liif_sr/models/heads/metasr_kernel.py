@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from liif_sr import kernels
-from liif_sr.models.heads.base import HeadState
+from liif_sr.models.heads.base import HeadState, cpu_inference
 
 MIN_PER_THREAD = 4096  # fewer queries per thread than this run in the calling thread
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
@@ -31,6 +31,18 @@ def library() -> ctypes.CDLL | None:
         lib.metasr_decode.argtypes, lib.metasr_decode.restype = _DECODE_ARGS, _I64
         lib.metasr_geometry.argtypes, lib.metasr_geometry.restype = _GEOMETRY_ARGS, _I64
     return lib
+
+
+def planned(head: nn.Module, hidden: nn.Sequential, dtype_bytes: int) -> bool:
+    """Whether the head's inference decode will run on the kernel (for its memory estimates): fp32 CPU
+    inference (:func:`~.base.cpu_inference`) of a ``Linear(3, H), ReLU`` weight MLP with the kernel built."""
+    fused = len(hidden) == 2 and isinstance(hidden[0], nn.Linear) and isinstance(hidden[1], nn.ReLU)
+    return dtype_bytes == 4 and fused and cpu_inference(head) and library() is not None
+
+
+def query_bytes(out_dim: int) -> int:
+    """Working bytes per query of a kernel decode: the fp32 output and fp32 copies of coord and cell."""
+    return (out_dim + 4) * 4
 
 
 def _cpu_fp32(*tensors: Tensor) -> bool:  # the kernel reads them as dense fp32 arrays
