@@ -224,11 +224,11 @@ def test_unknown_head_in_a_liif_sr_file_is_one_line(tmp_path):
     torch.save(
         {"format": "liif-sr", "model": config, "state_dict": model.state_dict()}, tmp_path / "nope.pth"
     )
-    with pytest.raises(
-        CheckpointError, match="unknown head 'nope'; known: liif, lte, lmciaosr, lmliif, lmlte, metasr"
-    ) as exc:
+    with pytest.raises(CheckpointError, match="unknown head 'nope'; known: ") as exc:
         load_model(tmp_path / "nope.pth")
     assert "\n" not in str(exc.value) and "nope.pth" in str(exc.value)
+    known = str(exc.value).split("known: ")[1].split(";")[0].split(", ")
+    assert {"liif", "lte", "metasr", "lmliif", "lmlte", "lmciaosr"} <= set(known) and "nope" not in known
 
 
 def _save(tmp_path, ckpt: dict):
