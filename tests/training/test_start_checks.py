@@ -88,6 +88,14 @@ REFUSED = [
     ("+trainer.val_check_interval=0", "trainer.val_check_interval=0: expected a positive integer (training"),
     ("+trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0: expected a positive integer"),
     ("+trainer.num_sanity_val_steps=-2", "trainer.num_sanity_val_steps=-2: expected an integer >= 0, or -1"),
+    # a callback's own arguments: built at the entry (no run folder yet)
+    (
+        "+callbacks.model_checkpoint.every_n_train_steps=2",
+        "callbacks.model_checkpoint: Combination of parameters every_n_train_steps=2, every_n_epochs=11",
+    ),
+    ("callbacks.lr_monitor.logging_interval=hour", "callbacks.lr_monitor: logging_interval should be `step`"),
+    ("callbacks.requeue.signals=[SIGNOPE]", "callbacks.requeue: signals: no signal 'SIGNOPE'"),
+    ("-m +callbacks.model_checkpoint.every_n_train_steps=null,2", "callbacks.model_checkpoint: Combination"),
     ("logger=none", "callbacks.lr_monitor needs a logger (Lightning refuses it without one)"),
     ("model.scheduler_interval=hour", "model.scheduler_interval='hour': expected epoch or step"),
     ("model.head.hidden_dim=64", "Could not override 'model.head.hidden_dim'."),
