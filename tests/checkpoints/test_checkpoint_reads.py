@@ -21,7 +21,10 @@ from liif_sr.training import integrity
 
 @pytest.fixture(autouse=True)
 def _fresh(monkeypatch):
+    from liif_sr.training import job_failure
+
     monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setattr(job_failure, "FAILURES", [])  # failed sweep jobs recorded by other tests' sweeps
     file_cache.forget()
     yield
     file_cache.forget()
