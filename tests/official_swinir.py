@@ -397,23 +397,28 @@ def batched_predict(model, inp, coord, cell, bsize):
         return torch.cat(preds, dim=1)
 
 
-def official_swinir_eval(model, lr, scale, window_size=8, eval_bsize=30000, scale_max=4):
-    """``test.py`` ``eval_psnr`` for a SwinIR model (``--window 8``), batch 1, integer ``scale``:
-    ``lr`` (1, 3, h, w) in [0, 1] → prediction (1, 3, h*scale, w*scale), clamped to [0, 1]."""
-    inp = (lr - 0.5) / 0.5
+def official_flip_pad(inp, window_size=8):
+    """``test.py --window 8``: pad the normalised input by flipping to ``(h // ws + 1) * ws``, literally."""
     _, _, h_old, w_old = inp.size()
     h_pad = (h_old // window_size + 1) * window_size - h_old
     w_pad = (w_old // window_size + 1) * window_size - w_old
     inp = torch.cat([inp, torch.flip(inp, [2])], 2)[:, :, : h_old + h_pad, :]
-    inp = torch.cat([inp, torch.flip(inp, [3])], 3)[:, :, :, : w_old + w_pad]
-    coord = official_make_coord((scale * (h_old + h_pad), scale * (w_old + w_pad))).unsqueeze(0)
+    return torch.cat([inp, torch.flip(inp, [3])], 3)[:, :, :, : w_old + w_pad]
+
+
+def official_swinir_eval(model, lr, scale, window_size=8, eval_bsize=30000, scale_max=4):
+    """``test.py`` ``eval_psnr`` for a SwinIR model (``--window 8``), batch 1, integer ``scale``:
+    ``lr`` (1, 3, h, w) in [0, 1] → prediction (1, 3, h*scale, w*scale), clamped to [0, 1]."""
+    h_old, w_old = lr.shape[-2:]
+    inp = official_flip_pad((lr - 0.5) / 0.5, window_size)
+    coord = official_make_coord((scale * inp.shape[-2], scale * inp.shape[-1])).unsqueeze(0)
     cell = torch.ones_like(coord)
     cell[:, :, 0] *= 2 / inp.shape[-2] / scale
     cell[:, :, 1] *= 2 / inp.shape[-1] / scale
     pred = batched_predict(model, inp, coord, cell * max(scale / scale_max, 1), eval_bsize)
     pred = pred * 0.5 + 0.5
     pred.clamp_(0, 1)
-    ih, iw = h_old + h_pad, w_old + w_pad
+    ih, iw = inp.shape[-2:]
     s = math.sqrt(coord.shape[1] / (ih * iw))
     pred = pred.view(1, round(ih * s), round(iw * s), 3).permute(0, 3, 1, 2).contiguous()
     return pred[..., : h_old * scale, : w_old * scale]

@@ -39,6 +39,7 @@ __all__ = [
     "complete_config",
     "load_model",
     "read_checkpoint",
+    "read_config",
     "resolve_checkpoint",
     "save_weights",
     "sniff_checkpoint",
@@ -105,10 +106,23 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
     return _read_resolved(resolve_checkpoint(path))
 
 
+def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The model config :func:`read_checkpoint` returns, read once per version of the file in a process
+    (:mod:`liif_sr.file_cache`: the start-up checks and the run ask for the same checkpoints' configs)."""
+    from liif_sr.file_cache import remembered
+
+    resolved = resolve_checkpoint(path)
+    return remembered("config", resolved, lambda: _read_resolved(resolved)[0])
+
+
 def _read_resolved(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    from liif_sr.file_cache import remember, version
+
+    ver = version(path)
     config, sd = read_checkpoint_file(path)
     if isinstance(config, dict) and isinstance(config.get("head"), dict):
         config["head"] = {"name": "liif", **config["head"]}
+    remember("config", path, config, ver)  # a later read_config of this file reads nothing
     return config, sd
 
 
@@ -224,7 +238,7 @@ def complete_config(config: dict[str, Any]) -> dict[str, Any]:
 def check_matches(path: str | os.PathLike[str], config: dict[str, Any]) -> None:
     """Raise :class:`CheckpointError` naming the first difference between a checkpoint's model and ``config``
     (compared with the checkpoint's defaults filled in, :func:`complete_config`)."""
-    have, _ = read_checkpoint(path)
+    have = read_config(path)
     try:
         have = complete_config(have)
     except CheckpointError as exc:

@@ -9,13 +9,13 @@ import re
 
 import pytest
 import torch
-from helpers import lm_kernel_used, one_thread
-from official_liif import OfficialEDSR, OfficialRDN, official_make_coord
+from helpers import lm_kernel_used
+from official_helpers import forbid_host_sync, grid, one_thread_reporting, perturb, refused, rel
+from official_liif import OfficialEDSR, OfficialRDN
 from official_lmciaosr import OfficialLMCiaoSR, official_lmciaosr_checkpoint
-from official_swinir import OfficialSwinIR
+from official_swinir import OfficialSwinIR, official_flip_pad
 
 from liif_sr import load_model
-from liif_sr.errors import CheckpointError
 from liif_sr.inference.tiling import TilingUnsupportedError, upscale_tiled
 from liif_sr.models import EDSRBaseline, ImplicitSR, build_model
 from liif_sr.models.encoders.swinir import SwinIR
@@ -35,30 +35,8 @@ def _fused_kernel():
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    with one_thread():
+    with one_thread_reporting(ERRORS):
         yield
-    for key, err in sorted(ERRORS.items()):
-        print(f"{key}: max relative error {err:.2e}")
-
-
-def _rel(got: torch.Tensor, want: torch.Tensor) -> float:
-    return ((got - want).abs().max() / want.abs().max()).item()
-
-
-def _perturb(module: torch.nn.Module, std: float = 0.01, seed: int = 1) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():  # non-trivial weights in the head (biases and PReLUs too)
-        for name, p in module.named_parameters():
-            if not name.startswith("encoder."):
-                p.add_(torch.randn(p.shape, generator=gen) * std)
-
-
-def _grid(h: int, w: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-    coord = official_make_coord((h, w)).unsqueeze(0).expand(b, -1, -1)
-    cell = torch.ones_like(coord)
-    cell[..., 0] *= 2 / h
-    cell[..., 1] *= 2 / w
-    return coord, cell
 
 
 def _official(encoder: str) -> tuple[OfficialLMCiaoSR, dict]:
@@ -68,7 +46,7 @@ def _official(encoder: str) -> tuple[OfficialLMCiaoSR, dict]:
         "rdn": (OfficialRDN, {"G0": 64, "RDNkSize": 3, "RDNconfig": "B"}),
     }[encoder]
     ref = OfficialLMCiaoSR(enc()).eval()
-    _perturb(ref)
+    perturb(ref)
     return ref, official_lmciaosr_checkpoint(ref, encoder, args)
 
 
@@ -88,18 +66,18 @@ def test_official_parity_through_pth(tmp_path, encoder):
     lr = torch.rand(2, 3, 9, 13, generator=gen)
     x = (lr - 0.5) / 0.5
     rand = torch.rand(2, 400, 2, generator=gen) * 2 - 1
-    queries = [_grid(23, 40, 2), _grid(27, 65, 2), (rand, _grid(20, 33, 2)[1][:, :400])]
+    queries = [grid(23, 40, 2), grid(27, 65, 2), (rand, grid(20, 33, 2)[1][:, :400])]
     with torch.no_grad():
         for i, (coord, cell) in enumerate(queries):
             want = ref(x, coord, cell) * 0.5 + 0.5
             got = fast.query(lr, coord, cell)
-            ERRORS[f"{encoder} {i} fast"] = err = _rel(got, want)
+            ERRORS[f"{encoder} {i} fast"] = err = rel(got, want)
             assert err <= 1e-5
-            assert _rel(plain.query(lr, coord, cell), want) <= 1e-5
-            assert _rel(got, plain.query(lr, coord, cell)) <= 1e-5
+            assert rel(plain.query(lr, coord, cell), want) <= 1e-5
+            assert rel(got, plain.query(lr, coord, cell)) <= 1e-5
         h, w = 23, 40  # the whole image through the render loop, in chunks
         img = fast.upscale(lr, (h, w), chunk=300, cell_clip=None, border="none")
-        want = (ref(x, *_grid(h, w, 2)) * 0.5 + 0.5).clamp(0, 1).view(2, h, w, 3).permute(0, 3, 1, 2)
+        want = (ref(x, *grid(h, w, 2)) * 0.5 + 0.5).clamp(0, 1).view(2, h, w, 3).permute(0, 3, 1, 2)
         assert (img - want).abs().max().item() <= 1e-5
 
 
@@ -108,21 +86,21 @@ def test_training_forward_and_skip_modes(tmp_path):
     ref, ckpt = _official("edsr-baseline")
     model = _load(tmp_path, ckpt)
     lr = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
-    coord, cell = _grid(16, 16, 2)  # Q = 4 h w: the official training route needs Q >= h w
+    coord, cell = grid(16, 16, 2)  # Q = 4 h w: the official training route needs Q >= h w
     x = (lr - 0.5) / 0.5
     ref.train(), model.train()
     want_train = ref(x, coord, cell)
-    assert _rel(model(lr, coord, cell), want_train) <= 1e-5
+    assert rel(model(lr, coord, cell), want_train) <= 1e-5
     ref.eval(), model.eval()
     with torch.no_grad():
         want_eval = ref(x, coord, cell)
-        assert _rel(model(lr, coord, cell), want_eval) <= 1e-5
-        assert _rel(want_eval - want_train.detach(), want_eval) > 0.1  # the official mismatch is large
+        assert rel(model(lr, coord, cell), want_eval) <= 1e-5
+        assert rel(want_eval - want_train.detach(), want_eval) > 0.1  # the official mismatch is large
         model.head.lr_skip = "never"
-        assert _rel(model(lr, coord, cell), want_train) <= 1e-5
+        assert rel(model(lr, coord, cell), want_train) <= 1e-5
     model.train()
     model.head.lr_skip = "always"
-    assert _rel(model(lr, coord, cell), want_eval) <= 1e-5
+    assert rel(model(lr, coord, cell), want_eval) <= 1e-5
 
 
 @pytest.mark.parametrize("size", [(50, 61), (30, 100), (96, 50)])
@@ -131,7 +109,7 @@ def test_attention_blocks_match_official(size):
     zero, as the official code."""
     torch.manual_seed(0)
     ref = OfficialLMCiaoSR(OfficialEDSR(n_resblocks=1)).eval()
-    _perturb(ref, 0.05)
+    perturb(ref, 0.05)
     head = LMCiaoSRHead(64)
     head.attention.load_state_dict(ref.cs_attn.state_dict())
     feat = torch.randn(1, 64, *size, generator=torch.Generator().manual_seed(4))
@@ -150,7 +128,7 @@ def test_attention_blocks_match_official(size):
 def _swinir_pair() -> tuple[OfficialLMCiaoSR, ImplicitSR]:
     torch.manual_seed(0)
     ref = OfficialLMCiaoSR(OfficialSwinIR(img_size=48, embed_dim=24, depths=(2, 2), num_heads=(2, 2))).eval()
-    _perturb(ref, 0.01)
+    perturb(ref, 0.01)
     cfg = {"embed_dim": 24, "depths": [2, 2], "num_heads": [2, 2], "window_size": 8, "out_dim": 64}
     ours = ImplicitSR(SwinIR(**cfg), LMCiaoSRHead(64, lr_skip="eval")).eval()
     _, sd = official_to_ours(official_lmciaosr_checkpoint(ref, "swinir", {})["model"])
@@ -165,13 +143,12 @@ def test_swinir_window_contract(out):
     ref, ours = _swinir_pair()
     h, w = 13, 21
     lr = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(5))
-    inp = (lr - 0.5) / 0.5
-    hp, wp = (h // 8 + 1) * 8, (w // 8 + 1) * 8
-    inp = torch.cat([inp, torch.flip(inp, [2])], 2)[:, :, :hp, :]
-    inp = torch.cat([inp, torch.flip(inp, [3])], 3)[:, :, :, :wp]
-    coord, cell = _grid(*out, 1)
+    inp = official_flip_pad((lr - 0.5) / 0.5)
+    hp, wp = inp.shape[-2:]
+    assert (hp, wp) == ((h // 8 + 1) * 8, (w // 8 + 1) * 8)
+    coord, cell = grid(*out, 1)
     if out == (2 * h, 2 * w):  # the official route: the whole padded grid at x2, cropped
-        pc, pcell = _grid(2 * hp, 2 * wp, 1)
+        pc, pcell = grid(2 * hp, 2 * wp, 1)
         with torch.no_grad():
             full = ref(inp, pc, pcell).view(1, 2 * hp, 2 * wp, 3)[:, : 2 * h, : 2 * w]
     else:
@@ -180,7 +157,7 @@ def test_swinir_window_contract(out):
             full = ref(inp, mapped, cell * torch.tensor([h / hp, w / wp])).view(1, *out, 3)
     want = (full * 0.5 + 0.5).clamp(0, 1).permute(0, 3, 1, 2)
     got = ours.upscale(lr, out, chunk=500, cell_clip=None, border="none")
-    ERRORS[f"swinir {out}"] = err = _rel(got, want)
+    ERRORS[f"swinir {out}"] = err = rel(got, want)
     assert err <= 1e-5
 
 
@@ -188,7 +165,7 @@ def _small(lr_skip: str = "always") -> ImplicitSR:
     torch.manual_seed(0)
     head = LMCiaoSRHead(8, hidden_dim=4, hidden_depth=2, attn_hidden=[16], hidden_list=[16], lr_skip=lr_skip)
     model = ImplicitSR(EDSRBaseline(n_resblocks=1, n_feats=8), head).eval()
-    _perturb(model, 0.05)
+    perturb(model, 0.05)
     return model
 
 
@@ -208,7 +185,7 @@ def test_tiling_is_refused_and_untiled_tile_runs():
 def test_cells_and_validation():
     model = _small()
     lr = torch.rand(1, 3, 6, 7)
-    coord, cell = _grid(12, 14, 1)
+    coord, cell = grid(12, 14, 1)
     bad = cell.clone()
     bad[:, 5] *= 2
     with torch.no_grad(), pytest.raises(ValueError, match="one cell per image"):
@@ -237,13 +214,8 @@ def test_registry_round_trip_and_training_grads(tmp_path, monkeypatch):
         <= 1e-5
     )
     model.train()
-    coord, cell = _grid(12, 14, 1)
-
-    def sync(*args, **kwargs):
-        raise AssertionError("host-device sync in the training forward")
-
-    for name in ("item", "tolist", "__bool__", "__int__", "__float__"):
-        monkeypatch.setattr(torch.Tensor, name, sync)
+    coord, cell = grid(12, 14, 1)
+    forbid_host_sync(monkeypatch)
     loss = model(lr, coord, cell).square().mean()
     monkeypatch.undo()
     loss.backward()
@@ -255,14 +227,6 @@ def test_parameter_count_matches_official():
     head = LMCiaoSRHead(64)
     n_ref = sum(p.numel() for n, p in ref.named_parameters() if not n.startswith("encoder."))
     assert sum(p.numel() for p in head.parameters()) == n_ref == 734_998
-
-
-def _refused(tmp_path, ckpt: dict, pattern: str) -> None:
-    path = tmp_path / "bad.pth"
-    torch.save(ckpt, path)
-    with pytest.raises(CheckpointError, match=pattern) as info:
-        load_model(path)
-    assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -281,7 +245,7 @@ def test_unsupported_specs_are_refused_in_one_line(tmp_path, change, pattern):
     ref = OfficialLMCiaoSR(OfficialEDSR(n_resblocks=1))
     ckpt = official_lmciaosr_checkpoint(ref, "edsr-baseline", {"n_resblocks": 1})
     ckpt["model"]["args"].update(change)
-    _refused(tmp_path, ckpt, pattern)
+    refused(tmp_path, ckpt, pattern)
 
 
 def test_encoder_key_is_read_not_a_fixed_scale_network(tmp_path):
@@ -291,11 +255,11 @@ def test_encoder_key_is_read_not_a_fixed_scale_network(tmp_path):
     assert config["encoder"] == {"name": "edsr_baseline", "args": {"n_resblocks": 1}}
     assert build_model(config).head.name == "lmciaosr"
     other = {**ckpt["model"], "name": "ciaosr"}  # LMF's unconfigured plain CiaoSR: named, not "fixed-scale"
-    _refused(
+    refused(
         tmp_path, {"model": other}, "official model 'ciaosr' with encoder 'edsr-baseline' is not supported"
     )
     del ckpt["model"]["args"]["encoder"]
-    _refused(tmp_path, ckpt, r"official model 'lmciaosr' \(no encoder: a fixed-scale network")
+    refused(tmp_path, ckpt, r"official model 'lmciaosr' \(no encoder: a fixed-scale network")
 
 
 def test_cli_tile_fails_the_image_in_one_line_and_writes_nothing(tmp_path, capsys):

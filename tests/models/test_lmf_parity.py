@@ -7,13 +7,24 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import lm_kernel_used, one_thread
-from official_liif import OfficialEDSR, OfficialRDN, official_make_coord
+from helpers import lm_kernel_used
+from official_helpers import (
+    assert_window_decode_equals_full,
+    forbid_host_sync,
+    grid,
+    official_encoder,
+    official_file_cache,
+    official_inputs,
+    one_thread_reporting,
+    perturb,
+    refused,
+    rel,
+)
+from official_liif import OfficialEDSR
 from official_lmf import OfficialLMLIIF, OfficialLMLTE, official_lmf_checkpoint
-from official_swinir import OfficialSwinIR
+from official_swinir import official_flip_pad
 
 from liif_sr import load_model
-from liif_sr.errors import CheckpointError
 from liif_sr.inference.tiling import upscale_tiled
 from liif_sr.models import EDSRBaseline, ImplicitSR, LMLIIFHead, LMLTEHead
 
@@ -32,78 +43,34 @@ def _fused_kernel():
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    with one_thread():
+    with one_thread_reporting(ERRORS):
         yield
-    for key, err in sorted(ERRORS.items()):
-        print(f"{key}: max relative error {err:.2e}")
 
 
 def _official_model(head: str, encoder: str, **kwargs) -> tuple[torch.nn.Module, dict]:
     torch.manual_seed(0)
-    enc = {"edsr-baseline": OfficialEDSR, "rdn": OfficialRDN, "swinir": OfficialSwinIR}[encoder]()
-    enc_args = {"G0": 64, "RDNkSize": 3, "RDNconfig": "B"} if encoder == "rdn" else {}
+    enc, enc_args = official_encoder(encoder)
     ref = OFFICIAL[head](enc, **kwargs).eval()
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # non-trivial head weights (biases too) and SwinIR's constant-init parameters
-        for name, p in ref.named_parameters():
-            if not name.startswith("encoder.") or encoder == "swinir":
-                p.add_(torch.randn(p.shape, generator=gen) * 0.02)
+    perturb(ref, 0.02, encoder=encoder == "swinir")  # SwinIR's constant-init parameters too
     return ref, official_lmf_checkpoint(ref, head, encoder, enc_args)
 
 
 @pytest.fixture(scope="module")
 def official_files(tmp_path_factory):
-    cache: dict[tuple[str, str], tuple[torch.nn.Module, object]] = {}
-
-    def get(head: str, encoder: str):
-        if (head, encoder) not in cache:
-            ref, ckpt = _official_model(head, encoder)
-            path = tmp_path_factory.mktemp("lmf") / f"{head}_{encoder}.pth"
-            torch.save(ckpt, path)
-            cache[head, encoder] = ref, path
-        return cache[head, encoder]
-
-    return get
-
-
-def _rel(got: torch.Tensor, want: torch.Tensor) -> float:
-    return ((got - want).abs().max() / want.abs().max()).item()
-
-
-def _flip_pad(inp: torch.Tensor, ws: int = 8) -> torch.Tensor:
-    """The official test.py SwinIR padding (``--window 8``), literally."""
-    _, _, h_old, w_old = inp.size()
-    h_pad = (h_old // ws + 1) * ws - h_old
-    w_pad = (w_old // ws + 1) * ws - w_old
-    inp = torch.cat([inp, torch.flip(inp, [2])], 2)[:, :, : h_old + h_pad, :]
-    return torch.cat([inp, torch.flip(inp, [3])], 3)[:, :, :, : w_old + w_pad]
+    return official_file_cache(tmp_path_factory, _official_model, "lmf")
 
 
 def _official_route(ref, lr, coord, cell, swinir: bool) -> torch.Tensor:
-    """``model(inp, coord, cell)`` (LMF test.py's route), SwinIR on the flip-padded input with the queries in
-    the padded frame (``c' = (c + 1) h / h_pad - 1``, ``cell' = cell h / h_pad``)."""
-    inp = (lr - 0.5) / 0.5
-    if swinir:
-        h, w = inp.shape[-2:]
-        inp = _flip_pad(inp)
-        ratio = torch.tensor([h / inp.shape[-2], w / inp.shape[-1]])
-        coord, cell = (coord + 1) * ratio - 1, cell * ratio
+    """``model(inp, coord, cell)`` (LMF test.py's route) on test.py's input (SwinIR: flip-padded frame)."""
     with torch.no_grad():
-        return ref(inp, coord, cell) * 0.5 + 0.5
-
-
-def _grid(h: int, w: int, b: int, factors=(1.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor]:
-    """The pixel centres of an ``h x w`` output; item i's cell is the grid's cell times ``factors[i]``."""
-    coord = official_make_coord((h, w)).unsqueeze(0).expand(b, -1, -1)
-    cell = torch.ones_like(coord) * torch.tensor([2 / h, 2 / w])
-    return coord, cell * torch.tensor(factors[:b]).view(b, 1, 1)
+        return ref(*official_inputs(lr, coord, cell, swinir)) * 0.5 + 0.5
 
 
 def _queries(gen: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Anisotropic non-integer grids (23x41, 30x35 from 9x13) and random points (one cell per image)."""
     coord = torch.rand(2, 700, 2, generator=gen) * 2 - 1
     cell = (torch.rand(2, 1, 2, generator=gen) * 0.3 + 0.01).expand(2, 700, 2)
-    return [_grid(23, 41, 2, (1.0, 1.7)), _grid(30, 35, 2), (coord, cell.contiguous())]
+    return [grid(23, 41, 2, (1.0, 1.7)), grid(30, 35, 2), (coord, cell.contiguous())]
 
 
 @pytest.mark.parametrize("head,encoder", PAIRS)
@@ -119,9 +86,9 @@ def test_query_parity_through_official_files(official_files, head, encoder):
             assert model.config["head"]["name"] == head and model.head.fast == (mode == "fast")
             got[mode] = model.query(lr, coord, cell, border="none")
             key = f"{head}/{encoder} {mode}"
-            ERRORS[key] = max(ERRORS.get(key, 0.0), _rel(got[mode], want))
-            assert _rel(got[mode], want) <= 1e-5, (key, i)
-        assert _rel(got["fast"], got["plain"]) <= 1e-5
+            ERRORS[key] = max(ERRORS.get(key, 0.0), rel(got[mode], want))
+            assert rel(got[mode], want) <= 1e-5, (key, i)
+        assert rel(got["fast"], got["plain"]) <= 1e-5
 
 
 @pytest.mark.parametrize(
@@ -135,21 +102,21 @@ def test_upscale_x6_matches_lmf_test_protocol(official_files, head, encoder):
     scale, (h, w) = 6, (9, 13)
     lr = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(3))
     if encoder == "swinir":  # test.py --window 8: the padded grid's coord and cell, cropped afterwards
-        inp = _flip_pad((lr - 0.5) / 0.5)
+        inp = official_flip_pad((lr - 0.5) / 0.5)
         hp, wp = inp.shape[-2:]
-        coord, cell = _grid(scale * hp, scale * wp, 1)
+        coord, cell = grid(scale * hp, scale * wp, 1)
         with torch.no_grad():
             pred = ref(inp, coord, cell * max(scale / 4, 1))
         want = pred.view(1, scale * hp, scale * wp, 3).permute(0, 3, 1, 2)[..., : h * scale, : w * scale]
     else:
-        coord, cell = _grid(h * scale, w * scale, 1)
+        coord, cell = grid(h * scale, w * scale, 1)
         with torch.no_grad():
             pred = ref((lr - 0.5) / 0.5, coord, cell * max(scale / 4, 1))
         want = pred.view(1, h * scale, w * scale, 3).permute(0, 3, 1, 2)
     want = (want * 0.5 + 0.5).clamp(0, 1)
     got = model.upscale(lr, (h * scale, w * scale), chunk=1000, border="none")
-    ERRORS[f"upscale x6 {head}/{encoder}"] = _rel(got, want)
-    assert got.shape == want.shape and _rel(got, want) <= 1e-5
+    ERRORS[f"upscale x6 {head}/{encoder}"] = rel(got, want)
+    assert got.shape == want.shape and rel(got, want) <= 1e-5
     unclipped = model.upscale(lr, (h * scale, w * scale), chunk=1000, cell_clip=None, border="none")
     assert (unclipped - want).abs().max() > 1e-4  # the clip is what makes it match
 
@@ -158,9 +125,7 @@ def _small(head: str, fast: bool = True) -> ImplicitSR:
     torch.manual_seed(0)
     kwargs = {"hidden_list": [24]} if head == "lmliif" else {"latent_dim": 16, "hidden_list": [24]}
     model = ImplicitSR(EDSRBaseline(n_resblocks=1, n_feats=8), HEADS[head](8, fast=fast, **kwargs)).eval()
-    with torch.no_grad():
-        for p in model.head.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
+    perturb(model, 0.05, seed=None)
     return model
 
 
@@ -168,21 +133,7 @@ def _small(head: str, fast: bool = True) -> ImplicitSR:
 def test_window_prepare_decode_equals_full(head):
     model = _small(head)
     lr = torch.rand(2, 3, 12, 10, generator=torch.Generator().manual_seed(4))
-    x = (lr - 0.5) / 0.5
-    with torch.no_grad():
-        feat = model.encoder(x)
-        coord, cell = _grid(29, 25, 2, (1.0, 1.3))
-        full = model.head.decode(model.head.prepare(feat, x), coord, cell)
-        y0, y1, x0, x1 = 4, 8, 3, 7
-        u = (coord[0] + 1) * torch.tensor([12, 10]) / 2
-        own = ((u[:, 0] >= y0) & (u[:, 0] < y1) & (u[:, 1] >= x0) & (u[:, 1] < x1)).nonzero()[:, 0]
-        r = model.head.reach
-        sl = (slice(None), slice(None), slice(y0 - r, y1 + r), slice(x0 - r, x1 + r))
-        state = model.head.prepare(feat[sl], x[sl], (y0 - r, x0 - r), (12, 10))
-        part = model.head.decode(state, coord[:, own], cell[:, own])
-        assert (part - full[:, own]).abs().max().item() <= 1e-5
-        with pytest.raises(RuntimeError, match="outside"):
-            model.head.decode(state, coord, cell)
+    assert_window_decode_equals_full(model, lr, *grid(29, 25, 2, (1.0, 1.3)))
 
 
 @pytest.mark.parametrize("head", ["lmliif", "lmlte"])
@@ -204,9 +155,9 @@ def test_state_recomputes_modulations_for_another_cell(head):
     lr = torch.rand(1, 3, 8, 9, generator=torch.Generator().manual_seed(6))
     prepared = model.prepare(lr)
     for size in ((20, 17), (33, 40), (20, 17)):
-        coord, cell = _grid(*size, 1)
+        coord, cell = grid(*size, 1)
         assert torch.equal(model.decode(prepared, coord, cell), model.decode(model.prepare(lr), coord, cell))
-    coord, cell = _grid(20, 17, 1)
+    coord, cell = grid(20, 17, 1)
     cell = cell.clone()
     cell[:, 5] *= 2
     with pytest.raises(ValueError, match="one cell per image"):
@@ -220,13 +171,8 @@ def test_training_per_item_cells_no_sync_and_grads(monkeypatch, head):
     """Training batches mix scales: each item's modulations use its own cell (as the official cell[:, :h*w])."""
     model = _small(head).train()
     lr = torch.rand(2, 3, 6, 7, generator=torch.Generator().manual_seed(7))
-    coord, cell = _grid(12, 14, 2, (1.0, 0.6))
-
-    def sync(*args, **kwargs):
-        raise AssertionError("host-device sync in the training forward")
-
-    for name in ("item", "tolist", "__bool__", "__int__", "__float__"):
-        monkeypatch.setattr(torch.Tensor, name, sync)
+    coord, cell = grid(12, 14, 2, (1.0, 0.6))
+    forbid_host_sync(monkeypatch)
     out = model(lr, coord, cell)
     monkeypatch.undo()
     out.square().mean().backward()
@@ -253,14 +199,6 @@ def test_parameter_counts_and_official_keys(head):
     assert sum(p.numel() for p in full.parameters()) == {"lmliif": 165_651, "lmlte": 270_467}[head]
 
 
-def _refused(tmp_path, ckpt: dict, pattern: str) -> None:
-    path = tmp_path / "bad.pth"
-    torch.save(ckpt, path)
-    with pytest.raises(CheckpointError, match=pattern) as exc:
-        load_model(path)
-    assert "\n" not in str(exc.value) and str(path) in str(exc.value)
-
-
 def test_unmappable_official_lmf_files_are_one_line(tmp_path):
     def tiny(head: str = "lmliif") -> dict:
         ref = OFFICIAL[head](OfficialEDSR(n_resblocks=1, n_feats=8))
@@ -268,25 +206,25 @@ def test_unmappable_official_lmf_files_are_one_line(tmp_path):
 
     ck = tiny()
     ck["model"]["args"]["cmsr_spec"] = {"mse_threshold": 2e-5, "s2m_tables": {}, "log": False}
-    _refused(tmp_path, ck, "cmsr_spec: CMSR .* not supported")
+    refused(tmp_path, ck, "cmsr_spec: CMSR .* not supported")
     ck = tiny("lmlte")
     ck["model"]["args"]["mod_input"] = False
-    _refused(tmp_path, ck, r"sets \['mod_input'\] to false")
+    refused(tmp_path, ck, r"sets \['mod_input'\] to false")
     ck = tiny()
     ck["model"]["args"]["imnet_spec"]["args"]["mod_shift"] = False
-    _refused(tmp_path, ck, "only scales or only shifts")
+    refused(tmp_path, ck, "only scales or only shifts")
     ck = tiny()
     ck["model"]["args"]["imnet_spec"]["name"] = "mlp"
-    _refused(tmp_path, ck, "imnet_spec 'mlp', expected 'lmmlp'")
+    refused(tmp_path, ck, "imnet_spec 'mlp', expected 'lmmlp'")
     ck = tiny("lmlte")
     ck["model"]["args"]["feat_unfold"] = True
-    _refused(tmp_path, ck, r"arguments the official code does not take: \['feat_unfold'\]")
+    refused(tmp_path, ck, r"arguments the official code does not take: \['feat_unfold'\]")
     ck = tiny()
     ck["model"]["sd"]["imphase.weight"] = torch.zeros(8, 2)
-    _refused(tmp_path, ck, "keys the official lmliif model does not: imphase.weight")
+    refused(tmp_path, ck, "keys the official lmliif model does not: imphase.weight")
     ck = tiny()
     del ck["model"]["sd"]["hypernet.layers.2.bias"]
-    _refused(tmp_path, ck, "missing keys head.hypernet.layers.2.bias")
+    refused(tmp_path, ck, "missing keys head.hypernet.layers.2.bias")
 
 
 @pytest.mark.parametrize("depth", [1, 2, 6])

@@ -7,7 +7,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import one_thread
-from official_liif import OfficialEDSR, OfficialRDN, official_make_coord
+from official_helpers import (
+    assert_window_decode_equals_full,
+    forbid_host_sync,
+    grid,
+    official_encoder,
+    perturb,
+    rel,
+)
+from official_liif import OfficialEDSR
 from official_lte import OfficialLTE, OfficialMetaSR, official_head_checkpoint
 
 from liif_sr.inference.tiling import upscale_tiled
@@ -25,21 +33,11 @@ def _one_thread():
         yield
 
 
-def _perturb(module: torch.nn.Module, std: float = 0.01) -> None:
-    with torch.no_grad():  # non-trivial weights, also in the biases
-        for name, p in module.named_parameters():
-            if not name.startswith("encoder."):
-                p.add_(torch.randn_like(p) * std)
-
-
 def _official(head: str, encoder: str) -> tuple[torch.nn.Module, dict]:
     torch.manual_seed(0)
-    if encoder == "edsr-baseline":
-        enc, enc_args = OfficialEDSR(), {}
-    else:
-        enc, enc_args = OfficialRDN(), {"G0": 64, "RDNkSize": 3, "RDNconfig": "B"}
+    enc, enc_args = official_encoder(encoder)
     ref = OFFICIAL[head](enc).eval()
-    _perturb(ref)
+    perturb(ref, seed=None)  # non-trivial weights, also in the biases
     return ref, official_head_checkpoint(ref, head, encoder, enc_args)
 
 
@@ -49,18 +47,6 @@ def _ours(ckpt: dict, fast: bool = True) -> ImplicitSR:
     model = build_model(config, head_mode="fast" if fast else "plain")
     model.load_state_dict(sd, strict=True)
     return model.eval()
-
-
-def _rel(got: torch.Tensor, want: torch.Tensor) -> float:
-    return ((got - want).abs().max() / want.abs().max()).item()
-
-
-def _grid(h: int, w: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-    coord = official_make_coord((h, w)).unsqueeze(0).expand(b, -1, -1)
-    cell = torch.ones_like(coord)
-    cell[..., 0] *= 2 / h
-    cell[..., 1] *= 2 / w
-    return coord, cell
 
 
 @pytest.mark.parametrize("encoder", ["edsr-baseline", "rdn"])
@@ -74,7 +60,7 @@ def test_official_parity(head, encoder):
     queries = [
         (torch.rand(2, 500, 2, generator=gen) * 2 - 1, torch.rand(2, 500, 2, generator=gen) * 0.3 + 0.01)
     ]
-    queries += [_grid(h, w, 2) for h, w in [(18, 26), (27, 65), (21, 30)]]
+    queries += [grid(h, w, 2) for h, w in [(18, 26), (27, 65), (21, 30)]]
     errors = {}
     with torch.no_grad():  # encode once per model (RDN is the slow part), then query like ImplicitSR.query
         x = (lr - 0.5) / 0.5
@@ -85,7 +71,7 @@ def test_official_parity(head, encoder):
             got_fast, got_plain = (
                 m.head.decode(st, coord, cell) * 0.5 + 0.5 for m, st in zip((fast, plain), states)
             )
-            errors[i] = (_rel(got_fast, want), _rel(got_plain, want), _rel(got_fast, got_plain))
+            errors[i] = (rel(got_fast, want), rel(got_plain, want), rel(got_fast, got_plain))
         assert torch.equal(fast.query(lr, coord, cell), got_fast)  # the model's own query path
     print(f"{head}/{encoder} (fast, reference, fast-vs-reference) max relative:", errors)
     assert max(max(e) for e in errors.values()) <= 1e-5, errors
@@ -96,7 +82,7 @@ def test_upscale_matches_official(head):
     ref, ckpt = _official(head, "edsr-baseline")
     model = _ours(ckpt)
     lr = torch.rand(1, 3, 10, 7, generator=torch.Generator().manual_seed(2))
-    coord, cell = _grid(30, 35, 1)
+    coord, cell = grid(30, 35, 1)
     with torch.no_grad():
         want = (ref((lr - 0.5) / 0.5, coord, cell) * 0.5 + 0.5).clamp(0, 1)
     got = model.upscale(lr, (30, 35), chunk=100, cell_clip=None, border="none")
@@ -106,7 +92,7 @@ def test_upscale_matches_official(head):
 def test_bilinear_skip_matches_grid_sample_on_windows():
     gen = torch.Generator().manual_seed(3)
     lr = torch.rand(2, 3, 11, 8, generator=gen) * 2 - 1
-    coord = torch.cat([torch.rand(1, 300, 2, generator=gen) * 2.4 - 1.2, _grid(33, 16, 1)[0]], dim=1)
+    coord = torch.cat([torch.rand(1, 300, 2, generator=gen) * 2.4 - 1.2, grid(33, 16, 1)[0]], dim=1)
     coord = coord.expand(2, -1, -1)  # the same queries in both images (the window test selects by batch 0)
     want = F.grid_sample(
         lr, coord.flip(-1).unsqueeze(1), mode="bilinear", padding_mode="border", align_corners=False
@@ -128,7 +114,7 @@ def _small(head: str, fast: bool = True) -> ImplicitSR:
     cls = {"lte": LTEHead, "metasr": MetaSRHead}[head]
     kwargs = {"hidden_dim": 32, "hidden_list": [32, 32]} if head == "lte" else {"hidden_list": [32]}
     model = ImplicitSR(EDSRBaseline(n_resblocks=1, n_feats=8), cls(8, fast=fast, **kwargs)).eval()
-    _perturb(model, 0.05)
+    perturb(model, 0.05, seed=None)
     return model
 
 
@@ -136,23 +122,8 @@ def _small(head: str, fast: bool = True) -> ImplicitSR:
 def test_window_prepare_decode_equals_full(head):
     """prepare(window, offset, full_size) + decode of the window's owned queries == the whole-grid decode."""
     model = _small(head)
-    gen = torch.Generator().manual_seed(4)
-    lr = torch.rand(2, 3, 12, 10, generator=gen)
-    x = (lr - 0.5) / 0.5
-    with torch.no_grad():
-        feat = model.encoder(x)
-        coord, cell = _grid(36, 25, 2)
-        full = model.head.decode(model.head.prepare(feat, x), coord, cell)
-        y0, y1, x0, x1 = 4, 8, 3, 7  # owned LR pixels; window = owned +- reach
-        u = (coord[0] + 1) * torch.tensor([12, 10]) / 2
-        own = ((u[:, 0] >= y0) & (u[:, 0] < y1) & (u[:, 1] >= x0) & (u[:, 1] < x1)).nonzero()[:, 0]
-        r = model.head.reach
-        sl = (slice(None), slice(None), slice(y0 - r, y1 + r), slice(x0 - r, x1 + r))
-        state = model.head.prepare(feat[sl], x[sl], (y0 - r, x0 - r), (12, 10))
-        part = model.head.decode(state, coord[:, own], cell[:, own])
-        assert (part - full[:, own]).abs().max().item() <= 1e-5
-        with pytest.raises(RuntimeError, match="outside"):
-            model.head.decode(state, coord, cell)
+    lr = torch.rand(2, 3, 12, 10, generator=torch.Generator().manual_seed(4))
+    assert_window_decode_equals_full(model, lr, *grid(36, 25, 2))
 
 
 @pytest.mark.parametrize("head", ["lte", "metasr"])
@@ -220,13 +191,8 @@ def test_registry_round_trip_and_training_grads(tmp_path, monkeypatch, head):
     old = build_model({"encoder": model.config["encoder"], "head": {"hidden_list": [8]}})
     assert old.head.name == "liif"  # configs without a head name are LIIF (older files)
     model.train()
-    coord, cell = _grid(12, 14, 1)
-
-    def sync(*args, **kwargs):
-        raise AssertionError("host-device sync in the training forward")
-
-    for name in ("item", "tolist", "__bool__", "__int__", "__float__"):
-        monkeypatch.setattr(torch.Tensor, name, sync)
+    coord, cell = grid(12, 14, 1)
+    forbid_host_sync(monkeypatch)
     loss = model(lr, coord, cell).square().mean()
     monkeypatch.undo()
     loss.backward()

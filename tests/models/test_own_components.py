@@ -153,6 +153,34 @@ def test_registration_rules():
         ImplicitSR(Unregistered(8), NearestHead(8))
 
 
+def test_known_names_in_messages_are_sorted_by_name():
+    """The names an unknown-component message lists follow the name, not the order of registration (a
+    user's head registered last still sorts first)."""
+    from liif_sr.models import registry
+
+    @register_head("aaa_test_first")
+    class First(NearestHead):
+        pass
+
+    class Unregistered(NearestHead):
+        pass
+
+    Unregistered.name = "zzz_test_unregistered"
+    try:
+        with pytest.raises(UnknownComponentError) as exc:
+            registry.head_class("nope")
+        listed = str(exc.value).split("known: ")[1].split(";")[0].split(", ")
+        assert listed == sorted(listed) and listed[0] == "aaa_test_first"
+        assert {"liif", "lte", "metasr", "lmliif", "lmlte", "lmciaosr", "test_nearest_mlp"} <= set(listed)
+        with pytest.raises(UnknownComponentError) as exc:
+            ImplicitSR(TinyEncoder(8), Unregistered(8))
+        listed = str(exc.value).split("known heads: ")[1].split(")")[0].split(", ")
+        assert listed == sorted(listed) and listed[0] == "aaa_test_first"
+        assert "zzz_test_unregistered" not in listed
+    finally:
+        registry.HEADS.pop("aaa_test_first")
+
+
 def test_the_removed_mode_alias_fails_loudly():
     """``head.mode = "plain"`` must not silently keep the fast path (it was the deprecated spelling of fast)."""
     from liif_sr.models import LIIFHead

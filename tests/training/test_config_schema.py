@@ -44,6 +44,10 @@ WRONG_TYPES = [
     ),
     ("model/head=lte model.head.hidden_dim=1.5", "model.head.hidden_dim=1.5: expected an integer"),
     ("model/head=metasr model.head.fast=perhaps", "model.head.fast=perhaps: expected true or false"),
+    # the LM heads' shared fields (one base schema, LMHeadConfig) and their own
+    ("model/head=lmliif model.head.hidden_depth=1.5", "model.head.hidden_depth=1.5: expected an integer"),
+    ("model/head=lmlte model.head.latent_dim=wide", "model.head.latent_dim=wide: expected an integer"),
+    ("model/head=lmciaosr model.head.attn_hidden=[2,x]", "model.head.attn_hidden=[2,x]: expected an integer"),
     ("-m data.batch_size=4,abc", "data.batch_size=abc: expected an integer"),
     # the trainer-independent options of train.yaml
     ("seed=abc", "seed=abc: expected an integer"),
@@ -137,6 +141,19 @@ def test_encoder_and_head_schemas_match_their_classes(group, name, schema):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         wanted = params[f.name].default
         assert (list(wanted) if isinstance(wanted, tuple) else wanted) == default, (name, f.name)
+
+
+@pytest.mark.parametrize("head", ["lmliif", "lmlte", "lmciaosr"])
+def test_the_lm_head_schemas_share_one_base_and_default_to_their_yaml(head):
+    """The LM heads' common options are declared once (LMHeadConfig); each schema's defaults, inherited or
+    its own, are exactly the group YAML's values (a base default never leaks over a head's own)."""
+    from liif_sr.conf.schema import HeadConfig, LMHeadConfig
+
+    schema = OmegaConf.get_type(_compose(f"model/head={head}").model.head)
+    assert issubclass(schema, LMHeadConfig) and issubclass(schema, HeadConfig)
+    yaml = OmegaConf.to_container(OmegaConf.load(SRC / "conf" / "model" / "head" / f"{head}.yaml"))
+    yaml.pop("defaults")
+    assert OmegaConf.to_container(OmegaConf.structured(schema)) == yaml
 
 
 def test_the_data_module_takes_one_options_object():

@@ -80,6 +80,22 @@ REFUSED = [
     ("trainer.max_epochs=0", "trainer.max_epochs=0: expected a positive integer"),
     ("trainer.max_steps=-2", "trainer.max_steps=-2: expected a positive integer"),
     ("trainer.check_val_every_n_epoch=0", "trainer.check_val_every_n_epoch=0: expected a positive integer"),
+    # trainer integers Lightning takes without a word (0 or -1 logging intervals, ...): refused at the entry
+    ("trainer.log_every_n_steps=-1", "trainer.log_every_n_steps=-1: expected a positive integer"),
+    ("trainer.log_every_n_steps=0", "trainer.log_every_n_steps=0: expected a positive integer"),
+    ("trainer.log_every_n_steps=1.5", "trainer.log_every_n_steps=1.5: expected a positive integer"),
+    ("-m trainer.log_every_n_steps=10,0", "trainer.log_every_n_steps=0: expected a positive integer"),
+    ("+trainer.val_check_interval=0", "trainer.val_check_interval=0: expected a positive integer (training"),
+    ("+trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0: expected a positive integer"),
+    ("+trainer.num_sanity_val_steps=-2", "trainer.num_sanity_val_steps=-2: expected an integer >= 0, or -1"),
+    # a callback's own arguments: built at the entry (no run folder yet)
+    (
+        "+callbacks.model_checkpoint.every_n_train_steps=2",
+        "callbacks.model_checkpoint: Combination of parameters every_n_train_steps=2, every_n_epochs=11",
+    ),
+    ("callbacks.lr_monitor.logging_interval=hour", "callbacks.lr_monitor: logging_interval should be `step`"),
+    ("callbacks.requeue.signals=[SIGNOPE]", "callbacks.requeue: signals: no signal 'SIGNOPE'"),
+    ("-m +callbacks.model_checkpoint.every_n_train_steps=null,2", "callbacks.model_checkpoint: Combination"),
     ("logger=none", "callbacks.lr_monitor needs a logger (Lightning refuses it without one)"),
     ("model.scheduler_interval=hour", "model.scheduler_interval='hour': expected epoch or step"),
     ("model.head.hidden_dim=64", "Could not override 'model.head.hidden_dim'."),
@@ -91,6 +107,41 @@ REFUSED = [
 @pytest.mark.parametrize(("overrides", "message"), REFUSED)
 def test_refused_starts_write_nothing(tmp_path, monkeypatch, capsys, overrides, message):
     assert message in _refused(monkeypatch, capsys, tmp_path, *overrides.split())
+
+
+@pytest.mark.parametrize(
+    ("key", "refused", "accepted"),
+    [
+        ("log_every_n_steps", [0, -1, -50, 1.5, 0.5, "often", True, None], [1, 50]),
+        ("val_check_interval", [0, -1, 0.0, -0.5, 1.5, "half", True], [1, 200, 0.25, 1.0, None]),
+        ("accumulate_grad_batches", [0, -1, 2.5, None], [1, 4]),
+        ("num_sanity_val_steps", [-2, -10, 1.5, None], [-1, 0, 2]),
+        ("min_epochs", [-1, 1.5], [0, 3, None]),
+        ("min_steps", [-1, -2], [0, 100, None]),
+        ("gradient_clip_val", [-1, -0.5, float("inf"), "x"], [0, 0.5, 1, None]),
+        ("max_steps", [-2, 0, 1.5], [-1, 1, None]),
+        ("check_val_every_n_epoch", [0, -1, 0.5], [1, 5, None]),
+    ],
+)
+def test_absurd_trainer_integers_are_refused_once_at_the_entry(key, refused, accepted):
+    """Each value of the class is one line naming the key (``check_config``: the entry's one check)."""
+    from omegaconf import open_dict
+    from test_preflight import _compose
+
+    from liif_sr.training.constraints import ConfigValueError
+    from liif_sr.training.preflight import check_config
+
+    cfg = _compose()
+    for value in refused:
+        with open_dict(cfg):
+            cfg.trainer[key] = value
+        with pytest.raises(ConfigValueError, match=f"^trainer.{key}=") as exc:
+            check_config(cfg)
+        assert "\n" not in str(exc.value)
+    for value in accepted:
+        with open_dict(cfg):
+            cfg.trainer[key] = value
+        check_config(cfg)
 
 
 def test_paper_experiment_without_its_dataset(tmp_path, monkeypatch, capsys):

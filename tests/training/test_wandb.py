@@ -150,3 +150,27 @@ def test_wandb_id_reuse_and_sweep_group(compose_train, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_OFFLINE", "true")
     assert compose_train("logger=wandb").logger.wandb.offline is True
     assert prepare_wandb(compose_train("logger=csv")) is None  # no W&B logger: nothing to do
+
+
+@pytest.mark.parametrize("mode", ["disabled", "offline"])
+def test_the_checkpoint_commit_waits_only_when_wandb_writes(tmp_path, monkeypatch, mode):
+    """Each checkpoint commits the open row and waits one flush_interval_s for W&B's service to write it;
+    with WANDB_MODE=disabled nothing is written: no wait (it cost 1 s per checkpoint)."""
+    import wandb
+
+    from liif_sr.training.loggers import wandb_run
+
+    monkeypatch.setenv("WANDB_MODE", mode)
+    waits: list[float] = []
+    monkeypatch.setattr(wandb_run.time, "sleep", waits.append)
+    lg = wandb_run.WandbLogger(project="t", save_dir=str(tmp_path), flush_interval_s=0.7, mode=mode)
+    try:
+        for step in range(3):
+            lg.log_metrics({"train/loss": 1.0}, step=step)
+            lg.after_save_checkpoint(None)
+        lg.after_save_checkpoint(None)  # nothing logged since: nothing to commit
+    finally:
+        monkeypatch.undo()
+        lg.experiment.finish()
+        wandb.teardown()  # W&B keeps the first mode of a process in its singleton
+    assert waits == ([] if mode == "disabled" else [0.7] * 3)

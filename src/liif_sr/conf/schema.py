@@ -62,9 +62,17 @@ class SwinIRConfig:
 
 
 @dataclass
-class LIIFHeadConfig:
-    _target_: str = "liif_sr.models.heads.liif.LIIFHead"
+class HeadConfig:
+    """What every shipped head node is: a factory of the head class (``_partial_``: the module passes the
+    encoder's ``in_channels``). Each head's schema sets ``_target_`` and lists its class's options."""
+
+    _target_: str = ""
     _partial_: bool = True
+
+
+@dataclass
+class LIIFHeadConfig(HeadConfig):
+    _target_: str = "liif_sr.models.heads.liif.LIIFHead"
     hidden_list: List[int] = field(default_factory=lambda: [256] * 4)
     out_dim: int = 3
     feat_unfold: bool = True
@@ -74,9 +82,8 @@ class LIIFHeadConfig:
 
 
 @dataclass
-class LTEHeadConfig:
+class LTEHeadConfig(HeadConfig):
     _target_: str = "liif_sr.models.heads.lte.LTEHead"
-    _partial_: bool = True
     hidden_dim: int = 256
     hidden_list: List[int] = field(default_factory=lambda: [256] * 3)
     out_dim: int = 3
@@ -84,48 +91,44 @@ class LTEHeadConfig:
 
 
 @dataclass
-class MetaSRHeadConfig:
+class MetaSRHeadConfig(HeadConfig):
     _target_: str = "liif_sr.models.heads.metasr.MetaSRHead"
-    _partial_: bool = True
     hidden_list: List[int] = field(default_factory=lambda: [256])
     out_dim: int = 3
     fast: bool = True
 
 
 @dataclass
-class LMLIIFHeadConfig:
-    _target_: str = "liif_sr.models.heads.lmliif.LMLIIFHead"
-    _partial_: bool = True
+class LMHeadConfig(HeadConfig):
+    """The options the latent-modulated heads share (``models/heads/lmf_common.py``): the render MLP's width
+    ``hidden_dim`` and depth ``hidden_depth``, the latent MLP's ``hidden_list``, ``out_dim`` and ``fast``.
+    The defaults are LM-LTE's and LM-CiaoSR's; each head sets its own ``_target_`` and differing defaults."""
+
     hidden_dim: int = 16
+    hidden_depth: int = 8
+    hidden_list: List[int] = field(default_factory=lambda: [288])
+    out_dim: int = 3
+    fast: bool = True
+
+
+@dataclass
+class LMLIIFHeadConfig(LMHeadConfig):
+    _target_: str = "liif_sr.models.heads.lmliif.LMLIIFHead"
     hidden_depth: int = 6
     hidden_list: List[int] = field(default_factory=lambda: [208])
-    out_dim: int = 3
-    fast: bool = True
 
 
 @dataclass
-class LMLTEHeadConfig:
+class LMLTEHeadConfig(LMHeadConfig):
     _target_: str = "liif_sr.models.heads.lmlte.LMLTEHead"
-    _partial_: bool = True
     latent_dim: int = 128
-    hidden_dim: int = 16
-    hidden_depth: int = 8
-    hidden_list: List[int] = field(default_factory=lambda: [288])
-    out_dim: int = 3
-    fast: bool = True
 
 
 @dataclass
-class LMCiaoSRHeadConfig:
+class LMCiaoSRHeadConfig(LMHeadConfig):
     _target_: str = "liif_sr.models.heads.lmciaosr.LMCiaoSRHead"
-    _partial_: bool = True
-    hidden_dim: int = 16
-    hidden_depth: int = 8
     attn_hidden: List[int] = field(default_factory=lambda: [256])
-    hidden_list: List[int] = field(default_factory=lambda: [288])
-    out_dim: int = 3
     lr_skip: str = "always"
-    fast: bool = True
 
 
 @dataclass

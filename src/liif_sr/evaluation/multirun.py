@@ -67,10 +67,10 @@ def run_summary(path: str | Path) -> dict[str, Any] | None:
 
 
 def _weights_name(job: Path) -> str:
-    from liif_sr.checkpoints import read_checkpoint, resolve_checkpoint
+    from liif_sr.checkpoints import read_config
     from liif_sr.training.run_name import model_name
 
-    config, _ = read_checkpoint(resolve_checkpoint(job))
+    config = read_config(job)
     return model_name(config["encoder"]["name"], config["head"]["name"])
 
 

@@ -87,8 +87,9 @@ def check_options(cfg: DictConfig) -> None:
 
 def check_eval_start(cfg: DictConfig) -> None:
     """Everything an evaluation needs, before anything is written (see the module docstring)."""
-    from liif_sr.checkpoints import load_model
-    from liif_sr.evaluation.runner import checkpoint_names, load_specs
+    from liif_sr.checkpoints import load_model, resolve_checkpoint
+    from liif_sr.evaluation.runner import PRELOADED, checkpoint_names, load_specs
+    from liif_sr.file_cache import hand_over, version
     from liif_sr.inference.devices import resolve_device
 
     check_options(cfg)
@@ -102,8 +103,12 @@ def check_eval_start(cfg: DictConfig) -> None:
         names = checkpoint_names(checkpoint)
     finally:
         quiet.disabled = was
+    head_mode = cfg.get("head_mode", "fast")
     for path in names.values():
-        load_model(path, device="cpu", head_mode=cfg.get("head_mode", "fast"))
+        resolved = resolve_checkpoint(path)
+        ver = version(resolved)
+        model = load_model(resolved, device="cpu", head_mode=head_mode)
+        hand_over(f"{PRELOADED}/{head_mode}", resolved, model, ver)  # the run takes it: the file is read once
     if not names and not cfg.get("bicubic", True):
         raise UserError("nothing to evaluate: give checkpoint=PATH or leave bicubic=true")
 

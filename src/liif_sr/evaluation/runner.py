@@ -97,9 +97,24 @@ def model_note(name: str, cell_clip: float | None, border: str) -> str:
     return f"{name}: {clip}{pad}"
 
 
+#: the models :func:`~liif_sr.evaluation.preflight.check_eval_start` loaded, handed to the run
+#: (:func:`liif_sr.file_cache.hand_over`; key ``<PRELOADED>/<head_mode>``)
+PRELOADED = "eval-model"
+
+
+def _load(path: str, device: torch.device, head_mode: str) -> Any:
+    """The checkpoint's model on ``device``: the one ``liif-sr-eval``'s start-up check loaded from the same
+    file (same version), else read now."""
+    from liif_sr.checkpoints import load_model, resolve_checkpoint
+    from liif_sr.file_cache import take
+
+    resolved = resolve_checkpoint(path)
+    model = take(f"{PRELOADED}/{head_mode}", resolved)
+    return load_model(resolved, device=device, head_mode=head_mode) if model is None else model.to(device)
+
+
 def build_predictors(cfg: DictConfig, device: torch.device) -> dict[str, Predictor]:
     """The rows of the table: bicubic (unless ``bicubic=false``) and one per checkpoint, in order."""
-    from liif_sr.checkpoints import load_model
     from liif_sr.evaluation.multirun import run_summary
     from liif_sr.models.upscale_options import UpscaleOptions
 
@@ -109,7 +124,7 @@ def build_predictors(cfg: DictConfig, device: torch.device) -> dict[str, Predict
     )
     border = cfg.get("border", "none")
     for name, path in checkpoint_names(checkpoint).items():
-        model = load_model(path, device=device, head_mode=cfg.head_mode)
+        model = _load(path, device, cfg.head_mode)
         opts = UpscaleOptions.create(
             chunk=cfg.chunk,
             cell_clip=cfg.cell_clip,

@@ -87,13 +87,19 @@ def heads() -> dict[str, type]:
     return HEADS
 
 
+def known(table: dict[str, type]) -> str:
+    """The registered names of ``table`` for messages: sorted by name (not by import order, which depends on
+    what a session imported first)."""
+    return ", ".join(sorted(table))
+
+
 def _lookup(table: dict[str, type], kind: str, name: object) -> type:
     _load_builtins()
     try:
         return table[name]  # type: ignore[index]
     except (KeyError, TypeError):
         raise UnknownComponentError(
-            f"unknown {kind} {name!r}; known: {', '.join(table)}; if it is your own, import the module that "
+            f"unknown {kind} {name!r}; known: {known(table)}; if it is your own, import the module that "
             f"registers it (@register_{kind}) before loading"
         ) from None
 
@@ -114,7 +120,7 @@ def _check_class(cls: type, table: dict[str, type], kind: str) -> str:
     if not isinstance(name, str) or table.get(name) is not cls:
         raise UnknownComponentError(
             f"{kind} class {cls.__module__}.{cls.__qualname__} is not registered "
-            f'(known {kind}s: {", ".join(table)}); decorate it with @liif_sr.models.register_{kind}("<name>")'
+            f'(known {kind}s: {known(table)}); decorate it with @liif_sr.models.register_{kind}("<name>")'
         )
     return name
 

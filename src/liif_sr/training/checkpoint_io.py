@@ -62,7 +62,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 os.replace(tmp, path)
                 _fsync_dir(path.parent)
                 return None
-            new = integrity.digest(tmp)
+            new = integrity.file_sha256(tmp)
             # the sidecar accepts the old and the new file while the rename is pending (a kill in between)
             old = integrity.recorded(path) or ([integrity.digest(path)] if path.is_file() else [])
             integrity.write_sidecar(path, [new, *sorted(old)])

@@ -4,7 +4,9 @@ Two tables, checked by :func:`check_values`; the types were checked by Hydra at 
 structured-config schemas of :mod:`liif_sr.conf.schema`):
 
 * :data:`FIELDS`: one key, one :class:`Rule` (``data.batch_size`` a positive integer, ``model.head.out_dim``
-  3, ``trainer.max_epochs`` positive or -1, ...), checked where the key is present;
+  3, ``trainer.max_epochs`` positive or -1, ``trainer.log_every_n_steps`` positive, ...), checked where the
+  key is present (the trainer's integer options that Lightning takes without a word when absurd: 0 or -1
+  logging intervals, accumulations, sanity steps below -1, a negative clip);
 * :data:`RELATIONS`: rules over several keys (``scale_min <= scale_max``, ``data.sample_q`` at most the
   pixels of the smallest HR crop, ...).
 
@@ -59,6 +61,15 @@ LOOP_LIMIT = Rule(
     "expected a positive integer, or -1 for no limit",
 )
 EVERY_N = Rule(lambda v: v is None or (_int(v) and v >= 1), "expected a positive integer or null")
+NON_NEGATIVE_OR_NULL = Rule(lambda v: v is None or (_int(v) and v >= 0), "expected an integer >= 0 or null")
+SANITY_STEPS = Rule(
+    lambda v: _int(v) and v >= -1, "expected an integer >= 0, or -1 for the whole validation set"
+)
+VAL_INTERVAL = Rule(
+    lambda v: v is None or (_int(v) and v >= 1) or (isinstance(v, float) and 0 < v <= 1),
+    "expected a positive integer (training batches) or a fraction of the epoch in (0, 1]",
+)
+CLIP = Rule(lambda v: v is None or (_number(v) and v >= 0), "expected a finite number >= 0 or null (off)")
 INTERVAL = Rule(lambda v: v in ("epoch", "step"), "expected epoch or step")
 
 #: key → rule; ``data.*`` keys are always present (``data/_base.yaml``), the others are checked when set
@@ -78,6 +89,13 @@ FIELDS: dict[str, Rule] = {
     "trainer.max_epochs": LOOP_LIMIT,
     "trainer.max_steps": LOOP_LIMIT,
     "trainer.check_val_every_n_epoch": EVERY_N,
+    "trainer.log_every_n_steps": POSITIVE,
+    "trainer.val_check_interval": VAL_INTERVAL,
+    "trainer.accumulate_grad_batches": POSITIVE,
+    "trainer.num_sanity_val_steps": SANITY_STEPS,
+    "trainer.min_epochs": NON_NEGATIVE_OR_NULL,
+    "trainer.min_steps": NON_NEGATIVE_OR_NULL,
+    "trainer.gradient_clip_val": CLIP,
 }
 _ALWAYS = ("data.",)
 _MISSING = object()

@@ -1,7 +1,8 @@
 """Build, at start, what a training run builds, without data, weights or files, so that the libraries refuse
 their own values before Hydra creates a run folder: the data module (its options), the network on the
 ``meta`` device (its sizes, the encoder's crop multiple), the optimizer and LR schedule on a dummy parameter
-(torch's ``Invalid learning rate``), the Lightning ``Trainer`` (precision, accelerator, devices, limits).
+(torch's ``Invalid learning rate``), the Lightning ``Trainer`` (precision, accelerator, devices, limits) and
+the callbacks (their own arguments).
 
 Each failure is one line naming the config group: ``trainer: Precision 'banana' is invalid ...``.
 """
@@ -153,10 +154,36 @@ def check_datamodule(cfg: DictConfig) -> None:
         raise _refuse("data", exc) from None
 
 
-def dry_build(cfg: DictConfig) -> dict[str, Any]:
+def check_callbacks(cfg: DictConfig, run_dir: str | None = None) -> None:
+    """Each callback of ``cfg.callbacks`` built from its config (no trainer; nothing is written): the classes
+    refuse their own values (``ModelCheckpoint``: ``every_n_train_steps`` together with ``every_n_epochs``).
+    ``paths.output_dir`` (Hydra's, unknown before it runs) reads as ``run_dir``."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf, open_dict
+
+    if not cfg.get("callbacks"):
+        return
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    with open_dict(cfg):
+        cfg.paths = {
+            **(OmegaConf.to_container(cfg.paths) if cfg.get("paths") else {}),
+            "output_dir": run_dir or ".",
+        }
+    for name, node in cfg.callbacks.items():
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            continue
+        try:
+            with _quiet():
+                instantiate(node, _convert_="all")
+        except Exception as exc:  # noqa: BLE001
+            raise _refuse(f"callbacks.{name}", exc) from None
+
+
+def dry_build(cfg: DictConfig, run_dir: str | None = None) -> dict[str, Any]:
     """Everything above; returns the requested ``net.config`` (for checkpoint comparisons)."""
     check_datamodule(cfg)
     config = requested_net_config(cfg)
     check_optimizer(cfg)
     check_trainer(cfg)
+    check_callbacks(cfg, run_dir)
     return config

@@ -25,7 +25,15 @@ def sidecar(path: str | os.PathLike[str]) -> Path:
 
 
 def digest(path: str | os.PathLike[str]) -> str:
-    """The sha256 of a file (hex)."""
+    """The sha256 of a file (hex), computed once per version of the file in a process
+    (:mod:`liif_sr.file_cache`: the resume plan, the preflight and the task check the same checkpoints)."""
+    from liif_sr.file_cache import remembered
+
+    return remembered("sha256", path, lambda: file_sha256(path))
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of the file's bytes as they are now (hex)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

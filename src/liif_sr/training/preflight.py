@@ -138,7 +138,8 @@ def check_start(cfg: DictConfig) -> None:
         check_launch_values(cfg, multirun, str(cfg.hydra.runtime.choices.get("hydra/launcher", "basic")))
     ckpt = start_checkpoint(cfg)
     check_last(cfg)
-    config = dry_build(cfg)
+    run = planned_run_dir(cfg)
+    config = dry_build(cfg, str(run) if run is not None else None)
     if ckpt:
         try:
             check_matches(ckpt, config)

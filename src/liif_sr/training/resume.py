@@ -139,7 +139,14 @@ class Progress:
 
 
 def read_progress(ckpt_path: str | os.PathLike[str]) -> Progress | None:
-    """The :class:`Progress` of a Lightning checkpoint, or None if it does not record one."""
+    """The :class:`Progress` of a Lightning checkpoint, or None if it does not record one; read once per
+    version of the file in a process (:mod:`liif_sr.file_cache`)."""
+    from liif_sr.file_cache import remembered
+
+    return remembered("progress", ckpt_path, lambda: _read_progress(ckpt_path))
+
+
+def _read_progress(ckpt_path: str | os.PathLike[str]) -> Progress | None:
     import torch
 
     try:

@@ -50,13 +50,20 @@ def _saves_itself(handler: Any) -> bool:
     return type(handler).__module__.startswith("lightning.")
 
 
+def _signal(value: str | int) -> signal.Signals:
+    try:
+        return signal.Signals[value] if isinstance(value, str) else signal.Signals(value)
+    except (KeyError, ValueError):
+        raise ValueError(f"signals: no signal {value!r} (e.g. SIGUSR1, SIGTERM)") from None
+
+
 class RequeueOnSignal(L.Callback):
     """Defer SLURM's requeue signals (``signals``, default SIGUSR1 and SIGUSR2) to the end of a training step,
     write the hpc checkpoint there, requeue and stop (:class:`JobRequeued`). Only signals that already have
     a handler when training starts (Lightning's, submitit's) are taken over."""
 
     def __init__(self, signals: Sequence[str] = ("SIGUSR1", "SIGUSR2")) -> None:
-        self.signals = [signal.Signals[s] if isinstance(s, str) else signal.Signals(s) for s in signals]
+        self.signals = [_signal(s) for s in signals]
         self._originals: dict[int, Callable[..., Any]] = {}
         self._pending = 0
         self.saved: Path | None = None  # the hpc checkpoint written

@@ -136,8 +136,9 @@ class WandbLogger(_LightningWandbLogger):
     (one ``flush_interval_s``). It runs after every checkpoint (``after_save_checkpoint``), in ``finalize``
     and when a SLURM requeue stops the job, so the history always reaches the last checkpoint's step and a
     segment resumed from it (starting at the checkpoint's step) joins it without a gap or a repeated step.
-    Cost: ``flush_interval_s`` per checkpoint. A value logged for a step below the open row, or for a
-    committed row, goes into the next open row, with that row's ``trainer/global_step`` (W&B would drop it).
+    Cost: ``flush_interval_s`` per checkpoint (none when W&B is disabled). A value logged for a step below the
+    open row, or for a committed row, goes into the next open row, with that row's ``trainer/global_step``
+    (W&B would drop it).
     ``flush_interval_s`` is W&B's ``x_transaction_log_flush_interval`` (kept if ``settings`` set it).
     """
 
@@ -169,6 +170,8 @@ class WandbLogger(_LightningWandbLogger):
             return
         self._experiment.log({}, step=self._last_step, commit=True)
         self._committed = self._last_step
+        if getattr(self._experiment, "disabled", False):  # WANDB_MODE=disabled: nothing is written, no wait
+            return
         # W&B's service writes its run file every flush_interval_s, also nothing more when this process is
         # SIGKILLed: the round trip (answered after the rows sent before) and one interval put the row on disk
         self._experiment.summary.keys()
