@@ -21,7 +21,7 @@ def script():
 
 @pytest.mark.parametrize("head", ["lte", "metasr"])
 def test_fraction_is_flops_over_rate_and_time(script, head):
-    rows = script.measure(head, latent=6, size=20, repeats=2, hidden=[16])
+    rows = script.measure(head, latent=6, size=20, repeats=2, hidden=[16], stream_bytes=1 << 20)
     assert len(rows) == 2
     for r in rows:
         assert r["cpu_s"] > 0 and r["gemm_gflops"] > 0 and r["gflop"] > 0
@@ -71,7 +71,8 @@ def test_main_scales_prints_one_line_per_scale_with_both_floors(script, capsys):
 
 @pytest.mark.parametrize("head", ["liif", "lte", "metasr", "lmliif", "lmlte", "lmciaosr"])
 def test_memory_floor_is_bytes_over_stream_rate(script, head):
-    r = script.measure(head, latent=6, size=15, repeats=1, hidden=[16] if head != "lmliif" else None)[0]
+    hidden = [16] if head != "lmliif" else None
+    r = script.measure(head, latent=6, size=15, repeats=1, hidden=hidden, stream_bytes=1 << 20)[0]
     assert r["mbytes"] > 0 and r["stream_gbs"] > 0
     assert r["mem_fraction"] == pytest.approx(r["mbytes"] / 1e3 / r["stream_gbs"] / r["cpu_s"])
     assert r["roof_fraction"] == pytest.approx(max(r["fraction"], r["mem_fraction"]))
