@@ -32,6 +32,30 @@ GEMM rate). On a shared machine the wall-clock fraction mixes in other processes
 the decode are measured at different moments), so it is also given in process CPU time: FLOPs / (the GEMM's
 FLOP per CPU second) / the decode's CPU seconds — the fraction of the cores' time the decode spends at the
 GEMM rate, steady under load.
+
+**The memory (roofline) floor** (:func:`memory_bytes`, :func:`stream_rate`): the bytes a decode must at least
+move between DRAM and the core, divided by the single-thread streaming read rate measured in the same run (a
+sum over a float32 array far larger than the last-level cache, in process CPU time). Assumed: the queries come
+in row-major order of the output grid (as ``make_coord`` and every chunked decode give them), so the latents
+one output row touches (≤ 2 latent rows, ≤ 2·w table rows) stay cache-resident while the ~scale output rows that
+share them are decoded: each latent's table row is read from DRAM once per decode and never re-read; each
+query reads its inputs (2 coordinate + 2 cell floats, as the decode API takes them) and writes its output
+(out_dim floats) once; writes counted once (no write-allocate read); weights are cache-resident and not
+counted. The per-latent table is what the decode reads per latent in our factorisation (the least any decode
+of that form reads; what ``prepare`` computes, not the encoder's features):
+
+* LIIF: the first layer's latent term, h₁ floats (256).
+* LTE: ``coef`` and ``freq``, 2·D floats (512), plus the 3 LR pixels of the global skip.
+* MetaSR: ``G`` and ``β``, out_dim·(h + 1) floats (771).
+* LM-LIIF, LM-CiaoSR, LM-LTE: the packed render table ``[1 + s_i | t'_i]`` (2·16·depth floats; layer 0's latent
+  part folded in), LM-LTE also ``coef' | freq'`` (2·16), plus the 3 LR pixels where the head adds the skip.
+
+``memory floor`` = (latents · table bytes + queries · (4 + out_dim) · 4 B) / streaming rate. The bound per
+decode is the larger of the FLOP floor and the memory floor; a decode whose memory floor exceeds its FLOP floor
+is memory-bound (MetaSR below ×4: its 3 KB row per latent serves only scale² queries). ``max`` assumes the
+table stream fully overlaps the arithmetic; one core whose outstanding misses already cap its streaming rate
+overlaps little, and then the decode time approaches the sum of the two floors (``fraction of the FLOP floor +
+fraction of the memory floor`` near 1; measured for MetaSR at ×2–×3, BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -105,3 +129,49 @@ def gemm_rate(
         n += 1
     flop = 2 * rows * width * width * reps * threads * n
     return flop / (time.perf_counter() - t0), flop / (time.process_time() - c0)
+
+
+def _out_dim(head: nn.Module) -> int:
+    render = getattr(head, "render", None)
+    if render is not None:
+        return int(render.out_dim)
+    if hasattr(head, "out_dim"):
+        return int(head.out_dim)
+    return _linear_sizes(head.mlp)[-1][1]
+
+
+def table_floats(head: nn.Module) -> int:
+    """Floats per latent that ``head``'s decode reads (the module docstring's per-latent table)."""
+    name = type(head).__name__
+    render = getattr(head, "render", None)
+    if render is not None:
+        code = 2 * render.hidden_dim if name == "LMLTEHead" else 0
+        skip = name == "LMLTEHead" or (name == "LMCiaoSRHead" and getattr(head, "lr_skip", "") != "never")
+        return render.mod_dim + code + (3 if skip else 0)
+    sizes = _linear_sizes(head.mlp)
+    if name == "LIIFHead":
+        return sizes[0][1]
+    if name == "LTEHead":
+        return 2 * sizes[0][0] + 3
+    if name == "MetaSRHead":
+        return head.out_dim * (sizes[-1][0] + 1)
+    raise ValueError(f"no table size for {name}")
+
+
+def memory_bytes(head: nn.Module, latents: int, queries: int) -> int:
+    """The least bytes a decode of ``queries`` from ``latents`` latent pixels moves (module docstring)."""
+    return 4 * (latents * table_floats(head) + queries * (4 + _out_dim(head)))
+
+
+def stream_rate(nbytes: int = 256 << 20, repeats: int = 3) -> float:
+    """Single-thread streaming read rate, bytes per process CPU second: the best of ``repeats`` sums over a
+    float32 array of ``nbytes`` (far larger than the last-level cache at the default)."""
+    with torch.inference_mode():
+        a = torch.ones(max(1, nbytes // 4))
+        a.sum()  # touch the pages
+        best = 0.0
+        for _ in range(repeats):
+            c0 = time.process_time()
+            a.sum()
+            best = max(best, a.numel() * 4 / max(time.process_time() - c0, 1e-9))
+    return best
