@@ -28,9 +28,11 @@ def wandb_offline(monkeypatch, tmp_path):
         monkeypatch.setenv(var, str(tmp_path / "wandb_home"))
     monkeypatch.delenv("WANDB_OFFLINE", raising=False)
     monkeypatch.delenv("WANDB_RUN_ID", raising=False)
+    wandb.teardown()  # W&B keeps the first mode of a process in its singleton: an earlier disabled run's
     yield
     if wandb.run is not None:
         wandb.finish()
+    wandb.teardown()
 
 
 def _offline_runs(run_dir: Path) -> list[Path]:
