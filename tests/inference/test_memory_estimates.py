@@ -5,6 +5,11 @@
 they are measured: the process's resident high-water mark (``/proc/self/clear_refs`` resets it; glibc's mmap
 threshold is fixed so that freed tensors leave at once) over ``prepare`` + a first decode (state), and over the
 decode of a 65536-query chunk (per query). Each estimate must cover the measurement and stay within 3x of it.
+
+The measurements run in one fresh subprocess (this file as a script, one torch thread): in a process where
+other tests ran, glibc's heap has grown (its dynamic mmap threshold rises after large frees; training's
+``reuse_host_memory`` turns mmap off altogether), so the measured tensors come from heap holes that stay resident
+after they are freed, and the "kept" state reads 20-100 % high whatever the heads do.
 """
 
 from __future__ import annotations
