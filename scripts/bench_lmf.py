@@ -251,13 +251,18 @@ def main(argv: list[str] | None = None) -> int:
         "--kernel-flags", default="", help="extra C flags for the kernel, e.g. -mno-avx512f (AVX2)"
     )
     args = p.parse_args(argv)
-    if args.kernel_flags:  # a build of the kernel with extra flags (e.g. its AVX2 path on an AVX-512 CPU)
-        extra = tuple(args.kernel_flags.split())
-        path = kernel_build.compile_kernel(lmf_kernel.NAME, flags=(*kernel_build.FLAGS, *extra))
-        lib = lmf_kernel.bind(ctypes.CDLL(str(path)))
-        lmf_kernel._lib = lambda: lib if kernels.enabled() else None
-    with kernels_off() if args.no_kernel else contextlib.nullcontext():
-        return _run(p, args)
+    threads, lib_of = torch.get_num_threads(), lmf_kernel._lib  # restored at the end (in-process callers)
+    try:
+        if args.kernel_flags:  # a build of the kernel with extra flags (e.g. its AVX2 path on an AVX-512 CPU)
+            extra = tuple(args.kernel_flags.split())
+            path = kernel_build.compile_kernel(lmf_kernel.NAME, flags=(*kernel_build.FLAGS, *extra))
+            lib = lmf_kernel.bind(ctypes.CDLL(str(path)))
+            lmf_kernel._lib = lambda: lib if kernels.enabled() else None
+        with kernels_off() if args.no_kernel else contextlib.nullcontext():
+            return _run(p, args)
+    finally:
+        torch.set_num_threads(threads)
+        lmf_kernel._lib = lib_of
 
 
 def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:

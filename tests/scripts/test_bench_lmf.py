@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_lmf.py"
 
@@ -22,7 +23,9 @@ def _module(monkeypatch):  # noqa: ANN001, ANN202
 
 def test_tiny_run_prints_every_lm_head_and_case(monkeypatch, capsys):
     module = _module(monkeypatch)
+    threads = torch.get_num_threads()
     assert module.main(["--tiny", "--max-queries", "100", "--repeats", "1"]) == 0
+    assert torch.get_num_threads() == threads  # --threads 1 is the benchmark's, not its caller's
     out = capsys.readouterr().out
     assert "process CPU seconds" in out and "load average before" in out
     rows = [ln.split(" | ") for ln in out.splitlines() if ln.startswith("| 1") or ln.startswith("| 2")]
