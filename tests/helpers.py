@@ -50,14 +50,43 @@ def compose_in(run_dir: Path, *overrides: str, mkdir: bool = True):
 
 
 @contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Tiny tensors: intra-op threads only add barriers (minutes instead of seconds on a shared CPU)."""
+def torch_threads(n: int) -> Iterator[None]:
+    """``n`` torch intra-op threads meanwhile, then the previous count."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(n)
     try:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def one_thread() -> contextlib.AbstractContextManager[None]:
+    """Tiny tensors: intra-op threads only add barriers (minutes instead of seconds on a shared CPU)."""
+    return torch_threads(1)
+
+
+def metasr_test_model(hidden: list[int] | None = None, fast: bool = True) -> torch.nn.Module:
+    """A small EDSR-baseline + MetaSR model (weight MLP ``hidden`` wide, default [32]) with perturbed head
+    weights, in eval mode: the MetaSR decode tests' model."""
+    from liif_sr.models import build_model
+
+    torch.manual_seed(0)
+    config = {"encoder": {"name": "edsr_baseline", "args": {"n_resblocks": 1, "n_feats": 8}}}
+    config["head"] = {"name": "metasr", "hidden_list": hidden or [32]}
+    model = build_model(config, head_mode="fast" if fast else "plain").eval()
+    with torch.no_grad():
+        for p in model.head.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+def pixel_grid(b: int, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``b`` copies of the pixel-centre coordinates and cells of an output ``size``: (b, H·W, 2) each."""
+    from liif_sr.coords import make_coord
+
+    coord = make_coord(size).unsqueeze(0).expand(b, -1, -1).contiguous()
+    cell = torch.ones_like(coord) * torch.tensor([2 / size[0], 2 / size[1]])
+    return coord, cell
 
 
 def have_compiler() -> bool:

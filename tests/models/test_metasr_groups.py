@@ -5,51 +5,19 @@ the chunk."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import pytest
 import torch
-from helpers import one_thread
+from helpers import metasr_test_model, one_thread, pixel_grid, torch_threads
 
-from liif_sr.coords import make_coord
 from liif_sr.inference.tiling import upscale_tiled
-from liif_sr.models import build_model
 from liif_sr.models.heads import metasr_groups, metasr_kernel
 from liif_sr.models.heads.metasr_groups import decode_grouped, latent_layout
-
-
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)
 def _torch_path(monkeypatch):
     """These tests cover the torch path; the fused C kernel (tests/models/test_metasr_kernel.py) is off."""
     monkeypatch.setattr(metasr_kernel, "library", lambda: None)
-
-
-def _model(fast: bool = True):
-    torch.manual_seed(0)
-    config = {"encoder": {"name": "edsr_baseline", "args": {"n_resblocks": 1, "n_feats": 8}}}
-    config["head"] = {"name": "metasr", "hidden_list": [32]}
-    model = build_model(config, head_mode="fast" if fast else "plain").eval()
-    with torch.no_grad():
-        for p in model.head.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
-
-
-def _grid(b: int, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    coord = make_coord(size).unsqueeze(0).expand(b, -1, -1).contiguous()
-    cell = torch.ones_like(coord) * torch.tensor([2 / size[0], 2 / size[1]])
-    return coord, cell
 
 
 def _decode(model, lr, coord, cell):
@@ -78,29 +46,29 @@ def _spy(monkeypatch) -> list[bool]:
 )
 @pytest.mark.parametrize("threads", [1, 2])
 def test_grouped_equals_per_query_and_reference(b, lr_size, size, threads, monkeypatch):
-    model = _model()
+    model = metasr_test_model()
     lr = torch.rand(b, 3, *lr_size, generator=torch.Generator().manual_seed(1))
-    coord, cell = _grid(b, size)
+    coord, cell = pixel_grid(b, size)
     taken = _spy(monkeypatch)
-    with _threads(threads):
+    with torch_threads(threads):
         grouped = _decode(model, lr, coord, cell)
     assert taken == [True]
     monkeypatch.setattr(metasr_groups, "DENSITY", 0)  # every layout over budget: the per-query path
     per_query = _decode(model, lr, coord, cell)
     assert taken == [True, False]
-    ref = _decode(_model(fast=False), lr, coord, cell)
+    ref = _decode(metasr_test_model(fast=False), lr, coord, cell)
     scale = ref.abs().max()
     assert ((grouped - per_query).abs().max() / scale).item() <= 1e-5
     assert ((grouped - ref).abs().max() / scale).item() <= 1e-5
 
 
 def test_threads_block_size_and_query_order_change_nothing(monkeypatch):
-    model = _model()
+    model = metasr_test_model()
     lr = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(2))
-    coord, cell = _grid(2, (31, 40))
-    with _threads(1):
+    coord, cell = pixel_grid(2, (31, 40))
+    with torch_threads(1):
         one = _decode(model, lr, coord, cell)
-    with _threads(2):
+    with torch_threads(2):
         assert torch.equal(_decode(model, lr, coord, cell), one)  # blocks are independent
     perm = torch.randperm(coord.shape[1], generator=torch.Generator().manual_seed(3))
     shuffled = _decode(model, lr, coord[:, perm], cell[:, perm])
@@ -110,7 +78,7 @@ def test_threads_block_size_and_query_order_change_nothing(monkeypatch):
 
 
 def test_tiled_grouped_equals_untiled():
-    model = _model()
+    model = metasr_test_model()
     lr = torch.rand(1, 3, 13, 17, generator=torch.Generator().manual_seed(4))
     with one_thread(), torch.inference_mode():
         want = model.upscale(lr, (52, 51))
@@ -138,14 +106,14 @@ def test_uneven_queries_fall_back_and_layout_is_bounded():
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_grouped_under_autocast_and_half_models(dtype, monkeypatch):
-    model = _model()
+    model = metasr_test_model()
     lr = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(6))
-    coord, cell = _grid(2, (27, 33))
+    coord, cell = pixel_grid(2, (27, 33))
     fp32 = _decode(model, lr, coord, cell)
     taken = _spy(monkeypatch)
     with torch.autocast("cpu", torch.bfloat16):
         auto = _decode(model, lr, coord, cell)
-    half = _decode(_model().to(dtype), lr.to(dtype), coord, cell)
+    half = _decode(metasr_test_model().to(dtype), lr.to(dtype), coord, cell)
     assert taken == [True, True]
     for low in (auto, half):
         assert low.dtype == torch.float32 and torch.isfinite(low).all()

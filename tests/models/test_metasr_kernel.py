@@ -5,20 +5,17 @@ runs) for autograd, bf16, other MLP shapes and ``LIIF_SR_KERNELS=0``. Skips with
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import metasr_test_model, pixel_grid, torch_threads
 
-from liif_sr.coords import make_coord
 from liif_sr.inference.tiling import upscale_tiled
-from liif_sr.models import build_model
 from liif_sr.models.heads import metasr_kernel
 from liif_sr.models.heads.geometry import channels_last_rows, local_rows
 from liif_sr.models.heads.metasr import corner_geometry
@@ -34,33 +31,6 @@ def lib():
             pytest.fail("the metasr C kernel did not build in CI (gcc is expected there)")
         pytest.skip("no C compiler: the metasr kernel is unavailable")
     return found
-
-
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _model(hidden: list[int] | None = None, fast: bool = True):
-    torch.manual_seed(0)
-    config = {"encoder": {"name": "edsr_baseline", "args": {"n_resblocks": 1, "n_feats": 8}}}
-    config["head"] = {"name": "metasr", "hidden_list": hidden or [32]}
-    model = build_model(config, head_mode="fast" if fast else "plain").eval()
-    with torch.no_grad():
-        for p in model.head.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
-
-
-def _grid(b: int, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    coord = make_coord(size).unsqueeze(0).expand(b, -1, -1).contiguous()
-    cell = torch.ones_like(coord) * torch.tensor([2 / size[0], 2 / size[1]])
-    return coord, cell
 
 
 def _state(model, lr):
@@ -114,31 +84,33 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     ids=["x3", "x2.55-batch2", "anisotropic-batch2", "x1", "portable-h20"],
 )
 def test_kernel_equals_torch_path_and_reference(lib, b, lr_size, size, hidden, monkeypatch):
-    model = _model(hidden)
+    model = metasr_test_model(hidden)
     lr = torch.rand(b, 3, *lr_size, generator=torch.Generator().manual_seed(1))
-    coord, cell = _grid(b, size)
+    coord, cell = pixel_grid(b, size)
     state = _state(model, lr)
     taken = _spy(monkeypatch)
     got = _decode(model, state, coord, cell)
     assert taken == [True]
     want = _decode(model, state, coord, cell, kernel=False)
-    ref = _decode(_model(hidden, fast=False), _state(_model(hidden, fast=False), lr), coord, cell)
+    ref = _decode(
+        metasr_test_model(hidden, fast=False), _state(metasr_test_model(hidden, fast=False), lr), coord, cell
+    )
     assert got.shape == want.shape == (b, size[0] * size[1], 3) and got.dtype == torch.float32
     assert _rel(got, want) <= 1e-5
     assert _rel(got, ref) <= 1e-5
     for chunk, threads in [(1, 1), (7, 2), (64, 1), (301, 2), (5000, 2)]:  # any chunking, the pool: bitwise
-        with _threads(threads):
+        with torch_threads(threads):
             assert torch.equal(_decode(model, state, coord, cell, chunk), got)
 
 
 def test_large_chunk_on_two_threads(lib, monkeypatch):
     monkeypatch.setattr(metasr_kernel, "MIN_PER_THREAD", 100)  # the split over pool threads at a small size
-    model = _model()
+    model = metasr_test_model()
     lr = torch.rand(2, 3, 8, 9, generator=torch.Generator().manual_seed(2))
-    coord, cell = _grid(2, (37, 29))
+    coord, cell = pixel_grid(2, (37, 29))
     state = _state(model, lr)
     one = _decode(model, state, coord, cell)
-    with _threads(2):
+    with torch_threads(2):
         two = _decode(model, state, coord, cell)
         assert torch.get_num_threads() == 2
     assert torch.equal(one, two)
@@ -152,7 +124,7 @@ def test_geometry_is_bitwise_the_torch_geometry(lib, seed):
     """Random coordinates and cells (also on the borders and past them) and windows: the same latent rows and
     MLP inputs, bit for bit, as ``corner_geometry`` + ``local_rows``."""
     gen = torch.Generator().manual_seed(seed)
-    model = _model()
+    model = metasr_test_model()
     for b, full, q in [(1, (13, 7), 3001), (2, (100, 100), 2000), (2, (5, 37), 999)]:
         coord = torch.rand(b, q, 2, generator=gen) * 2.2 - 1.1
         coord[:, :8] = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [-1.0, 1.0], [0.0, 0.0]]).repeat(2, 1)
@@ -173,10 +145,10 @@ def test_geometry_is_bitwise_the_torch_geometry(lib, seed):
 
 
 def test_window_state_and_tiles(lib):
-    model = _model()
+    model = metasr_test_model()
     lr = torch.rand(1, 3, 13, 17, generator=torch.Generator().manual_seed(4))
     feat = model.encode(lr)
-    coord, cell = _grid(1, (52, 51))
+    coord, cell = pixel_grid(1, (52, 51))
     with torch.inference_mode():
         whole = model.head.prepare(feat)
         window = model.head.prepare(feat[..., 2:11, 3:15], offset=(2, 3), full_size=(13, 17))
@@ -185,7 +157,7 @@ def test_window_state_and_tiles(lib):
         assert torch.equal(model.head.decode(window, c, s), model.head.decode(whole, c, s))
         with pytest.raises(RuntimeError, match="outside the prepared window"):
             model.head.decode(window, coord, cell)
-        with _threads(1):
+        with torch_threads(1):
             want = model.upscale(lr, (52, 51))
             got = upscale_tiled(model, lr, (52, 51), tile=5, chunk=301)
     assert (got - want).abs().max().item() <= 1e-5
@@ -194,17 +166,17 @@ def test_window_state_and_tiles(lib):
 def test_kernel_steps_aside(lib, monkeypatch):
     """Autograd, bf16 (autocast or a bf16 model) and a deeper weight MLP run the torch path."""
     lr = torch.rand(1, 3, 6, 7, generator=torch.Generator().manual_seed(5))
-    coord, cell = _grid(1, (13, 15))
+    coord, cell = pixel_grid(1, (13, 15))
     taken = _spy(monkeypatch)
-    model = _model()
+    model = metasr_test_model()
     state = model.head.prepare(model.encode(lr))
     assert model.head.decode(state, coord, cell).requires_grad  # training: the chunk form, before the kernel
     with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
         model.head.decode(_state(model, lr), coord, cell)
-    half = _model().to(torch.bfloat16)
+    half = metasr_test_model().to(torch.bfloat16)
     with torch.inference_mode():
         half.head.decode(_state(half, lr.bfloat16()), coord, cell)
-    deep = _model([16, 16])
+    deep = metasr_test_model([16, 16])
     _decode(deep, _state(deep, lr), coord, cell)
     assert taken == [False, False, False]
     state = _state(model, lr)
@@ -222,9 +194,9 @@ def test_disabled_by_environment_runs_the_torch_path():
     code = (
         "import torch; from liif_sr.models.heads import metasr_kernel, metasr\n"
         "assert metasr_kernel.library() is None\n"
-        "from test_metasr_kernel import _model, _grid, _state, _decode\n"
-        "m = _model(); lr = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(1))\n"
-        "coord, cell = _grid(2, (23, 28)); st = _state(m, lr)\n"
+        "from helpers import metasr_test_model, pixel_grid\nfrom test_metasr_kernel import _state, _decode\n"
+        "m = metasr_test_model(); lr = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(1))\n"
+        "coord, cell = pixel_grid(2, (23, 28)); st = _state(m, lr)\n"
         "calls = []; real = metasr.decode_grouped\n"
         "metasr.decode_grouped = lambda *a: calls.append(1) or real(*a)\n"
         "torch.save(_decode(m, st, coord, cell), __import__('sys').argv[1]); assert calls == [1]\n"
@@ -232,7 +204,9 @@ def test_disabled_by_environment_runs_the_torch_path():
     env = {
         **os.environ,
         "LIIF_SR_KERNELS": "0",
-        "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests" / "models")]),
+        "PYTHONPATH": os.pathsep.join(
+            [str(REPO / "src"), str(REPO / "tests"), str(REPO / "tests" / "models")]
+        ),
     }
     out = Path(os.environ.get("TMPDIR", "/tmp")) / f"metasr_kernel_off_{os.getpid()}.pt"
     try:
@@ -240,9 +214,9 @@ def test_disabled_by_environment_runs_the_torch_path():
         off = torch.load(out)
     finally:
         out.unlink(missing_ok=True)
-    model = _model()
+    model = metasr_test_model()
     lr = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(1))
-    coord, cell = _grid(2, (23, 28))
+    coord, cell = pixel_grid(2, (23, 28))
     assert torch.equal(off, _decode(model, _state(model, lr), coord, cell, kernel=False))
 
 
@@ -274,9 +248,9 @@ def test_portable_build_equals_the_torch_path(lib, tmp_path, monkeypatch):
     portable = ctypes.CDLL(str(so))
     monkeypatch.setattr(kernels, "load", lambda name: portable)
     assert metasr_kernel.library() is portable
-    model = _model()
+    model = metasr_test_model()
     lr = torch.rand(2, 3, 7, 12, generator=torch.Generator().manual_seed(1))
-    coord, cell = _grid(2, (19, 61))
+    coord, cell = pixel_grid(2, (19, 61))
     state = _state(model, lr)
     taken = _spy(monkeypatch)
     got = _decode(model, state, coord, cell, chunk=777)
