@@ -188,6 +188,27 @@ def test_a_resume_with_nothing_left_writes_nothing(tmp_path, refuse):
     refuse(f"resume={run}", "trainer.max_epochs=8", code=0, expect="nothing to do")
 
 
+def test_a_resume_with_nothing_left_removes_a_killed_writers_temp_files(tmp_path, monkeypatch, capsys):
+    """A job SIGKILLed while writing its last checkpoint's sidecar, after its last epoch, leaves a temp file;
+    the resume that finds nothing left to train (so saves nothing) removes it, and only such files."""
+    run = _run(tmp_path / "R", RUN_OVERRIDES)
+    ckpts = run / "checkpoints"
+    stale = [
+        ckpts / ".last.ckpt.sha256.27564.tmp",
+        ckpts / ".last.ckpt.31337.tmp",
+        ckpts / ".epoch_0007.ckpt.8.tmp",
+    ]
+    for path in stale:
+        path.write_bytes(b"")
+    kept = [ckpts / ".notes.tmp", ckpts / "user.tmp"]  # not written by our atomic writers
+    for path in kept:
+        path.write_text("mine")
+    got, err = _main(monkeypatch, capsys, tmp_path, f"resume={run}")
+    assert got == 0 and "nothing to do" in err, err
+    assert not any(p.exists() for p in stale)
+    assert all(p.read_text() == "mine" for p in kept) and (ckpts / "last.ckpt").is_file()
+
+
 @contextlib.contextmanager
 def _held_elsewhere(folder: Path):
     """Another process holds the run lock of ``folder`` (as a running ``liif-sr-train`` does)."""

@@ -93,3 +93,18 @@ def check_integrity(path: str | os.PathLike[str], what: str) -> None:
     raise CheckpointError(
         f"{what}: {path} is damaged (its sha256 differs from {sidecar(path).name}, written with it); {advice}"
     )
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Remove the temp files our atomic writers leave when their process is killed mid-write
+    (``.<name>.<pid>.tmp``, ``.<name>.sha256.<pid>.tmp``) from a checkpoint folder; the removed paths.
+
+    Call it only while holding the run's lock (no live writer of ours in that folder). A save sweeps the temp
+    files of the checkpoint it writes; this covers a run resumed with nothing left to save.
+    """
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.glob(".*.tmp") if p.is_file() and p.name.split(".")[-2].isdigit()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

@@ -156,6 +156,8 @@ def _plan_run(run: Path, value: str, changes: list[Any]) -> list[str]:
     run_lock.hold(run, what)
     if is_sweep_dir(run.parent):  # one job of a sweep: not while the whole sweep is being resumed
         run_lock.hold(run.parent, what, shared=True)
+    # a job killed mid-write leaves temp files; a run with nothing left to train saves nothing to sweep them
+    integrity.remove_stale_temps(run / "checkpoints")
     task = [o.input_line for o in changes if not o.is_hydra_override()]
     hydra = [o.input_line for o in changes if o.is_hydra_override()]
     recorded = _run_overrides(run)
