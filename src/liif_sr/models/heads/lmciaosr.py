@@ -52,7 +52,8 @@ from liif_sr.models.heads.lmf_common import (
     reference_members,
     rows_to_map,
 )
-from liif_sr.models.heads.lmf_kernel import kernel_decode, planned, query_bytes
+from liif_sr.models.heads.lmf_kernel import decode_bytes_per_query as lm_decode_bytes
+from liif_sr.models.heads.lmf_kernel import kernel_decode, planned
 from liif_sr.models.heads.lte import bilinear_border
 from liif_sr.models.mlp import MLP
 from liif_sr.models.registry import register_head
@@ -120,9 +121,7 @@ class LMCiaoSRHead(DecoderHead):
         return (2 * self.in_channels + 2 * self.hypernet.out_dim + lr + 49 * self.in_channels) * dtype_bytes
 
     def decode_bytes_per_query(self, dtype_bytes: int = 4) -> int:
-        if planned(self, self.render, dtype_bytes):  # the fused C kernel: output + coord/cell
-            return query_bytes(self.render.out_dim)
-        return 4 * (2 * self.hypernet.out_dim + 4 * self.render.hidden_dim + 8) * dtype_bytes
+        return lm_decode_bytes(self, self.render, self.hypernet.out_dim, dtype_bytes)
 
     # ------------------------------------------------------------------ contract
     def prepare(

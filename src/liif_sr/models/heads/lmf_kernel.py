@@ -57,6 +57,14 @@ def query_bytes(out_dim: int) -> int:
     return (out_dim + 4) * 4
 
 
+def decode_bytes_per_query(head: nn.Module, render: ModulatedMLP, rows: int, dtype_bytes: int) -> int:
+    """An LM head's working bytes per query: the kernel's (:func:`query_bytes`) when it will run, else the
+    PyTorch chunk form's (4 members × the ``rows``-wide cached rows twice, the render activations, geometry)."""
+    if planned(head, render, dtype_bytes):
+        return query_bytes(render.out_dim)
+    return 4 * (2 * rows + 4 * render.hidden_dim + 8) * dtype_bytes
+
+
 def packed_table(
     state: LMState, rows: Tensor, render: ModulatedMLP, first: Tensor | None, code: bool
 ) -> Tensor:
