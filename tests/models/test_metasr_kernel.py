@@ -103,6 +103,20 @@ def test_kernel_equals_torch_path_and_reference(lib, b, lr_size, size, hidden, m
             assert torch.equal(_decode(model, state, coord, cell, chunk), got)
 
 
+def test_outputs_do_not_depend_on_query_order(lib):
+    """A raster grid's steps hold queries of one output row sharing table rows; shuffled, each step mixes rows
+    and latents. Every query must get the same bits either way."""
+    model = metasr_test_model()
+    lr = torch.rand(1, 3, 8, 9, generator=torch.Generator().manual_seed(3))
+    coord, cell = pixel_grid(1, (16, 36))  # x2 and x4: rows of 36 queries, 9 full steps each
+    state = _state(model, lr)
+    perm = torch.randperm(coord.shape[1], generator=torch.Generator().manual_seed(4))
+    raster = _decode(model, state, coord, cell)
+    shuffled = _decode(model, state, coord[:, perm], cell[:, perm])
+    assert torch.equal(shuffled, raster[:, perm])
+    assert _rel(raster, _decode(model, state, coord, cell, kernel=False)) <= 1e-5
+
+
 def test_large_chunk_on_two_threads(lib, monkeypatch):
     monkeypatch.setattr(metasr_kernel, "MIN_PER_THREAD", 100)  # the split over pool threads at a small size
     model = metasr_test_model()
