@@ -30,7 +30,56 @@ def lib():
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail("the metasr C kernel did not build in CI (gcc is expected there)")
         pytest.skip("no C compiler: the metasr kernel is unavailable")
+    if found.metasr_simd() == 0:
+        pytest.skip("no AVX2 / AVX-512 on this CPU: the head keeps its torch path")
     return found
+
+
+BUILDS = {  # metasr_simd() level -> flags of a build for it (this CPU's x86 features minus the higher paths)
+    2: ("-march=native",),
+    1: ("-march=native", "-mno-avx512f"),
+    0: ("-march=native", "-mno-avx512f", "-mno-avx2"),
+}
+LEVEL_IDS = ["avx512", "avx2", "portable"]
+
+
+@pytest.fixture(scope="module")
+def builds(lib, tmp_path_factory):
+    """level -> the kernel built for that vector path, in GNU C mode (where GCC contracts ``a * b + c`` into
+    FMAs unless the source forbids it: the geometry would no longer be bit for bit); skips what this CPU lacks."""
+    import ctypes
+    import shutil
+
+    cc = os.environ.get("CC") or "cc"
+    if shutil.which(cc) is None or platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("x86 builds with the system compiler")
+    have = Path("/proc/cpuinfo").read_text()
+    src = REPO / "src" / "liif_sr" / "kernels" / "csrc"
+    done: dict[int, ctypes.CDLL] = {}
+
+    def get(level: int) -> ctypes.CDLL:
+        if level == 2 and "avx512f" not in have or level == 1 and "avx2" not in have:
+            pytest.skip(f"no {LEVEL_IDS[2 - level]} on this CPU")
+        if level not in done:
+            so = tmp_path_factory.mktemp("metasr") / f"metasr_{level}.so"
+            flags = ["-O3", "-shared", "-fPIC", "-std=gnu11", "-I", str(src), *BUILDS[level]]
+            subprocess.run([cc, *flags, str(src / "metasr.c"), "-o", str(so), "-lm"], check=True, timeout=120)
+            done[level] = ctypes.CDLL(str(so))
+            assert done[level].metasr_simd() == level
+        return done[level]
+
+    return get
+
+
+def _use_build(builds, level: int, monkeypatch) -> None:
+    """The head decodes through the ``level`` build (a portable build too, which it would otherwise skip)."""
+    from liif_sr import kernels
+
+    other = builds(level)
+    monkeypatch.setattr(kernels, "load", lambda name: other)
+    assert metasr_kernel.library() is other and (metasr_kernel.fast_library() is other) == (level > 0)
+    if level == 0:
+        monkeypatch.setattr(metasr_kernel, "fast_library", lambda: other)
 
 
 def _state(model, lr):
@@ -103,9 +152,11 @@ def test_kernel_equals_torch_path_and_reference(lib, b, lr_size, size, hidden, m
             assert torch.equal(_decode(model, state, coord, cell, chunk), got)
 
 
-def test_outputs_do_not_depend_on_query_order(lib):
-    """A raster grid's steps hold queries of one output row sharing table rows; shuffled, each step mixes rows
-    and latents. Every query must get the same bits either way."""
+@pytest.mark.parametrize("level", [2, 1], ids=LEVEL_IDS[:2])
+def test_outputs_do_not_depend_on_query_order(builds, level, monkeypatch):
+    """A raster grid's steps hold queries of one output row (the AVX2 path caches that row's first-layer terms);
+    shuffled, each step mixes rows and latents. Every query must get the same bits either way."""
+    _use_build(builds, level, monkeypatch)
     model = metasr_test_model()
     lr = torch.rand(1, 3, 8, 9, generator=torch.Generator().manual_seed(3))
     coord, cell = pixel_grid(1, (16, 36))  # x2 and x4: rows of 36 queries, 9 full steps each
@@ -133,10 +184,12 @@ def test_large_chunk_on_two_threads(lib, monkeypatch):
         assert model.head.decode(state, coord[:, :0], cell[:, :0]).shape == (2, 0, 3)
 
 
+@pytest.mark.parametrize("level", [2, 1, 0], ids=LEVEL_IDS)
 @pytest.mark.parametrize("seed", [0, 1])
-def test_geometry_is_bitwise_the_torch_geometry(lib, seed):
+def test_geometry_is_bitwise_the_torch_geometry(builds, level, seed, monkeypatch):
     """Random coordinates and cells (also on the borders and past them) and windows: the same latent rows and
-    MLP inputs, bit for bit, as ``corner_geometry`` + ``local_rows``."""
+    MLP inputs, bit for bit, as ``corner_geometry`` + ``local_rows``, in every build."""
+    _use_build(builds, level, monkeypatch)
     gen = torch.Generator().manual_seed(seed)
     model = metasr_test_model()
     for b, full, q in [(1, (13, 7), 3001), (2, (100, 100), 2000), (2, (5, 37), 999)]:
@@ -158,7 +211,9 @@ def test_geometry_is_bitwise_the_torch_geometry(lib, seed):
         assert torch.equal(inp, want_inp.view(-1, 3))
 
 
-def test_window_state_and_tiles(lib):
+@pytest.mark.parametrize("level", [2, 1, 0], ids=LEVEL_IDS)
+def test_window_state_and_tiles(builds, level, monkeypatch):
+    _use_build(builds, level, monkeypatch)
     model = metasr_test_model()
     lr = torch.rand(1, 3, 13, 17, generator=torch.Generator().manual_seed(4))
     feat = model.encode(lr)
@@ -234,34 +289,12 @@ def test_disabled_by_environment_runs_the_torch_path():
     assert torch.equal(off, _decode(model, _state(model, lr), coord, cell, kernel=False))
 
 
-def test_portable_build_equals_the_torch_path(lib, tmp_path, monkeypatch):
-    """The kernel built without ``-march=native`` (no AVX-512: the portable C loops that other CPUs run) and in
-    GNU C mode (where GCC contracts ``a * b + c`` into FMAs unless the source forbids it: the geometry would
-    no longer be bit for bit)."""
-    import ctypes
-    import shutil
-
-    from liif_sr import kernels
-
-    cc = os.environ.get("CC") or "cc"
-    if shutil.which(cc) is None:
-        pytest.skip("no C compiler")
-    src = REPO / "src" / "liif_sr" / "kernels" / "csrc"
-    so = tmp_path / "metasr_portable.so"
-    flags = [
-        "-O3",
-        "-shared",
-        "-fPIC",
-        "-std=gnu11",
-        "-I",
-        str(src),
-    ]  # GNU mode: GCC would contract into FMAs
-    if platform.machine() in ("x86_64", "AMD64"):  # FMA instructions available, AVX-512 off
-        flags += ["-march=native", "-mno-avx512f"]
-    subprocess.run([cc, *flags, str(src / "metasr.c"), "-o", str(so), "-lm"], check=True, timeout=120)
-    portable = ctypes.CDLL(str(so))
-    monkeypatch.setattr(kernels, "load", lambda name: portable)
-    assert metasr_kernel.library() is portable
+@pytest.mark.parametrize("level", [1, 0], ids=LEVEL_IDS[1:])
+def test_other_builds_equal_the_torch_path(builds, level, monkeypatch):
+    """The kernel built for the AVX2 + FMA path and for the portable C loops (what CPUs without AVX-512 / AVX2
+    compile). The head decodes through an AVX2 build; a portable build is slower than the torch path, so the
+    head keeps that path (:func:`_use_build` passes it to the head anyway, to check its loops)."""
+    _use_build(builds, level, monkeypatch)
     model = metasr_test_model()
     lr = torch.rand(2, 3, 7, 12, generator=torch.Generator().manual_seed(1))
     coord, cell = pixel_grid(2, (19, 61))
@@ -270,6 +303,26 @@ def test_portable_build_equals_the_torch_path(lib, tmp_path, monkeypatch):
     got = _decode(model, state, coord, cell, chunk=777)
     assert taken == [True, True]  # 1159 queries in chunks of 777
     assert _rel(got, _decode(model, state, coord, cell, kernel=False)) <= 1e-5
-    rows, inp = metasr_kernel.kernel_geometry(state, coord, cell)
-    idx, want_inp = corner_geometry(coord, cell, *state.full_size)
-    assert torch.equal(rows, local_rows(idx, state).view(-1)) and torch.equal(inp, want_inp.view(-1, 3))
+    for chunk in (1, 5, 301):  # partial steps and blocks: the same bits
+        assert torch.equal(_decode(model, state, coord, cell, chunk=chunk), got)
+    hidden20 = metasr_test_model([20])  # H not a multiple of 8: the portable loops in any build
+    state20 = _state(hidden20, lr)
+    assert (
+        _rel(_decode(hidden20, state20, coord, cell), _decode(hidden20, state20, coord, cell, kernel=False))
+        <= 1e-5
+    )
+
+
+def test_a_portable_build_keeps_the_torch_path(lib, monkeypatch):
+    """No vector path (``metasr_simd() == 0``): the head decodes on its torch path and plans its memory so."""
+    model = metasr_test_model()
+    lr = torch.rand(1, 3, 6, 7, generator=torch.Generator().manual_seed(1))
+    coord, cell = pixel_grid(1, (12, 14))
+    state = _state(model, lr)
+    assert model.head.decode_bytes_per_query() == metasr_kernel.query_bytes(3)
+    portable = type("Portable", (), {"metasr_simd": staticmethod(lambda: 0)})()
+    monkeypatch.setattr(metasr_kernel, "library", lambda: portable)
+    taken = _spy(monkeypatch)
+    got = _decode(model, state, coord, cell)
+    assert taken == [False] and model.head.decode_bytes_per_query() > metasr_kernel.query_bytes(3)
+    assert torch.equal(got, _decode(model, state, coord, cell, kernel=False))

@@ -12,9 +12,11 @@
  * no contraction into FMAs), so the latent and inputs equal corner_geometry's bit for bit; the MLP sums may
  * be associated differently from torch's (float rounding only).
  *
- * AVX-512 (K = 3, H a multiple of 16): hidden units in the 16 lanes, QB queries per step sharing the W1/b1
- * loads; the 3*QB accumulators are reduced together by a shuffle tree. Any other shape and any other CPU:
- * the portable loops below.
+ * Paths (metasr_simd()): AVX-512 (metasr_avx512.h; K = 3, H a multiple of 16: hidden units in the 16 lanes,
+ * 4 queries per step sharing the W1/b1 loads), AVX2 + FMA (metasr_avx2.h; H a multiple of 8: 8 lanes, 2 queries
+ * per step, one output row's first-layer terms cached), both with the geometry 16 / 8 queries at a time
+ * (metasr_geometry.h); any other shape, and builds without either: the portable loops below, ~4x slower than
+ * the head's torch path, so the head uses such a build only in tests.
  */
 /* The geometry must round like torch's separate fp32 operations: no contraction of a * b + c into an FMA,
  * whatever the build's -std (GNU modes contract by default in GCC). The MLP's FMAs are explicit intrinsics. */
@@ -47,100 +49,15 @@ static void mlp_portable(const Args *a, int64_t n, const int64_t *row, const flo
 }
 
 #if defined(__AVX512F__)
-#define QB 4 /* queries per step */
-
-/* Sums of 16 lanes of v[0..11] (QB * 3 accumulators) → s[0..11]. */
-static inline void reduce12(const __m512 *v, float *s) {
-    __m512 l1[6], l2[3];
-    for (int i = 0; i < 6; i++) { /* 512 → 2 × 256: a's halves in the low 256 bits, b's in the high */
-        const __m512 a = v[2 * i], b = v[2 * i + 1];
-        l1[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
-    }
-    for (int i = 0; i < 3; i++) { /* 128-bit blocks: [a0 a1 b0 b1] + [a2 a3 b2 b3] … */
-        const __m512 a = l1[2 * i], b = l1[2 * i + 1];
-        l2[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x88), _mm512_shuffle_f32x4(a, b, 0xDD));
-    }
-    /* block c of l2[i]: 4 partial sums of v[4i + c]; then two in-block transposes */
-    const __m512 zero = _mm512_setzero_ps();
-    __m512 l3a = _mm512_add_ps(_mm512_unpacklo_ps(l2[0], l2[1]), _mm512_unpackhi_ps(l2[0], l2[1]));
-    __m512 l3b = _mm512_add_ps(_mm512_unpacklo_ps(l2[2], zero), _mm512_unpackhi_ps(l2[2], zero));
-    __m512 l4 = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(l3a), _mm512_castps_pd(l3b))),
-                              _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(l3a), _mm512_castps_pd(l3b))));
-    float tmp[16]; /* block c of l4: sums of v[c], v[4 + c], v[8 + c], 0 */
-    _mm512_storeu_ps(tmp, l4);
-    for (int c = 0; c < 4; c++)
-        for (int i = 0; i < 3; i++) s[4 * i + c] = tmp[4 * c + i];
-}
-
-/* QB queries (rows ``row``, inputs x0..x2 [0, QB)) → out (QB, 3). */
-static inline void step_avx512(const Args *a, const int64_t *row, const float *x0, const float *x1,
-                               const float *x2, float *out) {
-    const int64_t hid = a->hid;
-    const float *w0 = a->w1t, *w1 = a->w1t + hid, *w2 = a->w1t + 2 * hid;
-    const float *g[QB];
-    __m512 p0[QB], p1[QB], p2[QB], acc[3 * QB];
-    for (int q = 0; q < QB; q++) {
-        g[q] = a->table + row[q] * a->ld;
-        p0[q] = _mm512_set1_ps(x0[q]);
-        p1[q] = _mm512_set1_ps(x1[q]);
-        p2[q] = _mm512_set1_ps(x2[q]);
-        acc[3 * q] = acc[3 * q + 1] = acc[3 * q + 2] = _mm512_setzero_ps();
-    }
-    const __m512 zero = _mm512_setzero_ps();
-    for (int64_t j = 0; j < hid; j += 16) {
-        const __m512 bj = _mm512_loadu_ps(a->b1 + j), v0 = _mm512_loadu_ps(w0 + j);
-        const __m512 v1 = _mm512_loadu_ps(w1 + j), v2 = _mm512_loadu_ps(w2 + j);
-        for (int q = 0; q < QB; q++) {
-            __m512 t = _mm512_fmadd_ps(p0[q], v0, bj);
-            t = _mm512_fmadd_ps(p1[q], v1, t);
-            t = _mm512_fmadd_ps(p2[q], v2, t);
-            t = _mm512_max_ps(t, zero); /* ReLU */
-            acc[3 * q] = _mm512_fmadd_ps(_mm512_loadu_ps(g[q] + j), t, acc[3 * q]);
-            acc[3 * q + 1] = _mm512_fmadd_ps(_mm512_loadu_ps(g[q] + hid + j), t, acc[3 * q + 1]);
-            acc[3 * q + 2] = _mm512_fmadd_ps(_mm512_loadu_ps(g[q] + 2 * hid + j), t, acc[3 * q + 2]);
-        }
-    }
-    float s[3 * QB];
-    reduce12(acc, s);
-    for (int q = 0; q < QB; q++)
-        for (int r = 0; r < 3; r++) out[q * 3 + r] = s[3 * q + r] + g[q][3 * hid + r];
-}
-
-#ifndef PF
-#define PF 1 /* steps ahead whose table rows are prefetched */
+#include "metasr_avx512.h" /* mlp_avx512 */
+#define SIMD 2
+#elif defined(__AVX2__) && defined(__FMA__)
+#include "metasr_avx2.h" /* mlp_avx2 */
+#define SIMD 1
+#else
+#define SIMD 0
 #endif
 
-/* Prefetch the table rows of one step's queries (each distinct row once; ``prev``: the row just before). */
-static inline void prefetch_rows(const Args *a, const int64_t *row, int64_t prev) {
-    for (int q = 0; q < QB; q++) {
-        if (row[q] == prev) continue;
-        prev = row[q];
-        const char *p = (const char *)(a->table + row[q] * a->ld);
-        for (int64_t off = 0; off < a->ld * (int64_t)sizeof(float); off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
-    }
-}
-
-/* n queries; a partial last step repeats its last query (every query is summed the same way wherever the
- * block and thread boundaries fall: results do not depend on the chunking). */
-static void mlp_avx512(const Args *a, int64_t n, const int64_t *row, const float *x0, const float *x1,
-                       const float *x2, float *out) {
-    int64_t i = 0;
-    for (; i + QB <= n; i += QB) {
-        if (i + PF * QB < n) prefetch_rows(a, row + i + PF * QB, row[i + PF * QB - 1]);
-        step_avx512(a, row + i, x0 + i, x1 + i, x2 + i, out + 3 * i);
-    }
-    if (i < n) {
-        int64_t pr[QB];
-        float p0[QB], p1[QB], p2[QB], po[3 * QB];
-        for (int q = 0; q < QB; q++) {
-            const int64_t m = i + q < n ? i + q : n - 1;
-            pr[q] = row[m], p0[q] = x0[m], p1[q] = x1[m], p2[q] = x2[m];
-        }
-        step_avx512(a, pr, p0, p1, p2, po);
-        for (int64_t m = 0; m < 3 * (n - i); m++) out[3 * i + m] = po[m];
-    }
-}
-#endif
 
 /* Decode queries [r0, r1) of the flattened (B*Q) batch. Returns 0, or -1 - r for the first query r (of a
  * block) whose latent lies outside a proper window (nothing of that block is written). */
@@ -157,9 +74,13 @@ int64_t metasr_decode(const float *coord, const float *cell, int64_t q, int64_t 
         const int64_t n = end - r < BLOCK ? end - r : BLOCK;
         const int64_t bad = geometry(&a, &g, r, n, (r / q) * th * tw, row, x0, x1, x2);
         if (bad) return bad;
-#if defined(__AVX512F__)
+#if SIMD == 2
         if (k == 3 && hid % 16 == 0)
             mlp_avx512(&a, n, row, x0, x1, x2, out + 3 * r);
+        else
+#elif SIMD == 1
+        if (k == 3 && hid % 8 == 0)
+            mlp_avx2(&a, n, row, x0, x1, x2, out + 3 * r);
         else
 #endif
             mlp_portable(&a, n, row, x0, x1, x2, out + k * r);
@@ -189,3 +110,7 @@ int64_t metasr_geometry(const float *coord, const float *cell, int64_t q, int64_
     }
     return 0;
 }
+
+/* The vector path this build runs: 2 AVX-512, 1 AVX2 + FMA, 0 the portable loops (slower than torch's path:
+ * the head does not use such a build). */
+int64_t metasr_simd(void) { return SIMD; }

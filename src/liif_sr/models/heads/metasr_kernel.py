@@ -3,8 +3,9 @@
 One pass per query, nothing chunk-sized in between: the corner geometry (bit for bit as
 :func:`liif_sr.models.heads.metasr.corner_geometry` and :func:`~liif_sr.models.heads.geometry.local_rows`),
 the weight MLP's hidden layer and ReLU (in registers), and ``G_r · t + β_r`` against the latent's table row.
-Used for fp32 CPU inference of a one-hidden-layer weight MLP (the official ``[256]``) when the kernel builds;
-:func:`kernel_decode` returns None otherwise and the head's torch path runs. The C code is single-threaded;
+Used for fp32 CPU inference of a one-hidden-layer weight MLP (the official ``[256]``) when the kernel builds
+with a vector path (AVX-512 or AVX2 + FMA: :func:`fast_library`); :func:`kernel_decode` returns None otherwise
+and the head's torch path runs (the kernel's portable C loops are ~4x slower than that path). The C code is single-threaded;
 ctypes releases the GIL, so with several torch threads the queries are split over :func:`run_blocks`.
 """
 
@@ -22,6 +23,7 @@ MIN_PER_THREAD = 4096  # fewer queries per thread than this run in the calling t
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
 _DECODE_ARGS = [_PTR, _PTR, *[_I64] * 8, _PTR, _I64, _PTR, _PTR, _I64, _I64, _PTR, _I64, _I64]
 _GEOMETRY_ARGS = [_PTR, _PTR, *[_I64] * 8, _PTR, _PTR, _I64, _I64]
+SIMD_NAMES = ("portable C", "AVX2", "AVX-512")  # metasr_simd() -> the build's path
 
 
 def library() -> ctypes.CDLL | None:
@@ -30,14 +32,22 @@ def library() -> ctypes.CDLL | None:
     if lib is not None and lib.metasr_decode.argtypes is None:
         lib.metasr_decode.argtypes, lib.metasr_decode.restype = _DECODE_ARGS, _I64
         lib.metasr_geometry.argtypes, lib.metasr_geometry.restype = _GEOMETRY_ARGS, _I64
+        lib.metasr_simd.argtypes, lib.metasr_simd.restype = [], _I64
     return lib
+
+
+def fast_library() -> ctypes.CDLL | None:
+    """:func:`library` when its build has a vector path (AVX-512, or AVX2 + FMA), else None: the portable C
+    loops decode at ~0.03 of the FLOP floor against the torch path's ~0.12 (``decode_floor.py``, 128² → 256²)."""
+    lib = library()
+    return lib if lib is not None and lib.metasr_simd() > 0 else None
 
 
 def planned(head: nn.Module, hidden: nn.Sequential, dtype_bytes: int) -> bool:
     """Whether the head's inference decode will run on the kernel (for its memory estimates): fp32 CPU
-    inference (:func:`~.base.cpu_inference`) of a ``Linear(3, H), ReLU`` weight MLP with the kernel built."""
+    inference (:func:`~.base.cpu_inference`) of a ``Linear(3, H), ReLU`` weight MLP with a vector build."""
     fused = len(hidden) == 2 and isinstance(hidden[0], nn.Linear) and isinstance(hidden[1], nn.ReLU)
-    return dtype_bytes == 4 and fused and cpu_inference(head) and library() is not None
+    return dtype_bytes == 4 and fused and cpu_inference(head) and fast_library() is not None
 
 
 def query_bytes(out_dim: int) -> int:
@@ -88,7 +98,7 @@ def kernel_decode(
         return None
     if not _cpu_fp32(table, lin.weight, lin.bias) or coord.device.type != "cpu":
         return None
-    lib = library()
+    lib = fast_library()
     if lib is None:
         return None
     coord, cell = coord.float().contiguous(), cell.float().contiguous()

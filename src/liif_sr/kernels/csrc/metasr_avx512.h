@@ -1,0 +1,101 @@
+/* MetaSR kernel, AVX-512 path (K = 3, H a multiple of 16): included by metasr.c when __AVX512F__. */
+#ifndef LIIF_SR_METASR_AVX512_H
+#define LIIF_SR_METASR_AVX512_H
+
+#include <immintrin.h>
+
+#define QB 4 /* queries per step */
+
+/* Sums of 16 lanes of v[0..11] (QB * 3 accumulators) → s[0..11]. */
+static inline void reduce12(const __m512 *v, float *s) {
+    __m512 l1[6], l2[3];
+    for (int i = 0; i < 6; i++) { /* 512 → 2 × 256: a's halves in the low 256 bits, b's in the high */
+        const __m512 a = v[2 * i], b = v[2 * i + 1];
+        l1[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+    }
+    for (int i = 0; i < 3; i++) { /* 128-bit blocks: [a0 a1 b0 b1] + [a2 a3 b2 b3] … */
+        const __m512 a = l1[2 * i], b = l1[2 * i + 1];
+        l2[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x88), _mm512_shuffle_f32x4(a, b, 0xDD));
+    }
+    /* block c of l2[i]: 4 partial sums of v[4i + c]; then two in-block transposes */
+    const __m512 zero = _mm512_setzero_ps();
+    __m512 l3a = _mm512_add_ps(_mm512_unpacklo_ps(l2[0], l2[1]), _mm512_unpackhi_ps(l2[0], l2[1]));
+    __m512 l3b = _mm512_add_ps(_mm512_unpacklo_ps(l2[2], zero), _mm512_unpackhi_ps(l2[2], zero));
+    __m512 l4 = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(l3a), _mm512_castps_pd(l3b))),
+                              _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(l3a), _mm512_castps_pd(l3b))));
+    float tmp[16]; /* block c of l4: sums of v[c], v[4 + c], v[8 + c], 0 */
+    _mm512_storeu_ps(tmp, l4);
+    for (int c = 0; c < 4; c++)
+        for (int i = 0; i < 3; i++) s[4 * i + c] = tmp[4 * c + i];
+}
+
+/* QB queries (rows ``row``, inputs x0..x2 [0, QB)) → out (QB, 3). */
+static inline void step_avx512(const Args *a, const int64_t *row, const float *x0, const float *x1,
+                               const float *x2, float *out) {
+    const int64_t hid = a->hid;
+    const float *w0 = a->w1t, *w1 = a->w1t + hid, *w2 = a->w1t + 2 * hid;
+    const float *g[QB];
+    __m512 p0[QB], p1[QB], p2[QB], acc[3 * QB];
+    for (int q = 0; q < QB; q++) {
+        g[q] = a->table + row[q] * a->ld;
+        p0[q] = _mm512_set1_ps(x0[q]);
+        p1[q] = _mm512_set1_ps(x1[q]);
+        p2[q] = _mm512_set1_ps(x2[q]);
+        acc[3 * q] = acc[3 * q + 1] = acc[3 * q + 2] = _mm512_setzero_ps();
+    }
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t j = 0; j < hid; j += 16) {
+        const __m512 bj = _mm512_loadu_ps(a->b1 + j), v0 = _mm512_loadu_ps(w0 + j);
+        const __m512 v1 = _mm512_loadu_ps(w1 + j), v2 = _mm512_loadu_ps(w2 + j);
+        for (int q = 0; q < QB; q++) {
+            __m512 t = _mm512_fmadd_ps(p0[q], v0, bj);
+            t = _mm512_fmadd_ps(p1[q], v1, t);
+            t = _mm512_fmadd_ps(p2[q], v2, t);
+            t = _mm512_max_ps(t, zero); /* ReLU */
+            acc[3 * q] = _mm512_fmadd_ps(_mm512_loadu_ps(g[q] + j), t, acc[3 * q]);
+            acc[3 * q + 1] = _mm512_fmadd_ps(_mm512_loadu_ps(g[q] + hid + j), t, acc[3 * q + 1]);
+            acc[3 * q + 2] = _mm512_fmadd_ps(_mm512_loadu_ps(g[q] + 2 * hid + j), t, acc[3 * q + 2]);
+        }
+    }
+    float s[3 * QB];
+    reduce12(acc, s);
+    for (int q = 0; q < QB; q++)
+        for (int r = 0; r < 3; r++) out[q * 3 + r] = s[3 * q + r] + g[q][3 * hid + r];
+}
+
+#ifndef PF
+#define PF 1 /* steps ahead whose table rows are prefetched */
+#endif
+
+/* Prefetch the table rows of one step's queries (each distinct row once; ``prev``: the row just before). */
+static inline void prefetch_rows(const Args *a, const int64_t *row, int64_t prev) {
+    for (int q = 0; q < QB; q++) {
+        if (row[q] == prev) continue;
+        prev = row[q];
+        const char *p = (const char *)(a->table + row[q] * a->ld);
+        for (int64_t off = 0; off < a->ld * (int64_t)sizeof(float); off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
+    }
+}
+
+/* n queries; a partial last step repeats its last query (every query is summed the same way wherever the
+ * block and thread boundaries fall: results do not depend on the chunking). */
+static void mlp_avx512(const Args *a, int64_t n, const int64_t *row, const float *x0, const float *x1,
+                       const float *x2, float *out) {
+    int64_t i = 0;
+    for (; i + QB <= n; i += QB) {
+        if (i + PF * QB < n) prefetch_rows(a, row + i + PF * QB, row[i + PF * QB - 1]);
+        step_avx512(a, row + i, x0 + i, x1 + i, x2 + i, out + 3 * i);
+    }
+    if (i < n) {
+        int64_t pr[QB];
+        float p0[QB], p1[QB], p2[QB], po[3 * QB];
+        for (int q = 0; q < QB; q++) {
+            const int64_t m = i + q < n ? i + q : n - 1;
+            pr[q] = row[m], p0[q] = x0[m], p1[q] = x1[m], p2[q] = x2[m];
+        }
+        step_avx512(a, pr, p0, p1, p2, po);
+        for (int64_t m = 0; m < 3 * (n - i); m++) out[3 * i + m] = po[m];
+    }
+}
+
+#endif
