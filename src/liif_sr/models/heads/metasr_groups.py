@@ -58,7 +58,7 @@ def decode_grouped(
     """``G_r · t + β_r`` (R, out) fp32 grouped by latent, or None when the layout would exceed the budget.
 
     Args:
-        table: (N, out·H + out) per-latent ``G`` (row-major ``(out, H)``) then ``β``.
+        table: (N, ≥ out·H + out) per-latent ``G`` (row-major ``(out, H)``), ``β``, any padding.
         index: (R,) each query's row in ``table``.
         inp: (R, 3) fp32 weight-MLP inputs.
         hidden: the weight MLP without its last layer (inputs → ``t``, H values), a ``Linear`` first.
@@ -75,7 +75,7 @@ def decode_grouped(
         padded = inp.new_zeros(n_u * n_max, inp.shape[1] + 1)
         padded[:, -1] = 1.0  # the bias column
         padded[slot, :-1] = inp.index_select(0, order)
-    hid = (table.shape[1] - out_dim) // out_dim
+    hid = [m for m in hidden if isinstance(m, nn.Linear)][-1].out_features
     lin = hidden[0]
     first = torch.cat([lin.weight, lin.bias.unsqueeze(1)], dim=1).to(table.dtype)
     out = torch.empty(n_u, n_max, out_dim, dtype=torch.float32)
@@ -88,7 +88,7 @@ def decode_grouped(
             rows = table.index_select(0, latents[a:b])  # (nb, out·H + out)
             t = _hidden(hidden, first, padded[a * n_max : b * n_max].to(rows.dtype)).view(b - a, n_max, hid)
             g = rows[:, : out_dim * hid].view(b - a, out_dim, hid)
-            beta = rows[:, out_dim * hid :].unsqueeze(2).expand(b - a, out_dim, n_max)
+            beta = rows[:, out_dim * hid : out_dim * hid + out_dim].unsqueeze(2).expand(b - a, out_dim, n_max)
             # (out, H) @ (H, n_max) per latent: ~25 % faster on a CPU than (n_max, H) @ (H, out)
             out[a:b] = torch.baddbmm(beta, g, t.transpose(1, 2)).transpose(1, 2)
 
