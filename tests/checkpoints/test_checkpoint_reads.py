@@ -58,7 +58,7 @@ def _count_reads(monkeypatch) -> tuple[Counter, Counter]:
 
 def test_a_resume_reads_each_checkpoint_once(tmp_path, monkeypatch, capsys):
     """The plan, the preflight and the task: one sha256 per checkpoint, one progress read (mmap: the pickle,
-    no tensor data) per candidate and one config read of the continued one; Lightning's own load follows."""
+    no tensor data) per candidate, which also serves the continued one's config; Lightning's own load follows."""
     run = _run(tmp_path / "R", RUN_OVERRIDES, epochs=8, steps=80)
     _ckpt(run / "checkpoints" / "epoch_0003.ckpt", 4, 40)
     _age(*(run / "checkpoints").iterdir())
