@@ -264,3 +264,36 @@ def test_eval_of_a_multirun_reads_each_job_once(tmp_path, monkeypatch, capsys):
     assert "edsr_baseline-liif (job 2)" in out.out + out.err, out
     assert dict(reads) == {"0/model.safetensors": 1, "1/model.safetensors": 1, "2/checkpoints/last.ckpt": 1}
     assert list(loads.values()) == [1], loads
+
+
+@pytest.mark.parametrize("sweep", [False, True])
+def test_init_weights_are_read_once(tmp_path, monkeypatch, capsys, sweep):
+    """``init_weights=<file>``: the start-up check loads it and hands the model to the run (a sweep's jobs
+    that start from the same network share that one load; the task of job 0 takes it)."""
+    from test_preflight import _compose
+
+    from liif_sr import checkpoints
+    from liif_sr.checkpoints import save_weights
+    from liif_sr.models.build import build_model
+    from liif_sr.training.preflight import requested_net_config
+
+    torch.manual_seed(0)
+    weights = save_weights(build_model(requested_net_config(_compose())), tmp_path / "w.safetensors")
+    reads: Counter = Counter()
+    read_file = checkpoints.read_checkpoint_file
+
+    def counting(path):
+        reads[Path(path).name] += 1
+        return read_file(path)
+
+    monkeypatch.setattr(checkpoints, "read_checkpoint_file", counting)
+    fitted = []
+
+    def fit(trainer, cfg, *, ckpt_path, **kwargs):
+        fitted.append(dict(reads))
+        raise SystemExit(0)
+
+    monkeypatch.setattr("liif_sr.training.interrupt.fit_or_interrupt", fit)
+    jobs = ["-m", "model.optimizer.lr=1e-4,5e-4"] if sweep else []
+    code, err = _main(monkeypatch, capsys, tmp_path, *jobs, f"init_weights={weights}")
+    assert fitted and fitted[0] == {"w.safetensors": 1}, (fitted, err)
