@@ -16,7 +16,7 @@ import torch
 from liif_sr.errors import CheckpointError
 from liif_sr.models.official import official_to_ours
 
-__all__ = ["read_checkpoint_file", "sniff_checkpoint"]
+__all__ = ["interpret_loaded", "read_checkpoint_file", "sniff_checkpoint"]
 
 _EXPECTED = "expected a liif-sr .ckpt/.safetensors/.pth, an official LIIF .pth or a run folder"
 # (magic prefix, description) of common files that are not checkpoints
@@ -113,7 +113,12 @@ def read_checkpoint_file(path: Path) -> tuple[dict[str, Any], dict[str, torch.Te
             return json.loads(meta["liif_sr_config"]), sd
         except ValueError:
             raise CheckpointError(f"{path}: safetensors liif_sr_config metadata is not valid JSON") from None
-    obj = _torch_load(path)
+    return interpret_loaded(_torch_load(path), path)
+
+
+def interpret_loaded(obj: Any, path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``(model_config, state_dict)`` of a checkpoint object ``torch.load`` returned for ``path`` (also one
+    loaded memory-mapped for another purpose, e.g. a resume's progress: :mod:`liif_sr.training.resume`)."""
     try:
         return _interpret(obj, path)
     except (KeyError, TypeError, AttributeError, IndexError) as exc:

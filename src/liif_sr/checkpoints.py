@@ -26,8 +26,9 @@ from typing import Any
 
 import torch
 
-from liif_sr.checkpoint_formats import read_checkpoint_file, sniff_checkpoint
+from liif_sr.checkpoint_formats import interpret_loaded, read_checkpoint_file, sniff_checkpoint
 from liif_sr.errors import CheckpointError
+from liif_sr.file_cache import Version
 from liif_sr.models.build import build_model
 from liif_sr.models.implicit_sr import ImplicitSR
 
@@ -40,6 +41,7 @@ __all__ = [
     "load_model",
     "read_checkpoint",
     "read_config",
+    "remember_loaded_config",
     "resolve_checkpoint",
     "save_weights",
     "sniff_checkpoint",
@@ -120,10 +122,28 @@ def _read_resolved(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]
 
     ver = version(path)
     config, sd = read_checkpoint_file(path)
+    remember("config", path, _with_head_name(config), ver)  # a later read_config of this file reads nothing
+    return config, sd
+
+
+def _with_head_name(config: Any) -> Any:
+    """A config without a head name (files written before other heads existed) gets ``"name": "liif"``."""
     if isinstance(config, dict) and isinstance(config.get("head"), dict):
         config["head"] = {"name": "liif", **config["head"]}
-    remember("config", path, config, ver)  # a later read_config of this file reads nothing
-    return config, sd
+    return config
+
+
+def remember_loaded_config(path: str | os.PathLike[str], obj: Any, ver: Version | None) -> None:
+    """Keep the model config of ``obj``, what ``torch.load`` returned for the file ``path`` (version ``ver``)
+    for another purpose (a resume's progress, :func:`liif_sr.training.resume.read_progress`): a later
+    :func:`read_config` of that file reads nothing. Nothing is kept when ``obj`` is no model checkpoint."""
+    from liif_sr.file_cache import remember
+
+    try:
+        config, _ = interpret_loaded(obj, Path(path))
+    except CheckpointError:
+        return
+    remember("config", path, _with_head_name(config), ver)
 
 
 def load_model(

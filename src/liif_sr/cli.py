@@ -3,15 +3,18 @@
 Sub-command modules are imported lazily so that ``liif-sr --help`` stays fast (no torch/lightning import).
 Every sub-command handler returns an exit code; errors that are the user's (bad input, missing files)
 are raised as :class:`liif_sr.errors.UserError` and printed as one line without a traceback unless
-``--debug`` is given.
+``--debug`` is given. A C kernel the command's decode would use but cannot build (no compiler, a failed build:
+:mod:`liif_sr.kernels`) is one ``liif-sr <command>: warning: ...`` line per kernel (:func:`kernel_warnings`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from liif_sr.errors import UserError, report_user_error
 
@@ -47,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with kernel_warnings(f"liif-sr {args.command}"):
+            return int(args.func(args) or 0)
     except UserError as exc:
         if args.debug:
             raise
@@ -55,6 +59,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"liif-sr {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+class _CommandLine(logging.Handler):
+    """A warning record as the command's own line on stderr, above a progress bar (``tqdm.write``)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(logging.WARNING)
+        self.prog = prog
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        message = record.getMessage().removeprefix("liif_sr ")
+        tqdm.write(f"{self.prog}: warning: {message}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def kernel_warnings(prog: str) -> Iterator[None]:
+    """Within the block the C kernels' warnings (logger ``liif_sr.kernels``: a kernel the decode would use is
+    unavailable, once per kernel and process) are printed as ``<prog>: warning: ...`` lines, and only there
+    (the logger's INFO lines, e.g. ``LIIF_SR_KERNELS=0``, stay unprinted)."""
+    logger = logging.getLogger("liif_sr.kernels")
+    handler, propagate = _CommandLine(prog), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 if __name__ == "__main__":

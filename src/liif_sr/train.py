@@ -24,11 +24,16 @@ def init_weights(net: Any, source: str) -> None:
     """Start from the weights of ``source`` (a checkpoint file or a shipped model name such as
     ``edsr-baseline-liif``): fine-tuning. Only the network's weights are taken (a fresh optimizer, LR
     schedule and step count); the checkpoint's model config must equal the run's."""
-    from liif_sr.checkpoints import load_model
+    from liif_sr.checkpoints import load_model, resolve_checkpoint
     from liif_sr.errors import CheckpointError, UserError
+    from liif_sr.file_cache import take
+    from liif_sr.training.preflight import INIT_WEIGHTS
 
     try:
-        loaded = load_model(source, expect=net.config)
+        path = resolve_checkpoint(source)
+        loaded = take(INIT_WEIGHTS, path)  # liif-sr-train's start-up check loaded it (same file version)
+        if loaded is None or loaded.config != net.config:
+            loaded = load_model(path, expect=net.config)
     except CheckpointError as exc:
         raise UserError(f"init_weights={source}: {exc}") from None
     net.load_state_dict(loaded.state_dict(), strict=True)  # copies in place: memory formats are kept

@@ -58,7 +58,7 @@ def _count_reads(monkeypatch) -> tuple[Counter, Counter]:
 
 def test_a_resume_reads_each_checkpoint_once(tmp_path, monkeypatch, capsys):
     """The plan, the preflight and the task: one sha256 per checkpoint, one progress read (mmap: the pickle,
-    no tensor data) per candidate and one config read of the continued one; Lightning's own load follows."""
+    no tensor data) per candidate, which also serves the continued one's config; Lightning's own load follows."""
     run = _run(tmp_path / "R", RUN_OVERRIDES, epochs=8, steps=80)
     _ckpt(run / "checkpoints" / "epoch_0003.ckpt", 4, 40)
     _age(*(run / "checkpoints").iterdir())
@@ -74,7 +74,7 @@ def test_a_resume_reads_each_checkpoint_once(tmp_path, monkeypatch, capsys):
     assert code == 0 and len(fitted) == 1, err
     ckpt_path, loads_at_fit, hashes_at_fit = fitted[0]
     assert ckpt_path == str(run / "checkpoints" / "last.ckpt")
-    assert loads_at_fit == {"last.ckpt": 2, "epoch_0003.ckpt": 1}, loads_at_fit
+    assert loads_at_fit == {"last.ckpt": 1, "epoch_0003.ckpt": 1}, loads_at_fit
     assert hashes_at_fit == {"last.ckpt": 1, "epoch_0003.ckpt": 1}, hashes_at_fit
 
 
@@ -145,3 +145,155 @@ def test_eval_reads_each_checkpoint_once(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr()
     assert "| m " in out.out + out.err or "m" in out.out, out
     assert dict(reads) == {"m.pth": 1, "w.safetensors": 1} and dict(loads) == {"m.pth": 1}
+
+
+def _loads_by_path(monkeypatch) -> Counter:
+    """torch.load calls by file path (jobs of a sweep share their file names)."""
+    loads: Counter = Counter()
+    load = torch.load
+
+    def counting_load(f, *args, **kwargs):
+        loads[str(Path(f if isinstance(f, str | os.PathLike) else f.name).resolve())] += 1
+        return load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    return loads
+
+
+def test_the_progress_read_serves_the_config(tmp_path, monkeypatch):
+    """A resume reads a checkpoint's progress (memory-mapped) and then its model config: one torch.load;
+    the config is the one a read of its own gives. A file replaced since is read again."""
+    from liif_sr.checkpoints import read_config
+    from liif_sr.training.resume import read_progress
+
+    path = tmp_path / "last.ckpt"
+    _ckpt(path, 2, 20)
+    _age(path)
+    alone = read_config(path)
+    file_cache.forget()
+    loads = _loads_by_path(monkeypatch)
+    assert read_progress(path).steps == 20
+    assert read_config(path) == alone and alone["head"]["name"] == "liif"
+    assert read_progress(path).steps == 20 and sum(loads.values()) == 1, loads
+    _ckpt(path, 3, 30)  # replaced: both read again, once
+    _age(path)
+    assert read_progress(path).steps == 30 and read_config(path) == alone and sum(loads.values()) == 2
+
+
+def test_a_progress_read_of_no_model_checkpoint_keeps_no_config(tmp_path, monkeypatch):
+    """A Lightning checkpoint without a liif-sr model config: its progress is read, read_config still
+    refuses it in one line (nothing kept in its name)."""
+    from liif_sr.checkpoints import read_config
+    from liif_sr.errors import CheckpointError
+    from liif_sr.training.resume import read_progress
+
+    path = tmp_path / "other.ckpt"
+    torch.save({"global_step": 5, "epoch": 0, "state_dict": {}}, path)
+    _age(path)
+    assert read_progress(path).steps == 5
+    with pytest.raises(CheckpointError, match="not a liif-sr or official"):
+        read_config(path)
+
+
+def test_a_sweep_resume_reads_each_jobs_checkpoint_once(tmp_path, monkeypatch, capsys):
+    """``resume=<multirun folder>``: the plan reads every job's progress and config, job 0's task its
+    checkpoint again: one torch.load per job's last.ckpt."""
+    from test_resume_refusals import _sweep
+
+    sweep = _sweep(tmp_path / "S")
+    _age(*sweep.glob("*/checkpoints/*"))
+    loads = _loads_by_path(monkeypatch)
+    fitted = []
+
+    def fit(trainer, cfg, *, ckpt_path, **kwargs):
+        fitted.append((ckpt_path, dict(loads)))
+        raise SystemExit(0)
+
+    monkeypatch.setattr("liif_sr.training.interrupt.fit_or_interrupt", fit)
+    code, err = _main(monkeypatch, capsys, tmp_path, f"resume={sweep}")
+    assert fitted, err
+    ckpt_path, loads_at_fit = fitted[0]
+    assert ckpt_path == str(sweep / "0" / "checkpoints" / "last.ckpt")
+    want = {str((sweep / n / "checkpoints" / "last.ckpt").resolve()): 1 for n in ("0", "1")}
+    assert loads_at_fit == want, loads_at_fit
+
+
+def test_eval_of_a_multirun_reads_each_job_once(tmp_path, monkeypatch, capsys):
+    """``liif-sr-eval checkpoint=<multirun folder>``: jobs named from their weights (no .hydra, no
+    summary.json) are read once each (the start-up check loads them before it names the rows)."""
+    import numpy as np
+    from PIL import Image
+
+    from liif_sr import checkpoints
+    from liif_sr.checkpoints import save_weights
+    from liif_sr.evaluate import main
+    from liif_sr.models.build import build_model
+
+    hr = tmp_path / "bench" / "Set5" / "HR"
+    hr.mkdir(parents=True)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 20, 3), dtype=np.uint8)).save(hr / "a.png")
+    monkeypatch.setenv("LIIF_SR_BENCHMARK_DIR", str(tmp_path / "bench"))
+    monkeypatch.setenv("LIIF_SR_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    tiny = {"encoder": {"name": "edsr_baseline", "args": {"n_resblocks": 1, "n_feats": 4}},
+            "head": {"hidden_list": [8], "local_ensemble": False}}  # fmt: skip
+    sweep = tmp_path / "multiruns" / "x"
+    (sweep / "2").mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    for job, file in (("0", "model.safetensors"), ("1", "model.safetensors"), ("2", "checkpoints/last.ckpt")):
+        (sweep / job / file).parent.mkdir(parents=True, exist_ok=True)
+        save_weights(build_model(tiny), sweep / job / file)
+    _age(*sweep.glob("*/model.safetensors"), sweep / "2" / "checkpoints" / "last.ckpt")
+    loads = _loads_by_path(monkeypatch)
+    reads: Counter = Counter()
+    read_file = checkpoints.read_checkpoint_file
+
+    def counting(path):
+        reads[Path(path).relative_to(sweep).as_posix()] += 1
+        return read_file(path)
+
+    monkeypatch.setattr(checkpoints, "read_checkpoint_file", counting)
+    base = ["benchmark=[set5]", "scales=[2]", "progress=false", "plot=false", "ssim=false"]
+    monkeypatch.setattr("sys.argv", ["liif-sr-eval", *base, f"checkpoint={sweep}"])
+    try:
+        main()
+    except SystemExit as exc:
+        assert exc.code in (0, None), capsys.readouterr().err
+    out = capsys.readouterr()
+    assert "edsr_baseline-liif (job 2)" in out.out + out.err, out
+    assert dict(reads) == {"0/model.safetensors": 1, "1/model.safetensors": 1, "2/checkpoints/last.ckpt": 1}
+    assert list(loads.values()) == [1], loads
+
+
+@pytest.mark.parametrize("sweep", [False, True])
+def test_init_weights_are_read_once(tmp_path, monkeypatch, capsys, sweep):
+    """``init_weights=<file>``: the start-up check loads it and hands the model to the run (a sweep's jobs
+    that start from the same network share that one load; the task of job 0 takes it)."""
+    from test_preflight import _compose
+
+    from liif_sr import checkpoints
+    from liif_sr.checkpoints import save_weights
+    from liif_sr.models.build import build_model
+    from liif_sr.training.preflight import requested_net_config
+
+    torch.manual_seed(0)
+    weights = save_weights(build_model(requested_net_config(_compose())), tmp_path / "w.safetensors")
+    reads: Counter = Counter()
+    read_file = checkpoints.read_checkpoint_file
+
+    def counting(path):
+        reads[Path(path).name] += 1
+        return read_file(path)
+
+    monkeypatch.setattr(checkpoints, "read_checkpoint_file", counting)
+    fitted = []
+
+    def fit(trainer, cfg, *, ckpt_path, **kwargs):
+        fitted.append(dict(reads))
+        raise SystemExit(0)
+
+    monkeypatch.setattr("liif_sr.training.interrupt.fit_or_interrupt", fit)
+    jobs = ["-m", "model.optimizer.lr=1e-4,5e-4"] if sweep else []
+    code, err = _main(monkeypatch, capsys, tmp_path, *jobs, f"init_weights={weights}")
+    assert fitted and fitted[0] == {"w.safetensors": 1}, (fitted, err)

@@ -98,6 +98,11 @@ def expand_multirun(path: str | Path) -> list[tuple[str, str]]:
     return rows
 
 
+def jobs_with_weights(path: str | Path) -> list[str]:
+    """The job folders of a multirun folder that hold weights, in job order (nothing read)."""
+    return [str(job) for job in _job_folders(Path(path)) if _has_weights(job)]
+
+
 def jobs_without_weights(path: str | Path) -> list[str]:
     """The job folder names of a multirun folder that hold no weights and recorded no failure (killed jobs),
     in job order: the evaluation table lists them as marked rows instead of dropping them (failed jobs are

@@ -88,7 +88,7 @@ def check_options(cfg: DictConfig) -> None:
 def check_eval_start(cfg: DictConfig) -> None:
     """Everything an evaluation needs, before anything is written (see the module docstring)."""
     from liif_sr.checkpoints import load_model, resolve_checkpoint
-    from liif_sr.evaluation.runner import PRELOADED, checkpoint_names, load_specs
+    from liif_sr.evaluation.runner import PRELOADED, checkpoint_files, checkpoint_names, load_specs
     from liif_sr.file_cache import hand_over, version
     from liif_sr.inference.devices import resolve_device
 
@@ -97,18 +97,18 @@ def check_eval_start(cfg: DictConfig) -> None:
     load_specs(cfg, warn=False)
     checkpoint = cfg.get("checkpoint")
     checkpoint = OmegaConf.to_container(checkpoint) if OmegaConf.is_config(checkpoint) else checkpoint
+    head_mode = cfg.get("head_mode", "fast")
+    # loaded before the rows are named: a multirun job named from its weights then reads nothing more
+    for resolved in dict.fromkeys(resolve_checkpoint(path) for path in checkpoint_files(checkpoint)):
+        ver = version(resolved)
+        model = load_model(resolved, device="cpu", head_mode=head_mode)
+        hand_over(f"{PRELOADED}/{head_mode}", resolved, model, ver)  # the run takes it: the file is read once
     quiet = logging.getLogger("liif_sr.evaluate")
     quiet.disabled, was = True, quiet.disabled  # the run logs its warnings (e.g. jobs without weights) itself
     try:
         names = checkpoint_names(checkpoint)
     finally:
         quiet.disabled = was
-    head_mode = cfg.get("head_mode", "fast")
-    for path in names.values():
-        resolved = resolve_checkpoint(path)
-        ver = version(resolved)
-        model = load_model(resolved, device="cpu", head_mode=head_mode)
-        hand_over(f"{PRELOADED}/{head_mode}", resolved, model, ver)  # the run takes it: the file is read once
     if not names and not cfg.get("bicubic", True):
         raise UserError("nothing to evaluate: give checkpoint=PATH or leave bicubic=true")
 

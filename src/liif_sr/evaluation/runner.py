@@ -65,8 +65,7 @@ def checkpoint_names(checkpoint: Any) -> dict[str, str]:
         if BICUBIC in named:
             raise UserError(f"checkpoint name {BICUBIC!r} is reserved for the reference row")
         return named
-    items = [checkpoint] if isinstance(checkpoint, str) else [str(c) for c in checkpoint]
-    items = [c for c in dict.fromkeys(items) if c != BICUBIC]
+    items = _listed(checkpoint)
     stems = [Path(c).stem for c in items]
     jobs = {item: expand_multirun(item) for item in items if is_multirun_folder(item)}
     named_items = [pair for item in items for pair in jobs.get(item, [(None, item)])]
@@ -79,6 +78,30 @@ def checkpoint_names(checkpoint: Any) -> dict[str, str]:
             name, i = f"{base}#{i}", i + 1
         names[name] = item
     return names
+
+
+def _listed(checkpoint: str | Any) -> list[str]:
+    items = [checkpoint] if isinstance(checkpoint, str) else [str(c) for c in checkpoint]
+    return [c for c in dict.fromkeys(items) if c != BICUBIC]
+
+
+def checkpoint_files(checkpoint: Any) -> list[str]:
+    """The checkpoints (files, run or job folders) the rows of ``checkpoint`` read, in row order, found
+    without reading any (a multirun folder: its jobs with weights). ``liif-sr-eval``'s start-up check loads
+    them before :func:`checkpoint_names` names the rows: a job named from its weights
+    (:func:`~.multirun.job_name`) then finds its config kept (:mod:`liif_sr.file_cache`) and its file is
+    read once."""
+    from liif_sr.evaluation.multirun import is_multirun_folder, jobs_with_weights
+
+    if checkpoint is None:
+        return []
+    if isinstance(checkpoint, Mapping):
+        return [str(v) for k, v in checkpoint.items() if k != BICUBIC]
+    return [
+        job
+        for item in _listed(checkpoint)
+        for job in (jobs_with_weights(item) if is_multirun_folder(item) else [item])
+    ]
 
 
 def bicubic_predictor(lr: Tensor, size: tuple[int, int]) -> Tensor:

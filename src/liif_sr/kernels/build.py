@@ -126,8 +126,10 @@ def disabled() -> Iterator[None]:
 
 
 def load(name: str) -> ctypes.CDLL | None:
-    """The compiled kernel ``name`` (cached per process), or None with one INFO log line saying why:
-    ``LIIF_SR_KERNELS=0`` (read at every call) or :func:`disabled`, no compiler, or a failed build. Never
+    """The compiled kernel ``name`` (cached per process), or None with one log line per kernel and process
+    saying why: INFO when it is off on purpose (``LIIF_SR_KERNELS=0``, read at every call, or :func:`disabled`);
+    WARNING, with the fix, when it cannot be built or loaded (no compiler, a failed build, an unusable cache:
+    :func:`unavailable_message`), since callers load a kernel only when their decode would use it. Never
     raises for those."""
     reason = _off_reason()
     if reason is not None:
@@ -148,9 +150,48 @@ def _load_built(name: str) -> ctypes.CDLL | None:
             path.unlink(missing_ok=True)
             return ctypes.CDLL(str(compile_kernel(name, csrc=CSRC)))
     except (OSError, RuntimeError, subprocess.SubprocessError, ValueError) as err:
-        reason = " ".join(str(err).split())[:300]
-        log.info("liif_sr kernel %r unavailable (%s); using the PyTorch path", name, reason)
+        # a decode that would use the kernel runs slower: one WARNING per kernel and process (functools.cache);
+        # deliberately off (LIIF_SR_KERNELS=0, disabled()) stays an INFO line (load)
+        log.warning("%s", unavailable_message(name, err))
         return None
+
+
+def unavailable_message(name: str, err: BaseException) -> str:
+    """One line: why kernel ``name`` could not be built or loaded (``err``), that the slower PyTorch path runs,
+    and what would fix it."""
+    why, fix = _diagnose(err)
+    return (
+        f"liif_sr C kernel {name!r} unavailable: {why}; decoding on the slower PyTorch path. Fix: {fix} "
+        "(LIIF_SR_KERNELS=0: the PyTorch path without this warning)"
+    )
+
+
+def _diagnose(err: BaseException) -> tuple[str, str]:
+    """(what went wrong, what fixes it) for an error of :func:`compile_kernel` or of loading its library."""
+    cc = " ".join(_compiler())
+    reason = " ".join(str(err).split())[:300]
+    working = "set CC to a working C compiler (gcc or clang)"
+    filename = getattr(err, "filename", None)
+    if isinstance(err, FileNotFoundError) and filename == _compiler()[0]:
+        return f"no C compiler ({cc!r} not found)", "install a C compiler (cc/gcc) or set CC to one"
+    if isinstance(err, subprocess.TimeoutExpired):
+        return f"the C compiler {cc!r} timed out", working
+    if isinstance(err, subprocess.CalledProcessError):
+        return f"the C compiler {cc!r} does not run (exit status {err.returncode})", working
+    if isinstance(err, RuntimeError):
+        return f"the build failed ({reason})", working
+    if isinstance(err, OSError) and filename is not None and _in_cache(Path(str(filename))):
+        return f"the kernel cache is not usable ({reason})", "set LIIF_SR_KERNEL_CACHE to a writable folder"
+    if isinstance(err, FileNotFoundError) and str(err).startswith("no kernel source"):
+        return reason, "reinstall liif-sr (its kernel sources are missing)"
+    return reason, "install a C compiler (cc/gcc) or set CC to one"
+
+
+def _in_cache(path: Path) -> bool:
+    """``path`` is the cache folder, inside it or one of its parents (``mkdir`` failed on the way)."""
+    folder = cache_dir().absolute()
+    path = path.absolute()
+    return path.is_relative_to(folder) or folder.is_relative_to(path)
 
 
 def reset() -> None:

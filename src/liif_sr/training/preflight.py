@@ -110,18 +110,30 @@ def check_last(cfg: DictConfig) -> None:
         )
 
 
+#: the model :func:`check_init_weights` loaded, handed to the run (``liif_sr.train.init_weights``)
+INIT_WEIGHTS = "init-weights"
+
+
 def check_init_weights(cfg: DictConfig, config: dict[str, Any]) -> None:
-    """``init_weights`` (used only when nothing is continued) loads into the requested network."""
-    from liif_sr.checkpoints import load_model
+    """``init_weights`` (used only when nothing is continued) loads into the requested network. The loaded
+    model is handed to the run (:func:`liif_sr.file_cache.hand_over`): the file is read once per process, also
+    for the jobs of a sweep that start from it with the same network."""
+    from liif_sr.checkpoints import load_model, resolve_checkpoint
     from liif_sr.errors import CheckpointError
+    from liif_sr.file_cache import hand_over, take, version
 
     source = cfg.get("init_weights")
     if not source or cfg.get("resume") or cfg.get("ckpt_path"):
         return
     try:
-        load_model(str(source), expect=config)
+        path = resolve_checkpoint(str(source))
+        ver = version(path)
+        model = take(INIT_WEIGHTS, path)  # an earlier job of this sweep loaded it
+        if model is None or model.config != config:
+            model = load_model(path, expect=config)
     except CheckpointError as exc:
         raise UserError(f"init_weights={source}: {exc}") from None
+    hand_over(INIT_WEIGHTS, path, model, ver)
 
 
 def check_start(cfg: DictConfig) -> None:

@@ -140,7 +140,8 @@ class Progress:
 
 def read_progress(ckpt_path: str | os.PathLike[str]) -> Progress | None:
     """The :class:`Progress` of a Lightning checkpoint, or None if it does not record one; read once per
-    version of the file in a process (:mod:`liif_sr.file_cache`)."""
+    version of the file in a process (:mod:`liif_sr.file_cache`). The same read keeps the checkpoint's
+    model config: the checks that follow (:func:`liif_sr.checkpoints.read_config`) read the file no more."""
     from liif_sr.file_cache import remembered
 
     return remembered("progress", ckpt_path, lambda: _read_progress(ckpt_path))
@@ -149,10 +150,15 @@ def read_progress(ckpt_path: str | os.PathLike[str]) -> Progress | None:
 def _read_progress(ckpt_path: str | os.PathLike[str]) -> Progress | None:
     import torch
 
+    from liif_sr.checkpoints import remember_loaded_config
+    from liif_sr.file_cache import version
+
+    ver = version(ckpt_path)
     try:
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - unreadable: the checkpoint checks report it
         return None
+    remember_loaded_config(ckpt_path, ckpt, ver)
     if not isinstance(ckpt, dict) or "global_step" not in ckpt:
         return None
     epochs = int(ckpt.get("epoch", -1)) + 1
