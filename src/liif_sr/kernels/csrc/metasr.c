@@ -13,8 +13,8 @@
  * be associated differently from torch's (float rounding only).
  *
  * Paths (metasr_simd()): AVX-512 (metasr_avx512.h; K = 3, H a multiple of 16: hidden units in the 16 lanes,
- * 4 queries per step sharing the W1/b1 loads), AVX2 + FMA (metasr_avx2.h; H a multiple of 8: 8 lanes, 2 queries
- * per step, one output row's first-layer terms cached), both with the geometry 16 / 8 queries at a time
+ * 4 queries per step), AVX2 + FMA (metasr_avx2.h; H a multiple of 8: 8 lanes, 2 queries per step), both with
+ * one output row's first-layer terms cached (Shared) and the geometry 16 / 8 queries at a time
  * (metasr_geometry.h); any other shape, and builds without either: the portable loops below, ~4x slower than
  * the head's torch path, so the head uses such a build only in tests.
  */
@@ -47,6 +47,17 @@ static void mlp_portable(const Args *a, int64_t n, const int64_t *row, const flo
         }
     }
 }
+
+#define MAXH 1024 /* hidden units whose shared first-layer terms the vector paths cache */
+
+/* The first layer's terms common to one output row, u = b1 + w0 x0 + w2 x2: an output row's queries share
+ * its vertical offset x0 and the cell input x2, so with u cached their hidden layer is 1 FMA per unit, not 3.
+ * Every query sums max(w1 x1 + u, 0) in this order, cached or not: outputs do not depend on the grouping. */
+typedef struct {
+    float x0, x2;
+    int valid;
+    float u[MAXH];
+} Shared;
 
 #if defined(__AVX512F__)
 #include "metasr_avx512.h" /* mlp_avx512 */

@@ -1,5 +1,6 @@
 /* MetaSR kernel, AVX2 + FMA path (K = 3, H a multiple of 8): included by metasr.c when __AVX2__ and __FMA__
- * (and not __AVX512F__). The AVX-512 path's step with 8 lanes and 2 queries per step (16 ymm registers). */
+ * (and not __AVX512F__), after its Args, Shared and MAXH. The AVX-512 path's step with 8 lanes and 2 queries
+ * per step (16 ymm registers). */
 #ifndef LIIF_SR_METASR_AVX2_H
 #define LIIF_SR_METASR_AVX2_H
 
@@ -14,17 +15,6 @@ static inline float hsum8(__m256 v) {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
 }
-
-#define MAXH 1024 /* hidden units whose shared first-layer terms are cached */
-
-/* The first layer's terms common to one output row, u = b1 + w0 x0 + w2 x2: an output row's queries share
- * its vertical offset x0 and the cell input x2. Every query sums max(w1 x1 + u, 0) in this order, cached or
- * not, so outputs do not depend on the grouping. */
-typedef struct {
-    float x0, x2;
-    int valid;
-    float u[MAXH];
-} Shared;
 
 static inline __m256 shared_terms(const Args *a, int64_t j, __m256 p0, __m256 p2) {
     const __m256 u = _mm256_fmadd_ps(p0, _mm256_loadu_ps(a->w1t + j), _mm256_loadu_ps(a->b1 + j));

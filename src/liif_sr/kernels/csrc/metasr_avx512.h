@@ -1,4 +1,5 @@
-/* MetaSR kernel, AVX-512 path (K = 3, H a multiple of 16): included by metasr.c when __AVX512F__. */
+/* MetaSR kernel, AVX-512 path (K = 3, H a multiple of 16): included by metasr.c when __AVX512F__ (after its
+ * Args, Shared and MAXH). */
 #ifndef LIIF_SR_METASR_AVX512_H
 #define LIIF_SR_METASR_AVX512_H
 
@@ -29,32 +30,51 @@ static inline void reduce12(const __m512 *v, float *s) {
         for (int i = 0; i < 3; i++) s[4 * i + c] = tmp[4 * c + i];
 }
 
+static inline __m512 shared_terms(const Args *a, int64_t j, __m512 p0, __m512 p2) {
+    const __m512 u = _mm512_fmadd_ps(p0, _mm512_loadu_ps(a->w1t + j), _mm512_loadu_ps(a->b1 + j));
+    return _mm512_fmadd_ps(p2, _mm512_loadu_ps(a->w1t + 2 * a->hid + j), u);
+}
+
+/* acc[3q + r] += G_r(row q)[j:j+16] * max(w1 x1_q + u_q, 0) for the step's queries. */
+#define STEP_BODY(UQ)                                                                                \
+    for (int q = 0; q < QB; q++) {                                                                   \
+        const __m512 t = _mm512_max_ps(_mm512_fmadd_ps(p1[q], v1, (UQ)), zero);                     \
+        acc[3 * q] = _mm512_fmadd_ps(_mm512_loadu_ps(g[q] + j), t, acc[3 * q]);                      \
+        acc[3 * q + 1] = _mm512_fmadd_ps(_mm512_loadu_ps(g[q] + hid + j), t, acc[3 * q + 1]);        \
+        acc[3 * q + 2] = _mm512_fmadd_ps(_mm512_loadu_ps(g[q] + 2 * hid + j), t, acc[3 * q + 2]);    \
+    }
+
 /* QB queries (rows ``row``, inputs x0..x2 [0, QB)) → out (QB, 3). */
-static inline void step_avx512(const Args *a, const int64_t *row, const float *x0, const float *x1,
+static inline void step_avx512(const Args *a, Shared *c, const int64_t *row, const float *x0, const float *x1,
                                const float *x2, float *out) {
     const int64_t hid = a->hid;
-    const float *w0 = a->w1t, *w1 = a->w1t + hid, *w2 = a->w1t + 2 * hid;
+    const float *w1 = a->w1t + hid;
     const float *g[QB];
-    __m512 p0[QB], p1[QB], p2[QB], acc[3 * QB];
+    __m512 p1[QB], acc[3 * QB];
+    int shared = hid <= MAXH;
     for (int q = 0; q < QB; q++) {
         g[q] = a->table + row[q] * a->ld;
-        p0[q] = _mm512_set1_ps(x0[q]);
         p1[q] = _mm512_set1_ps(x1[q]);
-        p2[q] = _mm512_set1_ps(x2[q]);
         acc[3 * q] = acc[3 * q + 1] = acc[3 * q + 2] = _mm512_setzero_ps();
+        shared &= x0[q] == x0[0] && x2[q] == x2[0];
     }
     const __m512 zero = _mm512_setzero_ps();
-    for (int64_t j = 0; j < hid; j += 16) {
-        const __m512 bj = _mm512_loadu_ps(a->b1 + j), v0 = _mm512_loadu_ps(w0 + j);
-        const __m512 v1 = _mm512_loadu_ps(w1 + j), v2 = _mm512_loadu_ps(w2 + j);
-        for (int q = 0; q < QB; q++) {
-            __m512 t = _mm512_fmadd_ps(p0[q], v0, bj);
-            t = _mm512_fmadd_ps(p1[q], v1, t);
-            t = _mm512_fmadd_ps(p2[q], v2, t);
-            t = _mm512_max_ps(t, zero); /* ReLU */
-            acc[3 * q] = _mm512_fmadd_ps(_mm512_loadu_ps(g[q] + j), t, acc[3 * q]);
-            acc[3 * q + 1] = _mm512_fmadd_ps(_mm512_loadu_ps(g[q] + hid + j), t, acc[3 * q + 1]);
-            acc[3 * q + 2] = _mm512_fmadd_ps(_mm512_loadu_ps(g[q] + 2 * hid + j), t, acc[3 * q + 2]);
+    if (shared) {
+        if (!c->valid || c->x0 != x0[0] || c->x2 != x2[0]) {
+            const __m512 p0 = _mm512_set1_ps(x0[0]), p2 = _mm512_set1_ps(x2[0]);
+            for (int64_t j = 0; j < hid; j += 16) _mm512_storeu_ps(c->u + j, shared_terms(a, j, p0, p2));
+            c->x0 = x0[0], c->x2 = x2[0], c->valid = 1;
+        }
+        for (int64_t j = 0; j < hid; j += 16) {
+            const __m512 uj = _mm512_loadu_ps(c->u + j), v1 = _mm512_loadu_ps(w1 + j);
+            STEP_BODY(uj)
+        }
+    } else {
+        __m512 p0[QB], p2[QB];
+        for (int q = 0; q < QB; q++) p0[q] = _mm512_set1_ps(x0[q]), p2[q] = _mm512_set1_ps(x2[q]);
+        for (int64_t j = 0; j < hid; j += 16) {
+            const __m512 v1 = _mm512_loadu_ps(w1 + j);
+            STEP_BODY(shared_terms(a, j, p0[q], p2[q]))
         }
     }
     float s[3 * QB];
@@ -62,6 +82,7 @@ static inline void step_avx512(const Args *a, const int64_t *row, const float *x
     for (int q = 0; q < QB; q++)
         for (int r = 0; r < 3; r++) out[q * 3 + r] = s[3 * q + r] + g[q][3 * hid + r];
 }
+#undef STEP_BODY
 
 #ifndef PF
 #define PF 1 /* steps ahead whose table rows are prefetched */
@@ -82,9 +103,11 @@ static inline void prefetch_rows(const Args *a, const int64_t *row, int64_t prev
 static void mlp_avx512(const Args *a, int64_t n, const int64_t *row, const float *x0, const float *x1,
                        const float *x2, float *out) {
     int64_t i = 0;
+    Shared c;
+    c.valid = 0;
     for (; i + QB <= n; i += QB) {
         if (i + PF * QB < n) prefetch_rows(a, row + i + PF * QB, row[i + PF * QB - 1]);
-        step_avx512(a, row + i, x0 + i, x1 + i, x2 + i, out + 3 * i);
+        step_avx512(a, &c, row + i, x0 + i, x1 + i, x2 + i, out + 3 * i);
     }
     if (i < n) {
         int64_t pr[QB];
@@ -93,7 +116,7 @@ static void mlp_avx512(const Args *a, int64_t n, const int64_t *row, const float
             const int64_t m = i + q < n ? i + q : n - 1;
             pr[q] = row[m], p0[q] = x0[m], p1[q] = x1[m], p2[q] = x2[m];
         }
-        step_avx512(a, pr, p0, p1, p2, po);
+        step_avx512(a, &c, pr, p0, p1, p2, po);
         for (int64_t m = 0; m < 3 * (n - i); m++) out[3 * i + m] = po[m];
     }
 }
