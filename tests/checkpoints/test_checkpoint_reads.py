@@ -104,15 +104,36 @@ def test_a_checkpoint_written_since_is_read_again(tmp_path):
     assert file_cache.remembered("sha256", path, read) == integrity.file_sha256(path) and len(reads) == 5
 
 
+def _eval_counting_reads(monkeypatch, capsys, checkpoint: str, key) -> tuple[Counter, object]:
+    """``liif-sr-eval checkpoint=<checkpoint>`` on Set5 ×2 (exit 0 expected): the reads of each checkpoint file,
+    counted under ``key(path)``, and the captured output."""
+    from liif_sr import checkpoints
+    from liif_sr.evaluate import main
+
+    reads: Counter = Counter()
+    read_file = checkpoints.read_checkpoint_file
+
+    def counting(path):
+        reads[key(path)] += 1
+        return read_file(path)
+
+    monkeypatch.setattr(checkpoints, "read_checkpoint_file", counting)
+    base = ["benchmark=[set5]", "scales=[2]", "progress=false", "plot=false", "ssim=false"]
+    monkeypatch.setattr("sys.argv", ["liif-sr-eval", *base, f"checkpoint={checkpoint}"])
+    try:
+        main()
+    except SystemExit as exc:
+        assert exc.code in (0, None), capsys.readouterr().err
+    return reads, capsys.readouterr()
+
+
 def test_eval_reads_each_checkpoint_once(tmp_path, monkeypatch, capsys):
     """``liif-sr-eval``: the preflight loads each model (on the CPU) and hands it to the run, which would
     read the file again otherwise (an API ``evaluate(cfg)`` has no preflight: it reads it)."""
     import numpy as np
     from PIL import Image
 
-    from liif_sr import checkpoints
     from liif_sr.checkpoints import save_weights
-    from liif_sr.evaluate import main
     from liif_sr.models import EDSRBaseline, ImplicitSR, LIIFHead
 
     hr = tmp_path / "bench" / "Set5" / "HR"
@@ -128,21 +149,7 @@ def test_eval_reads_each_checkpoint_once(tmp_path, monkeypatch, capsys):
     torch.save({"format": "liif-sr", "model": model.config, "state_dict": model.state_dict()}, pth)
     st = save_weights(model, tmp_path / "w.safetensors")
     loads, _ = _count_reads(monkeypatch)
-    reads: Counter = Counter()
-    read_file = checkpoints.read_checkpoint_file
-
-    def counting(path):
-        reads[Path(path).name] += 1
-        return read_file(path)
-
-    monkeypatch.setattr(checkpoints, "read_checkpoint_file", counting)
-    base = ["benchmark=[set5]", "scales=[2]", "progress=false", "plot=false", "ssim=false"]
-    monkeypatch.setattr("sys.argv", ["liif-sr-eval", *base, f"checkpoint=[{pth},{st}]"])
-    try:
-        main()
-    except SystemExit as exc:
-        assert exc.code in (0, None), capsys.readouterr().err
-    out = capsys.readouterr()
+    reads, out = _eval_counting_reads(monkeypatch, capsys, f"[{pth},{st}]", lambda p: Path(p).name)
     assert "| m " in out.out + out.err or "m" in out.out, out
     assert dict(reads) == {"m.pth": 1, "w.safetensors": 1} and dict(loads) == {"m.pth": 1}
 
@@ -224,9 +231,7 @@ def test_eval_of_a_multirun_reads_each_job_once(tmp_path, monkeypatch, capsys):
     import numpy as np
     from PIL import Image
 
-    from liif_sr import checkpoints
     from liif_sr.checkpoints import save_weights
-    from liif_sr.evaluate import main
     from liif_sr.models.build import build_model
 
     hr = tmp_path / "bench" / "Set5" / "HR"
@@ -246,21 +251,9 @@ def test_eval_of_a_multirun_reads_each_job_once(tmp_path, monkeypatch, capsys):
         save_weights(build_model(tiny), sweep / job / file)
     _age(*sweep.glob("*/model.safetensors"), sweep / "2" / "checkpoints" / "last.ckpt")
     loads = _loads_by_path(monkeypatch)
-    reads: Counter = Counter()
-    read_file = checkpoints.read_checkpoint_file
-
-    def counting(path):
-        reads[Path(path).relative_to(sweep).as_posix()] += 1
-        return read_file(path)
-
-    monkeypatch.setattr(checkpoints, "read_checkpoint_file", counting)
-    base = ["benchmark=[set5]", "scales=[2]", "progress=false", "plot=false", "ssim=false"]
-    monkeypatch.setattr("sys.argv", ["liif-sr-eval", *base, f"checkpoint={sweep}"])
-    try:
-        main()
-    except SystemExit as exc:
-        assert exc.code in (0, None), capsys.readouterr().err
-    out = capsys.readouterr()
+    reads, out = _eval_counting_reads(
+        monkeypatch, capsys, str(sweep), lambda p: Path(p).relative_to(sweep).as_posix()
+    )
     assert "edsr_baseline-liif (job 2)" in out.out + out.err, out
     assert dict(reads) == {"0/model.safetensors": 1, "1/model.safetensors": 1, "2/checkpoints/last.ckpt": 1}
     assert list(loads.values()) == [1], loads
