@@ -1,0 +1,42 @@
+"""``scripts/bench/metasr_rows.py``: the MetaSR kernel on unpadded and cache-line-aligned table rows, one line
+per scale with bitwise-equal outputs; a one-line refusal without the kernel."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from liif_sr.models.heads import metasr_kernel
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench" / "metasr_rows.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("metasr_rows", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_both_layouts_give_the_same_bits(script, capsys):
+    if metasr_kernel.fast_library() is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("the MetaSR kernel is expected in CI")
+        pytest.skip("no MetaSR kernel here")
+    script.main(["--latent", "6", "--scales", "2,3.5", "--repeats", "2", "--flush-mb", "1"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "rows 771 vs 784 fp32" in lines[0] and len(lines) == 3
+    for line, scale in zip(lines[1:], ("×2 (6²→12²)", "×3.5 (6²→21²)"), strict=True):
+        assert line.startswith(scale) and line.endswith("bitwise equal True"), line
+        assert re.search(r"unpadded [0-9.]+ ns/query, aligned [0-9.]+ ns/query, [0-9.]+× faster", line)
+
+
+def test_refuses_without_the_kernel(script, monkeypatch):
+    monkeypatch.setattr(metasr_kernel, "fast_library", lambda: None)
+    with pytest.raises(SystemExit, match="not available"):
+        script.main(["--latent", "6", "--scales", "2", "--repeats", "1"])
