@@ -280,6 +280,7 @@ class UserHead(torch.nn.Module):
 
 def test_cli_unregistered_encoder_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
     """``liif-sr-train`` (its console entry, in-process: the exit status and stderr are the process's)."""
+    from liif_sr.models.registry import ENCODERS
     from liif_sr.train import main
 
     run_dir = tmp_path / "run"
@@ -298,9 +299,12 @@ def test_cli_unregistered_encoder_is_one_line_exit_2(tmp_path, monkeypatch, caps
     stderr = capsys.readouterr().err
     errors = [ln for ln in stderr.splitlines() if "error" in ln.lower()]
     assert exc.value.code == 2, stderr[-2000:]
+    # the known ones: the built-ins, and what other tests of this process registered (test_own_components.py)
+    known = ", ".join(sorted(ENCODERS))
+    assert {"edsr_baseline", "rdn", "swinir"} <= set(ENCODERS)
     assert errors == [
         "liif-sr-train: error: encoder class torch.nn.modules.linear.Identity is not registered (known "
-        'encoders: edsr_baseline, rdn, swinir); decorate it with @liif_sr.models.register_encoder("<name>")'
+        f'encoders: {known}); decorate it with @liif_sr.models.register_encoder("<name>")'
     ], stderr[-2000:]
     assert "Traceback" not in stderr
     # nothing but Hydra's own run record (.hydra/, train.log: written before the task starts)
