@@ -5,6 +5,9 @@
   (``v``, or null in a multirun job: the quickstart's ``max_time``), registered on import;
 * :func:`instantiate_group`: the entries with a ``_target_`` of a config group (loggers, callbacks);
 * :func:`finish_wandb`: close the W&B run of a job (each job of a multirun gets its own run);
+* :func:`restored_logging`: the root logger as it was before Hydra configured it for a run (its console and
+  ``<task>.log`` handlers closed), so that a console entry called in-process (tests, notebooks) leaves no
+  handler on a stream or run folder that outlives it;
 * :func:`hydra_entry`: the console entry of a task: user errors (:class:`~liif_sr.errors.UserError`)
   print one line ``<prog>: error: <message>`` and exit with their code (2; 3 for a diverged training),
   like ``liif-sr``, also when Hydra's ``instantiate`` wrapped them (:func:`user_cause`, e.g. an unregistered
@@ -15,9 +18,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import hydra
@@ -86,6 +91,28 @@ def user_cause(exc: BaseException) -> UserError | None:
     return exc if isinstance(exc, UserError) else None
 
 
+@contextlib.contextmanager
+def restored_logging() -> Iterator[None]:
+    """Within the block Hydra may configure logging (``hydra.job_logging``: a console handler on the
+    ``sys.stdout`` of that moment, a file handler on the run's ``<task>.log``); after it the root logger has
+    its previous handlers and level again and the handlers added meanwhile are closed. Without this, an
+    in-process call left them attached: later log lines went to the finished run's log file and to a stream
+    its caller may have closed since (``Logging error ... I/O operation on closed file``)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        for handler in handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(level)
+
+
 def hydra_entry(
     prog: str,
     config_name: str,
@@ -117,6 +144,10 @@ def hydra_entry(
     _hydra_main = hydra.main(version_base="1.3", config_path="conf", config_name=config_name)(run_task)
 
     def main() -> None:
+        with restored_logging():
+            _main()
+
+    def _main() -> None:
         try:
             if preflight is not None:
                 argv = preflight(sys.argv[1:])

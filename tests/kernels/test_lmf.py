@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +14,24 @@ from helpers import require_compiler
 from liif_sr.kernels import build, lmf
 
 BUILDS = {2: (), 1: ("-mno-avx512f",), 0: ("-mno-avx512f", "-mno-avx2")}  # simd level -> extra flags
+
+
+@pytest.fixture(scope="module")
+def lmf_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("lmf_kcache")
+
+
+@pytest.fixture(autouse=True)
+def fresh_kernels(lmf_cache, monkeypatch):
+    """Overrides the folder's per-test kernel cache: this module's builds (three SIMD levels of the real kernel)
+    share one fresh cache folder, each compiled once instead of once per test (~0.5 s each); ``load``'s
+    per-process cache is still cleared around each test. Building into and reusing a cache:
+    tests/kernels/test_build.py."""
+    monkeypatch.setenv("LIIF_SR_KERNEL_CACHE", str(lmf_cache))
+    monkeypatch.delenv("LIIF_SR_KERNELS", raising=False)
+    build.reset()
+    yield
+    build.reset()
 
 
 def _bind_build(monkeypatch, level: int) -> None:

@@ -3,8 +3,6 @@ evaluates; every experiment composes with its recipe; bad components fail at mod
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -280,29 +278,34 @@ class UserHead(torch.nn.Module):
         self.in_channels = in_channels
 
 
-def test_cli_unregistered_encoder_is_one_line_exit_2(tmp_path):
+def test_cli_unregistered_encoder_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    """``liif-sr-train`` (its console entry, in-process: the exit status and stderr are the process's)."""
+    from liif_sr.models.registry import ENCODERS
+    from liif_sr.train import main
+
     run_dir = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "liif_sr.train",
+    argv = [
+        "liif-sr-train",
         "model.encoder._target_=torch.nn.Identity",
         "trainer.accelerator=cpu",
         f"paths.log_dir={tmp_path}/logs",
         f"hydra.run.dir={run_dir}",
     ]
-    import liif_sr
-
-    src = str(Path(liif_sr.__file__).resolve().parents[1])  # this checkout's package, from any cwd
-    path = os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    errors = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
-    assert proc.returncode == 2, proc.stderr[-2000:]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    stderr = capsys.readouterr().err
+    errors = [ln for ln in stderr.splitlines() if "error" in ln.lower()]
+    assert exc.value.code == 2, stderr[-2000:]
+    # the known ones: the built-ins, and what other tests of this process registered (test_own_components.py)
+    known = ", ".join(sorted(ENCODERS))
+    assert {"edsr_baseline", "rdn", "swinir"} <= set(ENCODERS)
     assert errors == [
         "liif-sr-train: error: encoder class torch.nn.modules.linear.Identity is not registered (known "
-        'encoders: edsr_baseline, rdn, swinir); decorate it with @liif_sr.models.register_encoder("<name>")'
-    ], proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
+        f'encoders: {known}); decorate it with @liif_sr.models.register_encoder("<name>")'
+    ], stderr[-2000:]
+    assert "Traceback" not in stderr
     # nothing but Hydra's own run record (.hydra/, train.log: written before the task starts)
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "csv").exists()

@@ -209,34 +209,67 @@ def test_a_resume_with_nothing_left_removes_a_killed_writers_temp_files(tmp_path
     assert all(p.read_text() == "mine" for p in kept) and (ckpts / "last.ckpt").is_file()
 
 
-@contextlib.contextmanager
-def _held_elsewhere(folder: Path):
-    """Another process holds the run lock of ``folder`` (as a running ``liif-sr-train`` does)."""
-    code = f"from liif_sr.training import run_lock; import time; run_lock.hold({str(folder)!r}, 't'); "
-    code += "print('held', flush=True); time.sleep(120)"
+HOLDER = """
+import sys
+from liif_sr.training import run_lock
+print("ready", flush=True)
+for line in sys.stdin:
+    verb, folder = line.rstrip("\\n").split(" ", 1)
+    if verb == "hold":
+        assert run_lock.hold(folder, "t"), folder  # taken now, by this process
+    else:
+        run_lock.release(folder)
+    print(verb, folder, flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def lock_holder():
+    """Another process that takes and releases run locks with ``run_lock`` on request (as a running
+    ``liif-sr-train`` does); one for the module: its start-up (Lightning's import) is paid once."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stdout.readline().strip() == "held"
-        yield
-    finally:
-        proc.kill()
-        proc.wait()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    yield proc
+    proc.kill()
+    proc.wait()
 
 
-def test_a_second_process_on_the_same_run_is_refused(tmp_path, refuse):
+@pytest.fixture
+def held_elsewhere(lock_holder):
+    """``held_elsewhere(folder)``: a block during which the other process holds the run lock of ``folder``."""
+
+    def ask(verb: str, folder: Path) -> None:
+        lock_holder.stdin.write(f"{verb} {folder}\n")
+        lock_holder.stdin.flush()
+        assert lock_holder.stdout.readline().rstrip("\n") == f"{verb} {folder}", lock_holder.poll()
+
+    @contextlib.contextmanager
+    def held(folder: Path):
+        ask("hold", folder)
+        try:
+            yield
+        finally:
+            ask("release", folder)
+
+    return held
+
+
+def test_a_second_process_on_the_same_run_is_refused(tmp_path, refuse, held_elsewhere):
     run = _run(tmp_path / "R", RUN_OVERRIDES)
-    with _held_elsewhere(run):
+    with held_elsewhere(run):
         refuse(
             f"resume={run}",
             "trainer.max_epochs=9",
             expect=f"another liif-sr-train process is training in {run}",
         )
     sweep = _sweep(tmp_path / "S")
-    with _held_elsewhere(sweep):  # the whole sweep is being resumed: neither it again nor one of its jobs
+    with held_elsewhere(sweep):  # the whole sweep is being resumed: neither it again nor one of its jobs
         refuse(f"resume={sweep}", "trainer.max_epochs=9", expect=f"is training in {sweep}")
         refuse(f"resume={sweep}/1", "trainer.max_epochs=9", expect=f"is training in {sweep}")
-    with _held_elsewhere(sweep / "1"):  # one job is being resumed alone: not the whole sweep
+    with held_elsewhere(sweep / "1"):  # one job is being resumed alone: not the whole sweep
         refuse(f"resume={sweep}", "trainer.max_epochs=9", expect=f"is training in {sweep}/1")
 
 
@@ -273,14 +306,14 @@ def test_sidecar_survives_a_kill_between_sidecar_and_rename(tmp_path):
         assert subprocess.run(["sha256sum", "-c", path.name + ".sha256"], cwd=tmp_path).returncode == 0
 
 
-def test_only_rank_zero_locks(tmp_path, monkeypatch):
+def test_only_rank_zero_locks(tmp_path, monkeypatch, held_elsewhere):
     """The other ranks of a DDP run (re-launched with the same command line) share rank 0's folder."""
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
     from liif_sr.training import run_lock
 
     run = _run(tmp_path / "R", RUN_OVERRIDES)
-    with _held_elsewhere(run):
+    with held_elsewhere(run):
         monkeypatch.setattr(rank_zero_only, "rank", 1)
         assert run_lock.hold(run, "x") is False
         monkeypatch.setattr(rank_zero_only, "rank", 0)

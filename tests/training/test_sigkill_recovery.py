@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_preflight import _main
 from test_train import TINY
 
 from liif_sr.training.checkpoint_io import SLOW_WRITE_ENV
@@ -114,7 +115,7 @@ def test_sigkill_at_random_moment_then_resume(tmp_path, reference, seed):
     assert not temp_files(run)
 
 
-def test_sigkill_during_checkpoint_writes(tmp_path, reference):
+def test_sigkill_during_checkpoint_writes(tmp_path, reference, monkeypatch, capsys):
     run = tmp_path / "run"
     last = run / "checkpoints" / "last.ckpt"
     # 1) killed while the very first last.ckpt is being written: no last.ckpt at all, resume says so
@@ -122,14 +123,9 @@ def test_sigkill_during_checkpoint_writes(tmp_path, reference):
     assert wait_for(lambda: bool(temp_files(run)), proc)
     kill(proc)
     assert temp_files(run) and not last.exists()
-    res = subprocess.run(
-        [sys.executable, "-m", "liif_sr.train", f"resume={run}", *ARGS],
-        capture_output=True,
-        text=True,
-        env=_env(),
-    )
-    assert res.returncode == 2
-    assert f"liif-sr-train: error: resume={run}: no checkpoints/last.ckpt in that run directory" in res.stderr
+    code, err = _main(monkeypatch, capsys, tmp_path, f"resume={run}", *ARGS)  # in-process: a refusal
+    assert code == 2, err
+    assert f"liif-sr-train: error: resume={run}: no checkpoints/last.ckpt in that run directory" in err
     # 2) a fresh start in the same directory, killed while the 3rd epoch's checkpoint is being written:
     #    the previous last.ckpt (epoch 2) is intact
     proc = start(run, slow_write=0.5)

@@ -42,7 +42,9 @@ def _last_line(proc: subprocess.CompletedProcess) -> str:
 
 
 def test_sweep_survives_a_diverging_job(tmp_path):
-    proc = _sweep(tmp_path, "-m", "model.optimizer.lr=1e7,1e-4", "logger=[csv,wandb]", *TWO_STEPS)
+    # W&B's flush wait after each checkpoint (for a SIGKILL; none here) at 0.1 s instead of 1 s
+    wandb = ["logger=[csv,wandb]", "logger.wandb.flush_interval_s=0.1"]
+    proc = _sweep(tmp_path, "-m", "model.optimizer.lr=1e7,1e-4", *wandb, *TWO_STEPS)
     out = (proc.stdout + proc.stderr)[-4000:]
     assert proc.returncode == 1, out  # the number of failed jobs
     sweep = tmp_path / "sweep"

@@ -132,13 +132,17 @@ def test_submitit_local_one_job(tmp_path):
     assert (sweep / "0" / "model.safetensors").is_file()
 
 
-def test_multirun_with_subprocess_ddp_is_refused(tmp_path):
-    proc = _run(tmp_path, "-m", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "seed=1,2")
-    assert proc.returncode == 2, (proc.stdout + proc.stderr)[-4000:]
-    lines = proc.stderr.strip().splitlines()
+def test_multirun_with_subprocess_ddp_is_refused(tmp_path, monkeypatch, capsys):
+    """A refusal at start: the console entry in-process (same exit status and stderr as the process)."""
+    from test_preflight import _main
+
+    args = ("-m", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "seed=1,2")
+    code, err = _main(monkeypatch, capsys, tmp_path, *args, f"hydra.sweep.dir={tmp_path}/sweep")
+    assert code == 2, err
+    lines = err.splitlines()
     assert lines[-1].startswith("liif-sr-train: error: trainer.strategy=ddp with several devices cannot run")
     assert "trainer=ddp_spawn" in lines[-1] and "hydra/launcher=slurm" in lines[-1]
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in err
     assert not list((tmp_path / "sweep").rglob("*.ckpt"))  # refused before any training
 
 

@@ -35,18 +35,39 @@ SEGMENT = textwrap.dedent(
 )
 
 
-def _segment(tmp_path: Path, first: int, last: int, kill: bool) -> int:
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": os.pathsep.join(sys.path)}
+def _wandb_env(tmp_path: Path) -> dict[str, str]:
+    env = {"WANDB_MODE": "offline"}
     for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
         env[var] = str(tmp_path / "wandb_home")
+    return env
+
+
+def _resumed_in_process(monkeypatch, tmp_path: Path, script: str, first: int, last: int) -> None:
+    """The segment that is not killed runs ``script`` in this process (a process of its own would only add
+    its start-up): W&B offline, then torn down, which completes the run file as a process exit does."""
+    import wandb
+
+    for var, value in _wandb_env(tmp_path).items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.delenv("WANDB_RUN_ID", raising=False)
+    monkeypatch.setattr(sys, "argv", ["-c", str(tmp_path), str(first), str(last), "end"])
+    wandb.teardown()  # W&B keeps the first mode of a process in its singleton
+    try:
+        exec(compile(script, "<segment>", "exec"), {"__name__": "__main__"})
+    finally:
+        wandb.teardown()
+
+
+def _segment(tmp_path: Path, first: int, last: int, kill: bool) -> int:
+    env = {**os.environ, **_wandb_env(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
     args = [sys.executable, "-c", SEGMENT, str(tmp_path), str(first), str(last), "kill" if kill else "end"]
     proc = subprocess.run(args, env=env, start_new_session=True, capture_output=True, timeout=120)
     return proc.returncode
 
 
-def test_sigkill_keeps_history_and_resumed_segment_continues_step(tmp_path):
+def test_sigkill_keeps_history_and_resumed_segment_continues_step(tmp_path, monkeypatch):
     assert _segment(tmp_path, 0, 5, kill=True) == -signal.SIGKILL
-    assert _segment(tmp_path, 4, 8, kill=False) == 0  # resumed from a checkpoint at step 4
+    _resumed_in_process(monkeypatch, tmp_path, SEGMENT, 4, 8)  # resumed from a checkpoint at step 4
     files = [next(r.glob("run-*.wandb")) for r in sorted((tmp_path / "wandb").glob("offline-run-*"))]
     assert len(files) == 2
     killed, resumed = (wandb_records(f)[1] for f in files)
@@ -76,15 +97,13 @@ CHECKPOINTED = textwrap.dedent(
 )
 
 
-def test_sigkill_right_after_a_checkpoint_keeps_its_step_and_the_join_is_continuous(tmp_path):
+def test_sigkill_right_after_a_checkpoint_keeps_its_step_and_the_join_is_continuous(tmp_path, monkeypatch):
     """The open row of the checkpoint's step is committed with the checkpoint: a SIGKILL right after it
     keeps the history up to that step, and the segment resumed from it continues without gap or repeat."""
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": os.pathsep.join(sys.path)}
-    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
-        env[var] = str(tmp_path / "wandb_home")
-    for first, last, end, code in ((0, 5, "kill", -signal.SIGKILL), (6, 8, "end", 0)):
-        args = [sys.executable, "-c", CHECKPOINTED, str(tmp_path), str(first), str(last), end]
-        assert subprocess.run(args, env=env, capture_output=True, timeout=120).returncode == code
+    env = {**os.environ, **_wandb_env(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
+    args = [sys.executable, "-c", CHECKPOINTED, str(tmp_path), "0", "5", "kill"]
+    assert subprocess.run(args, env=env, capture_output=True, timeout=120).returncode == -signal.SIGKILL
+    _resumed_in_process(monkeypatch, tmp_path, CHECKPOINTED, 6, 8)
     files = [next(r.glob("run-*.wandb")) for r in sorted((tmp_path / "wandb").glob("offline-run-*"))]
     killed, resumed = (wandb_records(f)[1] for f in files)
     assert [r["_step"] for r in killed] == [0, 1, 2, 3, 4, 5]  # reaches the checkpoint's step
