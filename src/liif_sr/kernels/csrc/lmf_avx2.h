@@ -8,7 +8,7 @@
 #include "lmf_types.h"
 
 /* As the AVX-512 path with each 16-wide row in two 8-wide halves; the weights are read from L1 (16 registers
- * hold the 4 interleaved rows' accumulators). */
+ * hold 6 interleaved rows' accumulators: layers). */
 
 /* sin and cos of x (8 lanes) from one reduction; cos through *cos_out; |x| > 1e5 through libm. */
 static inline __m256 sincos8(__m256 x, __m256 *cos_out) {
@@ -89,53 +89,54 @@ static void inputs(const Net *n, Block *blk, int nq, const float phase[QB][8]) {
     }
 }
 
-static void layers(const Net *n, Block *blk, int rows, int64_t first) {
+/* R rows (x: R consecutive 16-wide rows, row[k] + mo: their layer's table parts) through one modulated layer:
+ * W read from L1, 2R accumulators in registers (R = 6: 12 + 2 weight halves + 1 broadcast = 15 of 16 ymm). */
+static inline __attribute__((always_inline)) void rows_layer(const float *W, float *x, const float *const *row,
+                                                             int64_t mo, int R) {
+    __m256 al[6], ah[6];
+    __m256 wl = _mm256_loadu_ps(W), wh = _mm256_loadu_ps(W + 8);
+    for (int k = 0; k < R; k++) {
+        const __m256 b = _mm256_broadcast_ss(x + HD * k);
+        al[k] = _mm256_mul_ps(b, wl);
+        ah[k] = _mm256_mul_ps(b, wh);
+    }
+    for (int j = 1; j < HD; j++) {
+        wl = _mm256_loadu_ps(W + j * HD);
+        wh = _mm256_loadu_ps(W + j * HD + 8);
+        for (int k = 0; k < R; k++) {
+            const __m256 b = _mm256_broadcast_ss(x + HD * k + j);
+            al[k] = _mm256_fmadd_ps(b, wl, al[k]);
+            ah[k] = _mm256_fmadd_ps(b, wh, ah[k]);
+        }
+    }
     const __m256 zero = _mm256_setzero_ps();
+    for (int k = 0; k < R; k++) {
+        const float *mod = row[k] + mo;
+        const __m256 lo = _mm256_fmadd_ps(al[k], _mm256_loadu_ps(mod), _mm256_loadu_ps(mod + HD));
+        const __m256 hi = _mm256_fmadd_ps(ah[k], _mm256_loadu_ps(mod + 8), _mm256_loadu_ps(mod + HD + 8));
+        _mm256_store_ps(x + HD * k, _mm256_max_ps(lo, zero));
+        _mm256_store_ps(x + HD * k + 8, _mm256_max_ps(hi, zero));
+    }
+}
+
+/* Modulated layers first..depth-1 on the block's rows (a multiple of 4): 6 rows at a time (4 rows' 8
+ * accumulators leave the loads of W and x the bottleneck), then the 4 or 2 left. */
+static void layers(const Net *n, Block *blk, int rows, int64_t first) {
     for (int64_t l = first; l < n->depth; l++) {
         const float *W = n->w_hidden + l * HD * HD;
         const int64_t m = l * 2 * HD;
-        for (int r = 0; r < rows; r += 4) {
-            float *x = blk->x + r * HD;
-            __m256 wl = _mm256_loadu_ps(W), wh = _mm256_loadu_ps(W + 8), b;
-            b = _mm256_broadcast_ss(x);
-            __m256 a0l = _mm256_mul_ps(b, wl), a0h = _mm256_mul_ps(b, wh);
-            b = _mm256_broadcast_ss(x + 16);
-            __m256 a1l = _mm256_mul_ps(b, wl), a1h = _mm256_mul_ps(b, wh);
-            b = _mm256_broadcast_ss(x + 32);
-            __m256 a2l = _mm256_mul_ps(b, wl), a2h = _mm256_mul_ps(b, wh);
-            b = _mm256_broadcast_ss(x + 48);
-            __m256 a3l = _mm256_mul_ps(b, wl), a3h = _mm256_mul_ps(b, wh);
-            for (int j = 1; j < HD; j++) {
-                wl = _mm256_loadu_ps(W + j * HD);
-                wh = _mm256_loadu_ps(W + j * HD + 8);
-                b = _mm256_broadcast_ss(x + j);
-                a0l = _mm256_fmadd_ps(b, wl, a0l);
-                a0h = _mm256_fmadd_ps(b, wh, a0h);
-                b = _mm256_broadcast_ss(x + 16 + j);
-                a1l = _mm256_fmadd_ps(b, wl, a1l);
-                a1h = _mm256_fmadd_ps(b, wh, a1h);
-                b = _mm256_broadcast_ss(x + 32 + j);
-                a2l = _mm256_fmadd_ps(b, wl, a2l);
-                a2h = _mm256_fmadd_ps(b, wh, a2h);
-                b = _mm256_broadcast_ss(x + 48 + j);
-                a3l = _mm256_fmadd_ps(b, wl, a3l);
-                a3h = _mm256_fmadd_ps(b, wh, a3h);
-            }
-#define MOD2(al, ah, k)                                                                                        \
-    do {                                                                                                       \
-        const float *mod = blk->row[r + k] + m;                                                                \
-        _mm256_storeu_ps(x + 16 * k, _mm256_max_ps(_mm256_fmadd_ps(al, _mm256_loadu_ps(mod), _mm256_loadu_ps(mod + HD)), zero)); \
-        _mm256_storeu_ps(x + 16 * k + 8,                                                                       \
-                         _mm256_max_ps(_mm256_fmadd_ps(ah, _mm256_loadu_ps(mod + 8), _mm256_loadu_ps(mod + HD + 8)), zero)); \
-    } while (0)
-            MOD2(a0l, a0h, 0);
-            MOD2(a1l, a1h, 1);
-            MOD2(a2l, a2h, 2);
-            MOD2(a3l, a3h, 3);
-#undef MOD2
-        }
+        int r = 0;
+        for (; r + 6 <= rows; r += 6) rows_layer(W, blk->x + r * HD, blk->row + r, m, 6);
+        if (rows - r == 4)
+            rows_layer(W, blk->x + r * HD, blk->row + r, m, 4);
+        else if (rows - r == 2)
+            rows_layer(W, blk->x + r * HD, blk->row + r, m, 2);
     }
 }
+
+/* The decode prefetches each member's table row (all its layers) when the geometry finds it (lmf.c): the
+ * layers would otherwise wait for its lines one layer at a time. */
+#define LMF_PREFETCH_ROWS 1
 
 static void outputs(const Net *n, Block *blk, int nq, int skip, float *out) {
     for (int q = 0; q < nq; q++) {
