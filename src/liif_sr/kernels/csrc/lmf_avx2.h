@@ -72,15 +72,15 @@ static void inputs(const Net *n, Block *blk, int nq, const float phase[QB][8]) {
         }
         return;
     }
-    const __m256i ev = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6), od = _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7);
     const __m256 pi = _mm256_set1_ps(LMF_PI);
     for (int r = 0; r < 4 * nq; r++) {
         const float *code = blk->row[r] + n->depth * 2 * HD;
-        const __m256 f0 = _mm256_loadu_ps(code + HD), f1 = _mm256_loadu_ps(code + HD + 8);
-        const __m256 fe = _mm256_permute2f128_ps(_mm256_permutevar8x32_ps(f0, ev), _mm256_permutevar8x32_ps(f1, ev), 0x20);
-        const __m256 fo = _mm256_permute2f128_ps(_mm256_permutevar8x32_ps(f0, od), _mm256_permutevar8x32_ps(f1, od), 0x20);
-        __m256 t = _mm256_mul_ps(fe, _mm256_set1_ps(blk->rel[r][0]));
-        t = _mm256_add_ps(t, _mm256_mul_ps(fo, _mm256_set1_ps(blk->rel[r][1])));
+        /* [rel_y rel_x] x 4 against freq' = [fy_0 fx_0 fy_1 fx_1 ...]: the pairs' products added by hadd (as
+         * fy_k * rel_y + fx_k * rel_x), its lane order [0 1 4 5 | 2 3 6 7] put back by one 64-bit permute */
+        const __m256 rel = _mm256_castpd_ps(_mm256_broadcast_sd((const double *)blk->rel[r]));
+        const __m256 p0 = _mm256_mul_ps(_mm256_loadu_ps(code + HD), rel);
+        const __m256 p1 = _mm256_mul_ps(_mm256_loadu_ps(code + HD + 8), rel);
+        __m256 t = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_hadd_ps(p0, p1)), 0xd8));
         t = _mm256_mul_ps(_mm256_add_ps(t, _mm256_loadu_ps(phase[r / 4])), pi);
         __m256 cs;
         const __m256 sn = sincos8(t, &cs);

@@ -64,12 +64,18 @@ static int bilinear_skip(const Geom *g, const Net *n, int64_t b, float cy, float
     const float ys[4] = {lo[0], lo[0], hi[0], hi[0]}, xs[4] = {lo[1], hi[1], lo[1], hi[1]};
     const float fy = frac[0], fx = frac[1];
     const float wts[4] = {(1.0f - fy) * (1.0f - fx), (1.0f - fy) * fx, fy * (1.0f - fx), fy * fx};
-    for (int k = 0; k < n->lr_dim; k++) out[k] = 0.0f;
+    const float *v[4];
     for (int i = 0; i < 4; i++) {
         const int64_t ly = (int64_t)ys[i] - g->off_y, lx = (int64_t)xs[i] - g->off_x;
         if (!g->whole && (ly < 0 || ly >= g->th || lx < 0 || lx >= g->tw)) return LIIF_ERR_WINDOW;
-        const float *v = n->lr + ((b * g->th + ly) * g->tw + lx) * n->lr_dim;
-        for (int k = 0; k < n->lr_dim; k++) out[k] = out[k] + v[k] * wts[i];
+        v[i] = n->lr + ((b * g->th + ly) * g->tw + lx) * n->lr_dim;
+    }
+    /* each channel's sum in a register, taps in order from 0.0f (as summing into out[], which the compiler must
+     * keep in memory since it may alias v: one store-to-load chain through 4 x lr_dim sums) */
+    for (int k = 0; k < n->lr_dim; k++) {
+        float acc = 0.0f;
+        for (int i = 0; i < 4; i++) acc = acc + v[i][k] * wts[i];
+        out[k] = acc;
     }
     return LIIF_OK;
 }
