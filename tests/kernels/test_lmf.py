@@ -4,11 +4,13 @@ build of this CPU, and one-line refusals of bad arguments (the heads' decode: te
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import math
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import require_compiler
 
 from liif_sr.kernels import build, lmf
@@ -87,13 +89,33 @@ def test_every_build_equals_the_best_build(monkeypatch, mode, depth, skip, level
     require_compiler()
     gen = torch.Generator().manual_seed(mode + depth)
     net = _net(mode, depth, skip, gen)
-    coord = torch.rand(2, 37, 2, generator=gen) * 2 - 1
-    cell = torch.full((2, 37, 2), 0.1)
+    # 2 x 37 queries: blocks of 16, 16, 16, 16, 10; 17, 18, 19: a last block of 1, 2, 3 queries (the AVX2
+    # layers run 6 member rows at a time: 4, 2 and no rows left over)
+    sizes = [(2, 37), (1, 17), (1, 18), (1, 19)]
     geom = (5, 7, 0, 0, 5, 7, 1)
-    best = lmf.decode(net, coord, cell, geom, 3)
+    inputs = [(torch.rand(b, q, 2, generator=gen) * 2 - 1, torch.full((b, q, 2), 0.1)) for b, q in sizes]
+    best = [lmf.decode(net, coord, cell, geom, 3) for coord, cell in inputs]
     _bind_build(monkeypatch, level)
-    other = lmf.decode(net, coord, cell, geom, 3)
-    assert ((best - other).abs().max() / other.abs().max()).item() <= 1e-5
+    for want, (coord, cell) in zip(best, inputs, strict=True):
+        other = lmf.decode(net, coord, cell, geom, 3)
+        assert ((want - other).abs().max() / other.abs().max()).item() <= 1e-5, coord.shape
+
+
+@pytest.mark.parametrize("channels", [3, 5])
+def test_the_skip_is_a_bilinear_border_sample_of_any_width(channels):
+    """With a zero output layer the decode is the skip alone: grid_sample's (RGB has its own unrolled sum)."""
+    require_compiler()
+    gen = torch.Generator().manual_seed(channels)
+    lr = torch.randn(1, channels, 5, 7, generator=gen)
+    rows = lr.permute(0, 2, 3, 1).reshape(35, channels).contiguous()
+    net = dataclasses.replace(
+        _net(1, 2, True, gen), w_out=torch.zeros(16, 16), b_out=torch.zeros(channels), lr=rows
+    )
+    coord = torch.rand(1, 40, 2, generator=gen) * 2.4 - 1.2
+    got = lmf.decode(net, coord, torch.full((1, 40, 2), 0.1), (5, 7, 0, 0, 5, 7, 1), channels)
+    grid = coord.flip(-1).unsqueeze(1)
+    want = F.grid_sample(lr, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    assert (got - want[:, :, 0].transpose(1, 2)).abs().max().item() <= 1e-5
 
 
 def test_bad_arguments_are_refused_in_one_line():

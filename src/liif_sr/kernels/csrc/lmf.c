@@ -54,6 +54,11 @@ LIIF_EXPORT int lmf_decode(const float *coord, const float *cell, int64_t q_per_
             const int64_t qi = q0 + q, b = qi / q_per_item;
             const float cy = coord[2 * qi], cx = coord[2 * qi + 1];
             if (members(&g, &n, b, cy, cx, &blk, 4 * q, &blk.wsum[q])) return LIIF_ERR_WINDOW;
+#ifdef LMF_PREFETCH_ROWS /* the path asks for it: each new member row (not the previous query's) */
+            for (int s = 0; s < 4; s++)
+                if (q == 0 || blk.row[4 * q + s] != blk.row[4 * q - 4 + s])
+                    for (int64_t o = 0; o < stride; o += 16) __builtin_prefetch(blk.row[4 * q + s] + o);
+#endif
             blk.rc[q][0] = cell[2 * qi] * (float)g.h;
             blk.rc[q][1] = cell[2 * qi + 1] * (float)g.w;
             if (mode == 1)

@@ -8,7 +8,7 @@
 #include "lmf_types.h"
 
 /* As the AVX-512 path with each 16-wide row in two 8-wide halves; the weights are read from L1 (16 registers
- * hold the 4 interleaved rows' accumulators). */
+ * hold 6 interleaved rows' accumulators: layers). */
 
 /* sin and cos of x (8 lanes) from one reduction; cos through *cos_out; |x| > 1e5 through libm. */
 static inline __m256 sincos8(__m256 x, __m256 *cos_out) {
@@ -72,15 +72,15 @@ static void inputs(const Net *n, Block *blk, int nq, const float phase[QB][8]) {
         }
         return;
     }
-    const __m256i ev = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6), od = _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7);
     const __m256 pi = _mm256_set1_ps(LMF_PI);
     for (int r = 0; r < 4 * nq; r++) {
         const float *code = blk->row[r] + n->depth * 2 * HD;
-        const __m256 f0 = _mm256_loadu_ps(code + HD), f1 = _mm256_loadu_ps(code + HD + 8);
-        const __m256 fe = _mm256_permute2f128_ps(_mm256_permutevar8x32_ps(f0, ev), _mm256_permutevar8x32_ps(f1, ev), 0x20);
-        const __m256 fo = _mm256_permute2f128_ps(_mm256_permutevar8x32_ps(f0, od), _mm256_permutevar8x32_ps(f1, od), 0x20);
-        __m256 t = _mm256_mul_ps(fe, _mm256_set1_ps(blk->rel[r][0]));
-        t = _mm256_add_ps(t, _mm256_mul_ps(fo, _mm256_set1_ps(blk->rel[r][1])));
+        /* [rel_y rel_x] x 4 against freq' = [fy_0 fx_0 fy_1 fx_1 ...]: the pairs' products added by hadd (as
+         * fy_k * rel_y + fx_k * rel_x), its lane order [0 1 4 5 | 2 3 6 7] put back by one 64-bit permute */
+        const __m256 rel = _mm256_castpd_ps(_mm256_broadcast_sd((const double *)blk->rel[r]));
+        const __m256 p0 = _mm256_mul_ps(_mm256_loadu_ps(code + HD), rel);
+        const __m256 p1 = _mm256_mul_ps(_mm256_loadu_ps(code + HD + 8), rel);
+        __m256 t = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_hadd_ps(p0, p1)), 0xd8));
         t = _mm256_mul_ps(_mm256_add_ps(t, _mm256_loadu_ps(phase[r / 4])), pi);
         __m256 cs;
         const __m256 sn = sincos8(t, &cs);
@@ -89,53 +89,54 @@ static void inputs(const Net *n, Block *blk, int nq, const float phase[QB][8]) {
     }
 }
 
-static void layers(const Net *n, Block *blk, int rows, int64_t first) {
+/* R rows (x: R consecutive 16-wide rows, row[k] + mo: their layer's table parts) through one modulated layer:
+ * W read from L1, 2R accumulators in registers (R = 6: 12 + 2 weight halves + 1 broadcast = 15 of 16 ymm). */
+static inline __attribute__((always_inline)) void rows_layer(const float *W, float *x, const float *const *row,
+                                                             int64_t mo, int R) {
+    __m256 al[6], ah[6];
+    __m256 wl = _mm256_loadu_ps(W), wh = _mm256_loadu_ps(W + 8);
+    for (int k = 0; k < R; k++) {
+        const __m256 b = _mm256_broadcast_ss(x + HD * k);
+        al[k] = _mm256_mul_ps(b, wl);
+        ah[k] = _mm256_mul_ps(b, wh);
+    }
+    for (int j = 1; j < HD; j++) {
+        wl = _mm256_loadu_ps(W + j * HD);
+        wh = _mm256_loadu_ps(W + j * HD + 8);
+        for (int k = 0; k < R; k++) {
+            const __m256 b = _mm256_broadcast_ss(x + HD * k + j);
+            al[k] = _mm256_fmadd_ps(b, wl, al[k]);
+            ah[k] = _mm256_fmadd_ps(b, wh, ah[k]);
+        }
+    }
     const __m256 zero = _mm256_setzero_ps();
+    for (int k = 0; k < R; k++) {
+        const float *mod = row[k] + mo;
+        const __m256 lo = _mm256_fmadd_ps(al[k], _mm256_loadu_ps(mod), _mm256_loadu_ps(mod + HD));
+        const __m256 hi = _mm256_fmadd_ps(ah[k], _mm256_loadu_ps(mod + 8), _mm256_loadu_ps(mod + HD + 8));
+        _mm256_store_ps(x + HD * k, _mm256_max_ps(lo, zero));
+        _mm256_store_ps(x + HD * k + 8, _mm256_max_ps(hi, zero));
+    }
+}
+
+/* Modulated layers first..depth-1 on the block's rows (a multiple of 4): 6 rows at a time (4 rows' 8
+ * accumulators leave the loads of W and x the bottleneck), then the 4 or 2 left. */
+static void layers(const Net *n, Block *blk, int rows, int64_t first) {
     for (int64_t l = first; l < n->depth; l++) {
         const float *W = n->w_hidden + l * HD * HD;
         const int64_t m = l * 2 * HD;
-        for (int r = 0; r < rows; r += 4) {
-            float *x = blk->x + r * HD;
-            __m256 wl = _mm256_loadu_ps(W), wh = _mm256_loadu_ps(W + 8), b;
-            b = _mm256_broadcast_ss(x);
-            __m256 a0l = _mm256_mul_ps(b, wl), a0h = _mm256_mul_ps(b, wh);
-            b = _mm256_broadcast_ss(x + 16);
-            __m256 a1l = _mm256_mul_ps(b, wl), a1h = _mm256_mul_ps(b, wh);
-            b = _mm256_broadcast_ss(x + 32);
-            __m256 a2l = _mm256_mul_ps(b, wl), a2h = _mm256_mul_ps(b, wh);
-            b = _mm256_broadcast_ss(x + 48);
-            __m256 a3l = _mm256_mul_ps(b, wl), a3h = _mm256_mul_ps(b, wh);
-            for (int j = 1; j < HD; j++) {
-                wl = _mm256_loadu_ps(W + j * HD);
-                wh = _mm256_loadu_ps(W + j * HD + 8);
-                b = _mm256_broadcast_ss(x + j);
-                a0l = _mm256_fmadd_ps(b, wl, a0l);
-                a0h = _mm256_fmadd_ps(b, wh, a0h);
-                b = _mm256_broadcast_ss(x + 16 + j);
-                a1l = _mm256_fmadd_ps(b, wl, a1l);
-                a1h = _mm256_fmadd_ps(b, wh, a1h);
-                b = _mm256_broadcast_ss(x + 32 + j);
-                a2l = _mm256_fmadd_ps(b, wl, a2l);
-                a2h = _mm256_fmadd_ps(b, wh, a2h);
-                b = _mm256_broadcast_ss(x + 48 + j);
-                a3l = _mm256_fmadd_ps(b, wl, a3l);
-                a3h = _mm256_fmadd_ps(b, wh, a3h);
-            }
-#define MOD2(al, ah, k)                                                                                        \
-    do {                                                                                                       \
-        const float *mod = blk->row[r + k] + m;                                                                \
-        _mm256_storeu_ps(x + 16 * k, _mm256_max_ps(_mm256_fmadd_ps(al, _mm256_loadu_ps(mod), _mm256_loadu_ps(mod + HD)), zero)); \
-        _mm256_storeu_ps(x + 16 * k + 8,                                                                       \
-                         _mm256_max_ps(_mm256_fmadd_ps(ah, _mm256_loadu_ps(mod + 8), _mm256_loadu_ps(mod + HD + 8)), zero)); \
-    } while (0)
-            MOD2(a0l, a0h, 0);
-            MOD2(a1l, a1h, 1);
-            MOD2(a2l, a2h, 2);
-            MOD2(a3l, a3h, 3);
-#undef MOD2
-        }
+        int r = 0;
+        for (; r + 6 <= rows; r += 6) rows_layer(W, blk->x + r * HD, blk->row + r, m, 6);
+        if (rows - r == 4)
+            rows_layer(W, blk->x + r * HD, blk->row + r, m, 4);
+        else if (rows - r == 2)
+            rows_layer(W, blk->x + r * HD, blk->row + r, m, 2);
     }
 }
+
+/* The decode prefetches each member's table row (all its layers) when the geometry finds it (lmf.c): the
+ * layers would otherwise wait for its lines one layer at a time. */
+#define LMF_PREFETCH_ROWS 1
 
 static void outputs(const Net *n, Block *blk, int nq, int skip, float *out) {
     for (int q = 0; q < nq; q++) {
