@@ -49,6 +49,17 @@ def compose_in(run_dir: Path, *overrides: str, mkdir: bool = True):
     return cfg
 
 
+def load_script(relative: str):
+    """The module of ``scripts/<relative>`` (e.g. ``"bench/decode_floor.py"``), freshly executed."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @contextlib.contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """``n`` torch intra-op threads meanwhile, then the previous count."""

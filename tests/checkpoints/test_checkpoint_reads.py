@@ -104,6 +104,20 @@ def test_a_checkpoint_written_since_is_read_again(tmp_path):
     assert file_cache.remembered("sha256", path, read) == integrity.file_sha256(path) and len(reads) == 5
 
 
+def _tiny_benchmark(tmp_path, monkeypatch) -> None:
+    """A one-image Set5 under ``tmp_path/bench``, logs under ``tmp_path/logs``, ``tmp_path`` the working folder."""
+    import numpy as np
+    from PIL import Image
+
+    hr = tmp_path / "bench" / "Set5" / "HR"
+    hr.mkdir(parents=True)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 20, 3), dtype=np.uint8)).save(hr / "a.png")
+    monkeypatch.setenv("LIIF_SR_BENCHMARK_DIR", str(tmp_path / "bench"))
+    monkeypatch.setenv("LIIF_SR_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
 def _eval_counting_reads(monkeypatch, capsys, checkpoint: str, key) -> tuple[Counter, object]:
     """``liif-sr-eval checkpoint=<checkpoint>`` on Set5 ×2 (exit 0 expected): the reads of each checkpoint file,
     counted under ``key(path)``, and the captured output."""
@@ -130,19 +144,11 @@ def _eval_counting_reads(monkeypatch, capsys, checkpoint: str, key) -> tuple[Cou
 def test_eval_reads_each_checkpoint_once(tmp_path, monkeypatch, capsys):
     """``liif-sr-eval``: the preflight loads each model (on the CPU) and hands it to the run, which would
     read the file again otherwise (an API ``evaluate(cfg)`` has no preflight: it reads it)."""
-    import numpy as np
-    from PIL import Image
 
     from liif_sr.checkpoints import save_weights
     from liif_sr.models import EDSRBaseline, ImplicitSR, LIIFHead
 
-    hr = tmp_path / "bench" / "Set5" / "HR"
-    hr.mkdir(parents=True)
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 20, 3), dtype=np.uint8)).save(hr / "a.png")
-    monkeypatch.setenv("LIIF_SR_BENCHMARK_DIR", str(tmp_path / "bench"))
-    monkeypatch.setenv("LIIF_SR_LOG_DIR", str(tmp_path / "logs"))
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    monkeypatch.chdir(tmp_path)
+    _tiny_benchmark(tmp_path, monkeypatch)
     torch.manual_seed(0)
     model = ImplicitSR(EDSRBaseline(n_resblocks=1, n_feats=4), LIIFHead(4, hidden_list=[8]))
     pth = tmp_path / "m.pth"
@@ -228,19 +234,11 @@ def test_a_sweep_resume_reads_each_jobs_checkpoint_once(tmp_path, monkeypatch, c
 def test_eval_of_a_multirun_reads_each_job_once(tmp_path, monkeypatch, capsys):
     """``liif-sr-eval checkpoint=<multirun folder>``: jobs named from their weights (no .hydra, no
     summary.json) are read once each (the start-up check loads them before it names the rows)."""
-    import numpy as np
-    from PIL import Image
 
     from liif_sr.checkpoints import save_weights
     from liif_sr.models.build import build_model
 
-    hr = tmp_path / "bench" / "Set5" / "HR"
-    hr.mkdir(parents=True)
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 20, 3), dtype=np.uint8)).save(hr / "a.png")
-    monkeypatch.setenv("LIIF_SR_BENCHMARK_DIR", str(tmp_path / "bench"))
-    monkeypatch.setenv("LIIF_SR_LOG_DIR", str(tmp_path / "logs"))
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    monkeypatch.chdir(tmp_path)
+    _tiny_benchmark(tmp_path, monkeypatch)
     tiny = {"encoder": {"name": "edsr_baseline", "args": {"n_resblocks": 1, "n_feats": 4}},
             "head": {"hidden_list": [8], "local_ensemble": False}}  # fmt: skip
     sweep = tmp_path / "multiruns" / "x"

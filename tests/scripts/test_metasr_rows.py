@@ -3,24 +3,18 @@ per scale with bitwise-equal outputs; a one-line refusal without the kernel."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 from liif_sr.models.heads import metasr_kernel
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench" / "metasr_rows.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("metasr_rows", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/metasr_rows.py")
 
 
 def test_both_layouts_give_the_same_bits(script, capsys):
