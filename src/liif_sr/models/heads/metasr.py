@@ -131,10 +131,8 @@ class MetaSRHead(DecoderHead):
     def state_bytes_per_latent(self, dtype_bytes: int = 4) -> int:
         if not self.fast:
             return self.in_channels * 9 * dtype_bytes
-        width = self.out_dim * (self.mlp.hidden_list[-1] + 1)
-        if planned(self, self.mlp.layers[:-1], dtype_bytes):  # rows padded for the kernel
-            width = -(-width // ROW_ALIGN) * ROW_ALIGN
-        return width * dtype_bytes
+        kernel = planned(self, self.mlp.layers[:-1], dtype_bytes)  # rows padded for the kernel
+        return self.table_width(ROW_ALIGN if kernel else 1) * dtype_bytes
 
     def decode_bytes_per_query(self, dtype_bytes: int = 4) -> int:
         if self.fast and planned(self, self.mlp.layers[:-1], dtype_bytes):  # the fused C kernel
@@ -160,6 +158,11 @@ class MetaSRHead(DecoderHead):
         kernel = feat.device.type == "cpu" and planned(self, self.mlp.layers[:-1], feat.element_size())
         return MetaSRState(offset, full, size, proj=self.latent_projection(feat, ROW_ALIGN if kernel else 1))
 
+    def table_width(self, align: int = 1) -> int:
+        """Channels of a fast state's table: ``out·H + out`` rounded up to a multiple of ``align``."""
+        width = self.out_dim * (self.mlp.layers[-1].in_features + 1)
+        return -(-width // align) * align
+
     def latent_projection(self, feat: Tensor, align: int = 1) -> Tensor:
         """``(B, C, h, w)`` → ``(B, W, h, w)`` channels-last: ``G`` (row-major ``(out, H)``) then ``β`` (``out·H +
         out`` channels), then zero channels up to ``W``, the next multiple of ``align``: the C kernel's rows
@@ -168,8 +171,8 @@ class MetaSRHead(DecoderHead):
         c, k, hid = self.in_channels, self.out_dim, last.in_features
         a = last.weight.view(c, 9, k, hid).permute(2, 3, 0, 1).reshape(k * hid, c, 3, 3)
         b = last.bias.view(c, 9, k).permute(2, 0, 1).reshape(k, c, 3, 3)
-        pad = -(k * hid + k) % align
-        weight = torch.cat([a, b, a.new_zeros(pad, c, 3, 3)]) if pad else torch.cat([a, b])
+        pad = a.new_zeros(self.table_width(align) - k * hid - k, c, 3, 3)
+        weight = torch.cat([a, b, pad])
         proj = linear_as_conv2d(feat, weight.to(feat.dtype), padding=1)
         return proj.contiguous(memory_format=torch.channels_last)
 
