@@ -5,6 +5,8 @@
 #   b. bench_infer.py --large: fp32 vs auto (the default) vs bf16 100^2->800^2 (batch 1 and 16), 256^2 x4, 512^2->4096^2, the tiled
 #      3456x4608 -> 6912x9216 case with its peak memory, and the shipped model's Set5 x2/x4/x8 PSNR fp32 vs auto vs bf16;
 #   b2. bench_lmf.py: the LM heads' decode vs LIIF/LTE and their FLOP floor, 100^2->800^2 and 256^2->2048^2 (issue 20);
+#   b3. bench_infer.py: every other head (LTE, MetaSR, SwinIR-LIIF, LM-LIIF/LM-LTE/LM-CiaoSR) 100^2->800^2, plain /
+#       fast fp32 / auto / bf16 (issue 21: the default on the GPU, MetaSR's fast-vs-plain difference without TF32);
 #   c. with the time left (>= 4 min): fine-tune the shipped edsr-baseline-liif on T91 + BSDS400 with the fast
 #      path (fresh Adam: 5 % warm-up 4e-6 -> 1e-4, cosine down to 1e-6; wall-clock budget), then liif-sr-eval on Set5/Set14 x2/x3/x4 against the shipped model.
 # Each step has its own time limit; logs, JSON and Markdown land in $OUT after every step (summary.md).
@@ -13,7 +15,9 @@
 #   OUT=/tmp/out bash scripts/gpu_run.sh            # on the device machine (run tool: carry [".gpu"])
 #   OUT=/tmp/out bash scripts/gpu_run.sh --dry-run  # CPU, tiny sizes, same steps (tests/scripts/test_gpu_run.py)
 #
-# Environment: OUT (required), GPU_CARRY (default .gpu), PYTHON (default python3), GPU_BUDGET_S (default 540).
+# Environment: OUT (required), GPU_CARRY (default .gpu), PYTHON (default python3), GPU_BUDGET_S (default 540),
+# GPU_STEPS (default all: a comma list of bench_train,bench_infer,bench_heads,bench_lmf,finetune; the check always
+# runs, eval runs with finetune) -- e.g. GPU_STEPS=bench_infer,bench_heads reruns two steps on a short budget.
 set -uo pipefail
 
 DRY=0 PRINT=0
@@ -35,19 +39,25 @@ if [ $DRY -eq 1 ]; then
   BENCH_INFER=(--device cpu --tiny --cpu-bf16 --tile 16 --batch 1,2 --repeats 1 --cases 100-800,512-4096,large,256x4)
   BENCH_LMF=(--device cpu --tiny --repeats 1)
   T_LMF=120
+  BENCH_HEADS=(--device cpu --tiny --batch 1 --repeats 1)
+  T_HEADS=120
   TRAIN_DEV=(trainer=cpu trainer.precision=bf16-mixed trainer.benchmark=true model.speed.compile=false
              data.batch_size=2 data.sample_q=64 data.repeat=1)
   LOG_EVERY=1
 else
-  # check + a + b + b2 <= 25 + 210 + 140 + 50 s even when killed (timeout --kill-after=10); c runs only if
-  # >= 3 min are left (on 2026-12-04 a and b ran out of 160 s / 90 s in the RDN rows: hence 200 s / 130 s)
-  T_CHECK=25 T_TRAIN_BENCH=200 T_INFER=130
+  # check + a + b + b3 + b2 <= 25 + 210 + 210 + 70 + 50 s even when killed (timeout --kill-after=10); c runs only
+  # if >= 3 min are left. Measured 2026-12-04 17:40: check 21 s, a 151 s, b 130+ s (killed in the tiled RDN rows
+  # at the old 130 s: hence 200 s), b3 20 s, b2 10 s -- so the whole run leaves no time for c: fine-tune with
+  # GPU_STEPS=finetune in a call of its own.
+  T_CHECK=25 T_TRAIN_BENCH=200 T_INFER=200
   DEVICE=cuda
   BENCH_TRAIN=(--device cuda --models edsr,rdn --compile --parity-steps 300 --workers 8 --steps 20 --windows 3
                --warmup 5 --time-budget 120)
   BENCH_INFER=(--device cuda --batch 1,16 --chunk 262144 --repeats 3 --cases 100-800,512-4096,large,256x4)
   BENCH_LMF=(--device cuda --max-queries 0 --repeats 3)  # issue 20: the paper's GPU claim (whole images)
   T_LMF=40  # 11 s on 2026-12-04
+  BENCH_HEADS=(--device cuda --batch 1 --repeats 3)
+  T_HEADS=60  # 20 s on 2026-12-04
   TRAIN_DEV=(trainer=gpu_speed model.speed.compile=true data.num_workers=2)
   LOG_EVERY=50
 fi
@@ -71,13 +81,19 @@ if [ $PRINT -eq 1 ]; then
   DATA=.gpu/data OUT=/tmp/gpu_run/out
   set_finetune_args
   set_eval_args
-  for name in BENCH_TRAIN BENCH_INFER BENCH_LMF FT EV; do
+  for name in BENCH_TRAIN BENCH_INFER BENCH_HEADS BENCH_LMF FT EV; do
     declare -n arr=$name
     printf '%s' "$name"; printf ' %q' "${arr[@]}"; printf '\n'
   done
   exit 0
 fi
 : "${OUT:?set OUT to the output folder}"
+ALL_STEPS=bench_train,bench_infer,bench_heads,bench_lmf,finetune
+STEPS=${GPU_STEPS:-$ALL_STEPS}
+for s in ${STEPS//,/ }; do
+  case ",$ALL_STEPS," in *",$s,"*) ;; *) echo "gpu_run: unknown step '$s' in GPU_STEPS (one of $ALL_STEPS)" >&2; exit 2 ;; esac
+done
+wanted() { case ",$STEPS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
 CARRY=$(cd "${GPU_CARRY:-$ROOT/.gpu}" 2>/dev/null && pwd) || {
   echo "gpu_run: no carried folder ${GPU_CARRY:-$ROOT/.gpu}: run 'make gpu-prep' and carry .gpu" >&2; exit 2; }
@@ -125,17 +141,27 @@ if ! run_step check "$T_CHECK" "$PY" scripts/gpu_tools.py check "$OUT" $([ $DRY 
 fi
 
 # a. training throughput + loss parity
-run_step bench_train "$T_TRAIN_BENCH" "$PY" scripts/bench_train.py "${BENCH_TRAIN[@]}" \
+wanted bench_train && run_step bench_train "$T_TRAIN_BENCH" "$PY" scripts/bench_train.py "${BENCH_TRAIN[@]}" \
   --data "$DATA/train/T91" "$DATA/train/BSDS400" --json "$OUT/bench_train.json" --markdown "$OUT/BENCHMARKS.md"
 
 # b. inference: large cases, tiled 16 MP, Set5 fp32 vs auto (precision="auto", issue 21) vs bf16
-run_step bench_infer "$T_INFER" "$PY" scripts/bench_infer.py "${BENCH_INFER[@]}" --large \
+wanted bench_infer && run_step bench_infer "$T_INFER" "$PY" scripts/bench_infer.py "${BENCH_INFER[@]}" --large \
   --set5 "$DATA/benchmark/Set5" --json "$OUT/bench_infer.json" --out "$OUT/BENCHMARKS.md"
 
+# b3. every other head, 100^2 -> 800^2: plain / fast fp32 / auto / bf16 (issue 21)
+wanted bench_heads && run_step bench_heads "$T_HEADS" "$PY" scripts/bench_infer.py "${BENCH_HEADS[@]}" \
+  --models lte,metasr,swinir,lmliif,lmlte,lmciaosr --cases 100-800 --json "$OUT/bench_heads.json" \
+  --out "$OUT/BENCHMARKS.md"
+
 # b2. LM-LIIF / LM-LTE / LM-CiaoSR decode against LIIF / LTE and their own FLOP floor (issue 20)
-run_step bench_lmf "$T_LMF" "$PY" scripts/bench_lmf.py "${BENCH_LMF[@]}"
+wanted bench_lmf && run_step bench_lmf "$T_LMF" "$PY" scripts/bench_lmf.py "${BENCH_LMF[@]}"
 
 # c. fine-tune the shipped model with the time left, then evaluate it against the shipped one
+if ! wanted finetune; then
+  log "finetune not in GPU_STEPS ($STEPS): done"
+  report
+  exit 0
+fi
 eval "$("$PY" scripts/gpu_tools.py plan "$OUT" --remaining $(( BUDGET - $(elapsed) )) \
   $([ $DRY -eq 1 ] && echo --dry-run) 2>> "$OUT/run.log")"
 if [ "${SKIP:-1}" -ne 0 ]; then

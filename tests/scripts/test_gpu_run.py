@@ -79,7 +79,15 @@ def test_gpu_run_dry_run(tmp_path):
 
     # every step ran, none timed out
     steps = [line.split("\t") for line in (out / "steps.tsv").read_text().splitlines()]
-    assert [s[0] for s in steps] == ["check", "bench_train", "bench_infer", "bench_lmf", "finetune", "eval"]
+    assert [s[0] for s in steps] == [
+        "check",
+        "bench_train",
+        "bench_infer",
+        "bench_heads",
+        "bench_lmf",
+        "finetune",
+        "eval",
+    ]
     assert all(s[1] == "0" for s in steps), steps
 
     # the bare-machine layout: Hydra & co. from the carried copies, liif_sr from this checkout
@@ -121,6 +129,18 @@ def test_gpu_run_dry_run(tmp_path):
     for r in set5["scales"].values():
         assert 20 < r["fp32"] < 60 and abs(r["delta_db"]) < 1 and r["images"] == 2
         assert r["auto_delta_db"] == 0  # auto = fp32 here; on the GPU: bf16-decode, within 0.01 dB
+
+    # b3. every other head (issue 21): plain, fast fp32 and the default per head, fast within rounding of plain
+    heads = json.loads((out / "bench_heads.json").read_text())
+    assert heads["complete"]
+    by_model: dict[str, dict[str, dict]] = {}
+    for r in heads["rows"]:
+        by_model.setdefault(r["model"], {})[r["path"].split(" (")[0]] = r
+    assert len(by_model) == 6, sorted(by_model)
+    for model, paths in by_model.items():
+        assert {"plain", "fast fp32", "fast auto=fp32"} <= set(paths), (model, sorted(paths))
+        diff = paths["fast fp32"]["max_abs_diff_vs_ref"]
+        assert diff < 1e-4, (model, diff)
 
     # b2. LM heads' decode (issue 20): a row per head and case
     lmf = (out / "bench_lmf.log").read_text()
