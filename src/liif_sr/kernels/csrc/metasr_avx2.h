@@ -10,7 +10,7 @@
 #define QB2 2 /* queries per step */
 #endif
 #ifndef PF2
-#define PF2 6 /* steps ahead (12 queries, as the AVX-512 path) whose table rows are prefetched, spread over the step */
+#define PF2 6 /* steps ahead (12 queries, as the AVX-512 path) whose table rows are prefetched */
 #endif
 
 static inline float hsum8(__m256 v) {
