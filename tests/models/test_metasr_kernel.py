@@ -55,27 +55,27 @@ def builds(lib, tmp_path_factory):
         pytest.skip("x86 builds with the system compiler")
     have = Path("/proc/cpuinfo").read_text()
     src = REPO / "src" / "liif_sr" / "kernels" / "csrc"
-    done: dict[int, ctypes.CDLL] = {}
+    done: dict[tuple[int, tuple[str, ...]], ctypes.CDLL] = {}
 
-    def get(level: int) -> ctypes.CDLL:
+    def get(level: int, defines: tuple[str, ...] = ()) -> ctypes.CDLL:
         if level == 2 and "avx512f" not in have or level == 1 and "avx2" not in have:
             pytest.skip(f"no {LEVEL_IDS[2 - level]} on this CPU")
-        if level not in done:
+        if (level, defines) not in done:
             so = tmp_path_factory.mktemp("metasr") / f"metasr_{level}.so"
-            flags = ["-O3", "-shared", "-fPIC", "-std=gnu11", "-I", str(src), *BUILDS[level]]
+            flags = ["-O3", "-shared", "-fPIC", "-std=gnu11", "-I", str(src), *BUILDS[level], *defines]
             subprocess.run([cc, *flags, str(src / "metasr.c"), "-o", str(so), "-lm"], check=True, timeout=120)
-            done[level] = ctypes.CDLL(str(so))
-            assert done[level].metasr_simd() == level
-        return done[level]
+            done[level, defines] = ctypes.CDLL(str(so))
+            assert done[level, defines].metasr_simd() == level
+        return done[level, defines]
 
     return get
 
 
-def _use_build(builds, level: int, monkeypatch) -> None:
+def _use_build(builds, level: int, monkeypatch, defines: tuple[str, ...] = ()) -> None:
     """The head decodes through the ``level`` build (a portable build too, which it would otherwise skip)."""
     from liif_sr import kernels
 
-    other = builds(level)
+    other = builds(level, defines)
     monkeypatch.setattr(kernels, "load", lambda name: other)
     assert metasr_kernel.library() is other and (metasr_kernel.fast_library() is other) == (level > 0)
     if level == 0:
@@ -173,6 +173,39 @@ def test_outputs_do_not_depend_on_query_order(builds, level, monkeypatch):
     shuffled = _decode(model, state, coord[:, perm], cell[:, perm])
     assert torch.equal(shuffled, raster[:, perm])
     assert _rel(raster, _decode(model, state, coord, cell, kernel=False)) <= 1e-5
+
+
+ORDERS = {  # build defines -> how the kernel orders a block's queries
+    "default": (),  # latent order where the given order's runs of one latent are short (x2-x3 raster grids)
+    "always-latent-order": ("-DSORT_BLOCK=64", "-DSORT_RUN10=100000"),  # every unsorted 64-query block
+    "given-order": ("-DSORT_BLOCK=0",),  # never reordered
+}
+
+
+@pytest.mark.parametrize("level", [2, 1, 0], ids=LEVEL_IDS)
+@pytest.mark.parametrize(
+    "size",
+    [(16, 18), (20, 23), (64, 9), (9, 72)],
+    ids=["x2", "x2.5", "x8-by-x1", "x1-by-x8"],
+)
+def test_latent_order_gives_the_same_bits(builds, level, size, monkeypatch):
+    """Blocks of queries are decoded latent by latent when that reads each table row once (a raster grid at
+    x2-x3); outputs go back to their own queries, and every query sums the same way in any order. x8 by x1: a
+    latent's 8 queries come from 8 output rows, more than the cached rows' slots hold between latent rows;
+    shuffled: runs of one query (batch 2: blocks never cross a batch item)."""
+    model = metasr_test_model()
+    lr = torch.rand(2, 3, 8, 9, generator=torch.Generator().manual_seed(5))
+    coord, cell = pixel_grid(2, size)
+    perm = torch.randperm(coord.shape[1], generator=torch.Generator().manual_seed(6))
+    state = _state(model, lr)
+    got = {}
+    for name, defines in ORDERS.items():
+        _use_build(builds, level, monkeypatch, defines)
+        got[name] = _decode(model, state, coord, cell)
+        got[name + " shuffled"] = _decode(model, state, coord[:, perm], cell[:, perm])[:, perm.argsort()]
+    for name, out in got.items():
+        assert torch.equal(out, got["given-order"]), name
+    assert _rel(got["default"], _decode(model, state, coord, cell, kernel=False)) <= 1e-5
 
 
 def test_kernel_table_rows_start_on_cache_lines(lib):

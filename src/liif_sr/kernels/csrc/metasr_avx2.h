@@ -9,6 +9,9 @@
 #ifndef QB2
 #define QB2 2 /* queries per step */
 #endif
+#ifndef PF2
+#define PF2 6 /* steps ahead (12 queries, as the AVX-512 path) whose table rows are prefetched */
+#endif
 
 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -30,9 +33,20 @@ static inline __m256 shared_terms(const Args *a, int64_t j, __m256 p0, __m256 p2
         acc[3 * q + 2] = _mm256_fmadd_ps(_mm256_loadu_ps(g[q] + 2 * hid + j), t, acc[3 * q + 2]);  \
     }
 
+/* Prefetch of the table rows ``pa``, ``pb`` (PF2 steps ahead), spread over the step's j loop. */
+#define PF_J                                                                                         \
+    if (j % 16 == 0) {                                                                               \
+        _mm_prefetch((const char *)(pa + j), _MM_HINT_T0);                                          \
+        _mm_prefetch((const char *)(pa + hid + j), _MM_HINT_T0);                                    \
+        _mm_prefetch((const char *)(pa + 2 * hid + j), _MM_HINT_T0);                                \
+        _mm_prefetch((const char *)(pb + j), _MM_HINT_T0);                                          \
+        _mm_prefetch((const char *)(pb + hid + j), _MM_HINT_T0);                                    \
+        _mm_prefetch((const char *)(pb + 2 * hid + j), _MM_HINT_T0);                                \
+    }
+
 /* QB2 queries (rows ``row``, inputs x0..x2 [0, QB2)) → out (QB2, 3). */
 static inline void step_avx2(const Args *a, Shared *c, const int64_t *row, const float *x0, const float *x1,
-                             const float *x2, float *out) {
+                             const float *x2, float **out, const float *pa, const float *pb) {
     const int64_t hid = a->hid;
     const float *w1 = a->w1t + hid;
     const float *g[QB2];
@@ -42,19 +56,38 @@ static inline void step_avx2(const Args *a, Shared *c, const int64_t *row, const
         g[q] = a->table + row[q] * a->ld;
         p1[q] = _mm256_set1_ps(x1[q]);
         acc[3 * q] = acc[3 * q + 1] = acc[3 * q + 2] = _mm256_setzero_ps();
-        shared &= x0[q] == x0[0] && x2[q] == x2[0];
     }
     const __m256 zero = _mm256_setzero_ps();
     if (shared) {
-        if (!c->valid || c->x0 != x0[0] || c->x2 != x2[0]) {
-            const __m256 p0 = _mm256_set1_ps(x0[0]), p2 = _mm256_set1_ps(x2[0]);
-            for (int64_t j = 0; j < hid; j += 8) _mm256_storeu_ps(c->u + j, shared_terms(a, j, p0, p2));
-            c->x0 = x0[0], c->x2 = x2[0], c->valid = 1;
+        const float *u[QB2];
+        int same = 1;
+        unsigned busy = 0;
+        for (int q = 0; q < QB2; q++) {
+            const int s = shared_slot(c, x0[q], x2[q], busy);
+            if (s < 0) { /* a new output row: its terms into the slot */
+                const __m256 p0 = _mm256_set1_ps(x0[q]), p2 = _mm256_set1_ps(x2[q]);
+                float *dst = c->u[-1 - s];
+                for (int64_t j = 0; j < hid; j += 8) _mm256_storeu_ps(dst + j, shared_terms(a, j, p0, p2));
+            }
+            u[q] = c->u[s < 0 ? -1 - s : s];
+            busy |= 1u << (s < 0 ? -1 - s : s);
+            same &= u[q] == u[0];
         }
-        for (int64_t j = 0; j < hid; j += 8) {
-            const __m256 uj = _mm256_loadu_ps(c->u + j), v1 = _mm256_loadu_ps(w1 + j);
-            STEP_BODY(uj)
+        if (same) {
+            for (int64_t j = 0; j < hid; j += 8) {
+                PF_J
+                const __m256 uj = _mm256_loadu_ps(u[0] + j), v1 = _mm256_loadu_ps(w1 + j);
+                STEP_BODY(uj)
+            }
+        } else {
+            for (int64_t j = 0; j < hid; j += 8) {
+                PF_J
+                const __m256 v1 = _mm256_loadu_ps(w1 + j);
+                STEP_BODY(_mm256_loadu_ps(u[q] + j))
+            }
         }
+        _mm_prefetch((const char *)(pa + 3 * hid), _MM_HINT_T0);
+        _mm_prefetch((const char *)(pb + 3 * hid), _MM_HINT_T0);
     } else {
         __m256 p0[QB2], p2[QB2];
         for (int q = 0; q < QB2; q++) p0[q] = _mm256_set1_ps(x0[q]), p2[q] = _mm256_set1_ps(x2[q]);
@@ -64,33 +97,25 @@ static inline void step_avx2(const Args *a, Shared *c, const int64_t *row, const
         }
     }
     for (int q = 0; q < QB2; q++)
-        for (int r = 0; r < 3; r++) out[q * 3 + r] = hsum8(acc[3 * q + r]) + g[q][3 * hid + r];
+        for (int r = 0; r < 3; r++) out[q][r] = hsum8(acc[3 * q + r]) + g[q][3 * hid + r];
 }
 #undef STEP_BODY
+#undef PF_J
 
-/* n queries; a partial last step repeats its last query (results do not depend on the chunking). The next
- * step's table rows are prefetched. */
-static void mlp_avx2(const Args *a, int64_t n, const int64_t *row, const float *x0, const float *x1,
-                     const float *x2, float *out) {
-    int64_t i = 0;
+/* n queries in ``order`` (NULL: as given), QB2 per step; the table rows of the step PF2 steps ahead are
+ * prefetched during each step (its first and last query's rows). */
+static void mlp_avx2(const Args *a, int64_t n, const int32_t *order, const int64_t *row, const float *x0,
+                     const float *x1, const float *x2, float *out) {
     Shared c;
-    c.valid = 0;
-    for (; i + QB2 <= n; i += QB2) {
-        if (i + QB2 < n && row[i + QB2] != row[i + QB2 - 1]) {
-            const char *p = (const char *)(a->table + row[i + QB2] * a->ld);
-            for (int64_t off = 0; off < a->ld * (int64_t)sizeof(float); off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
-        }
-        step_avx2(a, &c, row + i, x0 + i, x1 + i, x2 + i, out + 3 * i);
-    }
-    if (i < n) {
+    c.n = 0, c.next = 0;
+    for (int64_t m = 0; m < n; m += QB2) {
         int64_t pr[QB2];
-        float p0[QB2], p1[QB2], p2[QB2], po[3 * QB2];
-        for (int q = 0; q < QB2; q++) {
-            const int64_t m = i + q < n ? i + q : n - 1;
-            pr[q] = row[m], p0[q] = x0[m], p1[q] = x1[m], p2[q] = x2[m];
-        }
-        step_avx2(a, &c, pr, p0, p1, p2, po);
-        for (int64_t m = 0; m < 3 * (n - i); m++) out[3 * i + m] = po[m];
+        float p0[QB2], p1[QB2], p2[QB2], *po[QB2];
+        step_queries(order, m, n, QB2, row, x0, x1, x2, out, pr, p0, p1, p2, po);
+        const int64_t f = m + PF2 * QB2 < n ? m + PF2 * QB2 : n - 1, l = f + QB2 - 1 < n ? f + QB2 - 1 : n - 1;
+        const float *pa = a->table + row[order ? order[f] : f] * a->ld;
+        const float *pb = a->table + row[order ? order[l] : l] * a->ld;
+        step_avx2(a, &c, pr, p0, p1, p2, po, pa, pb);
     }
 }
 

@@ -6,6 +6,9 @@
 #include <immintrin.h>
 
 #define QB 4 /* queries per step */
+#ifndef PF
+#define PF 3 /* steps ahead whose table rows are prefetched, spread over the step */
+#endif
 
 /* Sums of 16 lanes of v[0..11] (QB * 3 accumulators) → s[0..11]. */
 static inline void reduce12(const __m512 *v, float *s) {
@@ -44,9 +47,31 @@ static inline __m512 shared_terms(const Args *a, int64_t j, __m512 p0, __m512 p2
         acc[3 * q + 2] = _mm512_fmadd_ps(_mm512_loadu_ps(g[q] + 2 * hid + j), t, acc[3 * q + 2]);    \
     }
 
+/* The same when the step's queries share one table row: its G loaded once per j. */
+#define STEP_BODY_ONE(UQ)                                                                            \
+    {                                                                                                \
+        const __m512 ga = _mm512_loadu_ps(g[0] + j), gb = _mm512_loadu_ps(g[0] + hid + j);           \
+        const __m512 gc = _mm512_loadu_ps(g[0] + 2 * hid + j);                                       \
+        for (int q = 0; q < QB; q++) {                                                               \
+            const __m512 t = _mm512_max_ps(_mm512_fmadd_ps(p1[q], v1, (UQ)), zero);                 \
+            acc[3 * q] = _mm512_fmadd_ps(ga, t, acc[3 * q]);                                         \
+            acc[3 * q + 1] = _mm512_fmadd_ps(gb, t, acc[3 * q + 1]);                                 \
+            acc[3 * q + 2] = _mm512_fmadd_ps(gc, t, acc[3 * q + 2]);                                 \
+        }                                                                                            \
+    }
+
+/* Prefetch of the table rows ``pa``, ``pb`` (PF steps ahead), spread over the step's j loop: 6 lines per j. */
+#define PF_J                                                                                         \
+    _mm_prefetch((const char *)(pa + j), _MM_HINT_T0);                                              \
+    _mm_prefetch((const char *)(pa + hid + j), _MM_HINT_T0);                                        \
+    _mm_prefetch((const char *)(pa + 2 * hid + j), _MM_HINT_T0);                                    \
+    _mm_prefetch((const char *)(pb + j), _MM_HINT_T0);                                              \
+    _mm_prefetch((const char *)(pb + hid + j), _MM_HINT_T0);                                        \
+    _mm_prefetch((const char *)(pb + 2 * hid + j), _MM_HINT_T0);
+
 /* QB queries (rows ``row``, inputs x0..x2 [0, QB)) → out (QB, 3). */
 static inline void step_avx512(const Args *a, Shared *c, const int64_t *row, const float *x0, const float *x1,
-                               const float *x2, float *out) {
+                               const float *x2, float **out, const float *pa, const float *pb) {
     const int64_t hid = a->hid;
     const float *w1 = a->w1t + hid;
     const float *g[QB];
@@ -56,19 +81,52 @@ static inline void step_avx512(const Args *a, Shared *c, const int64_t *row, con
         g[q] = a->table + row[q] * a->ld;
         p1[q] = _mm512_set1_ps(x1[q]);
         acc[3 * q] = acc[3 * q + 1] = acc[3 * q + 2] = _mm512_setzero_ps();
-        shared &= x0[q] == x0[0] && x2[q] == x2[0];
     }
     const __m512 zero = _mm512_setzero_ps();
     if (shared) {
-        if (!c->valid || c->x0 != x0[0] || c->x2 != x2[0]) {
-            const __m512 p0 = _mm512_set1_ps(x0[0]), p2 = _mm512_set1_ps(x2[0]);
-            for (int64_t j = 0; j < hid; j += 16) _mm512_storeu_ps(c->u + j, shared_terms(a, j, p0, p2));
-            c->x0 = x0[0], c->x2 = x2[0], c->valid = 1;
+        const float *u[QB];
+        int same = 1;
+        unsigned busy = 0;
+        for (int q = 0; q < QB; q++) {
+            const int s = shared_slot(c, x0[q], x2[q], busy);
+            if (s < 0) { /* a new output row: its terms into the slot */
+                const __m512 p0 = _mm512_set1_ps(x0[q]), p2 = _mm512_set1_ps(x2[q]);
+                float *dst = c->u[-1 - s];
+                for (int64_t j = 0; j < hid; j += 16) _mm512_storeu_ps(dst + j, shared_terms(a, j, p0, p2));
+            }
+            u[q] = c->u[s < 0 ? -1 - s : s];
+            busy |= 1u << (s < 0 ? -1 - s : s);
+            same &= u[q] == u[0];
         }
-        for (int64_t j = 0; j < hid; j += 16) {
-            const __m512 uj = _mm512_loadu_ps(c->u + j), v1 = _mm512_loadu_ps(w1 + j);
-            STEP_BODY(uj)
+        int one = 1;
+        for (int q = 1; q < QB; q++) one &= row[q] == row[0];
+        if (same && one) {
+            for (int64_t j = 0; j < hid; j += 16) {
+                PF_J
+                const __m512 uj = _mm512_loadu_ps(u[0] + j), v1 = _mm512_loadu_ps(w1 + j);
+                STEP_BODY_ONE(uj)
+            }
+        } else if (one) {
+            for (int64_t j = 0; j < hid; j += 16) {
+                PF_J
+                const __m512 v1 = _mm512_loadu_ps(w1 + j);
+                STEP_BODY_ONE(_mm512_loadu_ps(u[q] + j))
+            }
+        } else if (same) {
+            for (int64_t j = 0; j < hid; j += 16) {
+                PF_J
+                const __m512 uj = _mm512_loadu_ps(u[0] + j), v1 = _mm512_loadu_ps(w1 + j);
+                STEP_BODY(uj)
+            }
+        } else {
+            for (int64_t j = 0; j < hid; j += 16) {
+                PF_J
+                const __m512 v1 = _mm512_loadu_ps(w1 + j);
+                STEP_BODY(_mm512_loadu_ps(u[q] + j))
+            }
         }
+        _mm_prefetch((const char *)(pa + 3 * hid), _MM_HINT_T0);
+        _mm_prefetch((const char *)(pb + 3 * hid), _MM_HINT_T0);
     } else {
         __m512 p0[QB], p2[QB];
         for (int q = 0; q < QB; q++) p0[q] = _mm512_set1_ps(x0[q]), p2[q] = _mm512_set1_ps(x2[q]);
@@ -80,44 +138,26 @@ static inline void step_avx512(const Args *a, Shared *c, const int64_t *row, con
     float s[3 * QB];
     reduce12(acc, s);
     for (int q = 0; q < QB; q++)
-        for (int r = 0; r < 3; r++) out[q * 3 + r] = s[3 * q + r] + g[q][3 * hid + r];
+        for (int r = 0; r < 3; r++) out[q][r] = s[3 * q + r] + g[q][3 * hid + r];
 }
 #undef STEP_BODY
+#undef STEP_BODY_ONE
+#undef PF_J
 
-#ifndef PF
-#define PF 1 /* steps ahead whose table rows are prefetched */
-#endif
-
-/* Prefetch the table rows of one step's queries (each distinct row once; ``prev``: the row just before). */
-static inline void prefetch_rows(const Args *a, const int64_t *row, int64_t prev) {
-    for (int q = 0; q < QB; q++) {
-        if (row[q] == prev) continue;
-        prev = row[q];
-        const char *p = (const char *)(a->table + row[q] * a->ld);
-        for (int64_t off = 0; off < a->ld * (int64_t)sizeof(float); off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
-    }
-}
-
-/* n queries; a partial last step repeats its last query (every query is summed the same way wherever the
- * block and thread boundaries fall: results do not depend on the chunking). */
-static void mlp_avx512(const Args *a, int64_t n, const int64_t *row, const float *x0, const float *x1,
-                       const float *x2, float *out) {
-    int64_t i = 0;
+/* n queries in ``order`` (NULL: as given), QB per step; the table rows of the step PF steps ahead are
+ * prefetched during each step (its first and last query's rows: one latent's in latent order). */
+static void mlp_avx512(const Args *a, int64_t n, const int32_t *order, const int64_t *row, const float *x0,
+                       const float *x1, const float *x2, float *out) {
     Shared c;
-    c.valid = 0;
-    for (; i + QB <= n; i += QB) {
-        if (i + PF * QB < n) prefetch_rows(a, row + i + PF * QB, row[i + PF * QB - 1]);
-        step_avx512(a, &c, row + i, x0 + i, x1 + i, x2 + i, out + 3 * i);
-    }
-    if (i < n) {
+    c.n = 0, c.next = 0;
+    for (int64_t m = 0; m < n; m += QB) {
         int64_t pr[QB];
-        float p0[QB], p1[QB], p2[QB], po[3 * QB];
-        for (int q = 0; q < QB; q++) {
-            const int64_t m = i + q < n ? i + q : n - 1;
-            pr[q] = row[m], p0[q] = x0[m], p1[q] = x1[m], p2[q] = x2[m];
-        }
-        step_avx512(a, &c, pr, p0, p1, p2, po);
-        for (int64_t m = 0; m < 3 * (n - i); m++) out[3 * i + m] = po[m];
+        float p0[QB], p1[QB], p2[QB], *po[QB];
+        step_queries(order, m, n, QB, row, x0, x1, x2, out, pr, p0, p1, p2, po);
+        const int64_t f = m + PF * QB < n ? m + PF * QB : n - 1, l = f + QB - 1 < n ? f + QB - 1 : n - 1;
+        const float *pa = a->table + row[order ? order[f] : f] * a->ld;
+        const float *pb = a->table + row[order ? order[l] : l] * a->ld;
+        step_avx512(a, &c, pr, p0, p1, p2, po, pa, pb);
     }
 }
 

@@ -71,7 +71,12 @@ def _window(state: HeadState) -> list[int]:
     return [fh, fw, oy, ox, th, tw, int(state.size == state.full_size)]
 
 
+NO_MEMORY = -(2**63)  # metasr_decode: its working arrays could not be allocated (nothing written)
+
+
 def _check(code: int, head: str) -> None:
+    if code == NO_MEMORY:
+        raise MemoryError(f"{head}: the C kernel could not allocate its working arrays")
     if code:
         raise RuntimeError(f"{head}: a query reads a latent outside the prepared window (margin too small?)")
 

@@ -1,0 +1,96 @@
+"""MetaSR's C decode in latent order against the given (raster) order, in one process:
+``python scripts/bench/metasr_order.py``.
+
+The kernel (``kernels/csrc/metasr.c``) decodes a block of queries latent by latent when the block's latents
+repeat in short runs (a raster grid at ×2-×3), so that each latent's table row is read from memory once per
+block. This builds the kernel twice — as shipped, and with ``-DSORT_BLOCK=0`` (always the given order) — and
+times both on the same table and grid, alternating, in the head's 65536-query chunks with the caches flushed
+before each decode; it prints the best nanoseconds per query of each, their ratio and whether the outputs are
+bitwise equal. One torch thread; run it on an otherwise idle core (``taskset -c 1``).
+
+    python scripts/bench/metasr_order.py --latent 128 --scales 2,2.5,3,4,8 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripts/, for ``bench``
+
+from bench.floor import stream_rate  # noqa: E402
+from liif_sr.coords import make_coord  # noqa: E402
+from liif_sr.kernels import build  # noqa: E402
+from liif_sr.models import build_model  # noqa: E402
+from liif_sr.models.heads import metasr_kernel  # noqa: E402
+from liif_sr.models.heads.geometry import channels_last_rows  # noqa: E402
+from liif_sr.models.heads.metasr import ROW_ALIGN  # noqa: E402
+
+CHUNK = 65536  # queries per decode call, as decode_floor.py and the head's chunked decodes
+BUILDS = {"latent order": (), "given order": ("-DSORT_BLOCK=0",)}
+
+
+def _load(defines: tuple[str, ...]) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(build.compile_kernel("metasr", build.FLAGS + defines)))
+    lib.metasr_decode.argtypes, lib.metasr_decode.restype = metasr_kernel._DECODE_ARGS, ctypes.c_int64
+    return lib
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latent", type=int, default=128)
+    parser.add_argument("--scales", default="2,2.5,3,4,8")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--flush-mb", type=int, default=256, help="array streamed before each decode")
+    args = parser.parse_args(argv)
+    if metasr_kernel.fast_library() is None:
+        raise SystemExit("the MetaSR C kernel is not available here (no compiler, or no AVX2/AVX-512 path)")
+    libs = {name: _load(defines) for name, defines in BUILDS.items()}
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_model({"encoder": {"name": "edsr_baseline"}, "head": {"name": "metasr"}}, head_mode="fast")
+    head, n = model.eval().head, args.latent
+    with torch.inference_mode():
+        table = channels_last_rows(head.latent_projection(torch.randn(1, 64, n, n), ROW_ALIGN))
+    lin = head.mlp.layers[0]
+    w1t, b1 = lin.weight.detach().t().contiguous(), lin.bias.detach().contiguous()
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    print(f"latent {n}², {CHUNK}-query chunks, SIMD {metasr_kernel.SIMD_NAMES[libs['latent order'].metasr_simd()]}"
+          f", load {load}")  # fmt: skip
+    for scale in (float(s) for s in args.scales.split(",")):
+        size = round(n * scale)
+        coord = make_coord((size, size)).unsqueeze(0).contiguous()
+        cell = torch.full_like(coord, 2 / size)
+        q = coord.shape[1]
+        best = dict.fromkeys(libs, float("inf"))
+        outs: dict[str, torch.Tensor] = {}
+        for _ in range(args.repeats):
+            for name, lib in libs.items():
+                out = torch.empty(q, 3)
+                stream_rate(args.flush_mb << 20)  # the table out of the caches
+                start = time.process_time()
+                for r0 in range(0, q, CHUNK):
+                    code = lib.metasr_decode(
+                        coord.data_ptr(), cell.data_ptr(), q, n, n, 0, 0, n, n, 1, table.data_ptr(),
+                        table.stride(0), w1t.data_ptr(), b1.data_ptr(), lin.out_features, 3, out.data_ptr(), r0,
+                        min(q, r0 + CHUNK),
+                    )  # fmt: skip
+                    assert code == 0, code
+                best[name] = min(best[name], (time.process_time() - start) * 1e9 / q)
+                outs[name] = out
+        same = torch.equal(outs["latent order"], outs["given order"])
+        print(
+            f"×{scale:g} ({n}²→{size}²): given order {best['given order']:.1f} ns/query, latent order "
+            f"{best['latent order']:.1f} ns/query, {best['given order'] / best['latent order']:.2f}× faster, "
+            f"bitwise equal {same}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""``scripts/bench/metasr_order.py``: the MetaSR kernel in latent order against the given order, one line per
+scale with bitwise-equal outputs; a one-line refusal without the kernel."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+from helpers import load_script
+
+from liif_sr.models.heads import metasr_kernel
+
+
+@pytest.fixture(scope="module")
+def script():
+    return load_script("bench/metasr_order.py")
+
+
+def test_both_orders_give_the_same_bits(script, capsys):
+    if metasr_kernel.fast_library() is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("the MetaSR kernel is expected in CI")
+        pytest.skip("no MetaSR kernel here")
+    script.main(["--latent", "6", "--scales", "2,3.5", "--repeats", "2", "--flush-mb", "1"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("latent 6², 65536-query chunks, SIMD ") and len(lines) == 3
+    for line, scale in zip(lines[1:], ("×2 (6²→12²)", "×3.5 (6²→21²)"), strict=True):
+        assert line.startswith(scale) and line.endswith("bitwise equal True"), line
+        assert re.search(
+            r"given order [0-9.]+ ns/query, latent order [0-9.]+ ns/query, [0-9.]+× faster", line
+        )
+
+
+def test_refuses_without_the_kernel(script, monkeypatch):
+    monkeypatch.setattr(metasr_kernel, "fast_library", lambda: None)
+    with pytest.raises(SystemExit, match="not available"):
+        script.main(["--latent", "6", "--scales", "2", "--repeats", "1"])
