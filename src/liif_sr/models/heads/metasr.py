@@ -60,7 +60,7 @@ from liif_sr.models.heads.geometry import (
 )
 from liif_sr.models.heads.latent_linear import linear_as_conv2d
 from liif_sr.models.heads.metasr_groups import decode_grouped
-from liif_sr.models.heads.metasr_kernel import kernel_decode, planned, query_bytes
+from liif_sr.models.heads.metasr_kernel import kernel_decode, planned, query_bytes, table_buffer
 from liif_sr.models.mlp import MLP
 from liif_sr.models.registry import register_head
 
@@ -156,17 +156,20 @@ class MetaSRHead(DecoderHead):
             b, c, h, w = feat.shape
             return MetaSRState(offset, full, size, feat=F.unfold(feat, 3, padding=1).view(b, c * 9, h, w))
         kernel = feat.device.type == "cpu" and planned(self, self.mlp.layers[:-1], feat.element_size())
-        return MetaSRState(offset, full, size, proj=self.latent_projection(feat, ROW_ALIGN if kernel else 1))
+        if not kernel:
+            return MetaSRState(offset, full, size, proj=self.latent_projection(feat))
+        return MetaSRState(offset, full, size, proj=self.latent_projection(feat, ROW_ALIGN, huge_pages=True))
 
     def table_width(self, align: int = 1) -> int:
         """Channels of a fast state's table: ``out·H + out`` rounded up to a multiple of ``align``."""
         width = self.out_dim * (self.mlp.layers[-1].in_features + 1)
         return -(-width // align) * align
 
-    def latent_projection(self, feat: Tensor, align: int = 1) -> Tensor:
+    def latent_projection(self, feat: Tensor, align: int = 1, huge_pages: bool = False) -> Tensor:
         """``(B, C, h, w)`` → ``(B, W, h, w)`` channels-last: ``G`` (row-major ``(out, H)``) then ``β`` (``out·H +
         out`` channels), then zero channels up to ``W``, the next multiple of ``align``: the C kernel's rows
-        start on 64-byte cache lines with ``align`` = 16 fp32 (~16-20 % faster than rows split across lines)."""
+        start on 64-byte cache lines with ``align`` = 16 fp32 (~16-20 % faster than rows split across lines).
+        ``huge_pages`` (fp32 CPU inference for the kernel): the table in :func:`~.metasr_kernel.table_buffer`."""
         last = self.mlp.layers[-1]
         c, k, hid = self.in_channels, self.out_dim, last.in_features
         a = last.weight.view(c, 9, k, hid).permute(2, 3, 0, 1).reshape(k * hid, c, 3, 3)
@@ -174,7 +177,11 @@ class MetaSRHead(DecoderHead):
         pad = a.new_zeros(self.table_width(align) - k * hid - k, c, 3, 3)
         weight = torch.cat([a, b, pad])
         proj = linear_as_conv2d(feat, weight.to(feat.dtype), padding=1)
-        return proj.contiguous(memory_format=torch.channels_last)
+        if not huge_pages:
+            return proj.contiguous(memory_format=torch.channels_last)
+        b, width, h, w = proj.shape
+        out = table_buffer(b * h * w * width).view(b, h, w, width).permute(0, 3, 1, 2)
+        return out.copy_(proj)
 
     def decode(self, state: MetaSRState, coord: Tensor, cell: Tensor | None = None) -> Tensor:
         """(B, Q, 2) global coordinates and cells → (B, Q, out_dim) in the normalised output space."""
