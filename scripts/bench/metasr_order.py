@@ -16,15 +16,13 @@ from __future__ import annotations
 import argparse
 import ctypes
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripts/, for ``bench``
 
-from bench.floor import stream_rate  # noqa: E402
-from liif_sr.coords import make_coord  # noqa: E402
+from bench.metasr_timing import decode_ns, grid  # noqa: E402
 from liif_sr.kernels import build  # noqa: E402
 from liif_sr.models import build_model  # noqa: E402
 from liif_sr.models.heads import metasr_kernel  # noqa: E402
@@ -58,31 +56,17 @@ def main(argv: list[str] | None = None) -> None:
     with torch.inference_mode():
         table = channels_last_rows(head.latent_projection(torch.randn(1, 64, n, n), ROW_ALIGN))
     lin = head.mlp.layers[0]
-    w1t, b1 = lin.weight.detach().t().contiguous(), lin.bias.detach().contiguous()
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     print(f"latent {n}², {CHUNK}-query chunks, SIMD {metasr_kernel.SIMD_NAMES[libs['latent order'].metasr_simd()]}"
           f", load {load}")  # fmt: skip
     for scale in (float(s) for s in args.scales.split(",")):
-        size = round(n * scale)
-        coord = make_coord((size, size)).unsqueeze(0).contiguous()
-        cell = torch.full_like(coord, 2 / size)
-        q = coord.shape[1]
+        size, coord, cell = grid(n, scale)
         best = dict.fromkeys(libs, float("inf"))
         outs: dict[str, torch.Tensor] = {}
         for _ in range(args.repeats):
             for name, lib in libs.items():
-                out = torch.empty(q, 3)
-                stream_rate(args.flush_mb << 20)  # the table out of the caches
-                start = time.process_time()
-                for r0 in range(0, q, CHUNK):
-                    code = lib.metasr_decode(
-                        coord.data_ptr(), cell.data_ptr(), q, n, n, 0, 0, n, n, 1, table.data_ptr(),
-                        table.stride(0), w1t.data_ptr(), b1.data_ptr(), lin.out_features, 3, out.data_ptr(), r0,
-                        min(q, r0 + CHUNK),
-                    )  # fmt: skip
-                    assert code == 0, code
-                best[name] = min(best[name], (time.process_time() - start) * 1e9 / q)
-                outs[name] = out
+                ns, outs[name] = decode_ns(lib, table, lin, n, coord, cell, args.flush_mb << 20, CHUNK)
+                best[name] = min(best[name], ns)
         same = torch.equal(outs["latent order"], outs["given order"])
         print(
             f"×{scale:g} ({n}²→{size}²): given order {best['given order']:.1f} ns/query, latent order "

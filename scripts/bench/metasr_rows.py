@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripts/, for ``bench``
 
-from bench.floor import stream_rate  # noqa: E402
-from liif_sr.coords import make_coord  # noqa: E402
+from bench.metasr_timing import decode_ns, grid  # noqa: E402
 from liif_sr.models import build_model  # noqa: E402
 from liif_sr.models.heads import metasr_kernel  # noqa: E402
 from liif_sr.models.heads.geometry import channels_last_rows  # noqa: E402
@@ -51,30 +49,18 @@ def main(argv: list[str] | None = None) -> None:
             for layout, align in (("unpadded", 1), ("aligned", ROW_ALIGN))
         }
     lin = head.mlp.layers[0]
-    w1t, b1 = lin.weight.detach().t().contiguous(), lin.bias.detach().contiguous()
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     print(
         f"latent {n}², rows {tables['unpadded'].shape[1]} vs {tables['aligned'].shape[1]} fp32, load {load}"
     )
     for scale in (float(s) for s in args.scales.split(",")):
-        size = round(n * scale)
-        coord = make_coord((size, size)).unsqueeze(0).contiguous()
-        cell = torch.full_like(coord, 2 / size)
-        q = coord.shape[1]
+        size, coord, cell = grid(n, scale)
         best = dict.fromkeys(tables, float("inf"))
         outs: dict[str, torch.Tensor] = {}
         for _ in range(args.repeats):
             for layout, table in tables.items():
-                out = torch.empty(q, 3)
-                stream_rate(args.flush_mb << 20)  # the table out of the caches
-                start = time.process_time()
-                code = lib.metasr_decode(
-                    coord.data_ptr(), cell.data_ptr(), q, n, n, 0, 0, n, n, 1, table.data_ptr(),
-                    table.stride(0), w1t.data_ptr(), b1.data_ptr(), lin.out_features, 3, out.data_ptr(), 0, q,
-                )  # fmt: skip
-                best[layout] = min(best[layout], (time.process_time() - start) * 1e9 / q)
-                assert code == 0
-                outs[layout] = out
+                ns, outs[layout] = decode_ns(lib, table, lin, n, coord, cell, args.flush_mb << 20)
+                best[layout] = min(best[layout], ns)
         same = torch.equal(outs["unpadded"], outs["aligned"])
         print(
             f"×{scale:g} ({n}²→{size}²): unpadded {best['unpadded']:.1f} ns/query, aligned "

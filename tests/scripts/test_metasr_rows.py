@@ -3,11 +3,10 @@ per scale with bitwise-equal outputs; a one-line refusal without the kernel."""
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
-from helpers import load_script
+from helpers import load_script, require_metasr_kernel
 
 from liif_sr.models.heads import metasr_kernel
 
@@ -18,10 +17,7 @@ def script():
 
 
 def test_both_layouts_give_the_same_bits(script, capsys):
-    if metasr_kernel.fast_library() is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("the MetaSR kernel is expected in CI")
-        pytest.skip("no MetaSR kernel here")
+    require_metasr_kernel()
     script.main(["--latent", "6", "--scales", "2,3.5", "--repeats", "2", "--flush-mb", "1"])
     lines = capsys.readouterr().out.strip().splitlines()
     assert "rows 771 vs 784 fp32" in lines[0] and len(lines) == 3
