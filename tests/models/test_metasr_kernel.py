@@ -381,25 +381,19 @@ def test_a_portable_build_keeps_the_torch_path(lib, monkeypatch):
     assert torch.equal(got, _decode(model, state, coord, cell, kernel=False))
 
 
-def _anon_huge_kb(address: int) -> int | None:
-    """AnonHugePages (kB) of this process's mapping that holds ``address``, from /proc/self/smaps."""
-    lines = Path("/proc/self/smaps").read_text().splitlines()
-    inside = False
-    for line in lines:
-        head = line.split()[0]
-        if "-" in head and not head.endswith(":"):
-            lo, hi = (int(x, 16) for x in head.split("-"))
-            inside = lo <= address < hi
-        elif inside and head == "AnonHugePages:":
-            return int(line.split()[1])
-    return None
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="transparent huge pages: Linux")
-def test_large_tables_on_huge_pages(lib):
-    """A kernel table of >= 8 MiB starts on a 2 MiB boundary and is advised for transparent huge pages before it
-    is written (where the system has them: smaps counts huge pages in its mapping); same values as ordinary
-    memory, and small tables stay ordinary."""
+def test_large_tables_on_huge_pages(lib, monkeypatch):
+    """A kernel table of >= 8 MiB starts on a 2 MiB boundary and is advised for transparent huge pages
+    (``madvise(MADV_HUGEPAGE)`` on its whole 2 MiB pages, before it is written; accepted where the kernel has THP);
+    same values as ordinary memory, and small tables are not advised."""
+    advised: list[tuple[int, int, bool]] = []
+    real = metasr_kernel._madvise_huge
+
+    def spy(address: int, length: int) -> bool:
+        advised.append((address, length, real(address, length)))
+        return advised[-1][2]
+
+    monkeypatch.setattr(metasr_kernel, "_madvise_huge", spy)
     model = metasr_test_model()
     head = model.head
     feat = torch.randn(1, 8, 150, 150, generator=torch.Generator().manual_seed(7))
@@ -408,12 +402,14 @@ def test_large_tables_on_huge_pages(lib):
         plain = head.latent_projection(feat, 16)
         small = head.prepare(feat[..., :20, :20], torch.rand(1, 3, 20, 20))
     table = state.proj
-    assert table.numel() * 4 >= metasr_kernel.MIN_HUGE_BYTES
+    nbytes = table.numel() * 4
+    assert nbytes >= metasr_kernel.MIN_HUGE_BYTES
     assert table.data_ptr() % metasr_kernel.HUGE_PAGE == 0
     assert table.is_contiguous(memory_format=torch.channels_last) and torch.equal(table, plain)
-    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    if thp.is_file() and ("[madvise]" in thp.read_text() or "[always]" in thp.read_text()):
-        assert (_anon_huge_kb(table.data_ptr()) or 0) >= 2048, "no huge page behind the table"
+    huge = nbytes // metasr_kernel.HUGE_PAGE * metasr_kernel.HUGE_PAGE
+    assert [a[:2] for a in advised] == [(table.data_ptr(), huge)]  # the small table: not advised
+    if Path("/sys/kernel/mm/transparent_hugepage/enabled").is_file():
+        assert advised[0][2], "madvise(MADV_HUGEPAGE) refused on a kernel with transparent huge pages"
     assert small.proj.numel() * 4 < metasr_kernel.MIN_HUGE_BYTES
     coord, cell = pixel_grid(1, (300, 300))
     with torch.inference_mode():
