@@ -88,15 +88,42 @@ static inline int shared_slot(Shared *c, float x0, float x2, unsigned busy) {
 
 /* The queries of one vector step: positions m0 .. m0 + qb - 1 of the order (``order`` or the identity), the
  * last query repeated past n (a partial step sums each query as a full one does: results do not depend on the
- * chunking or the order); their table rows, inputs and output addresses (K = 3). */
-static inline void step_queries(const int32_t *order, int64_t m0, int64_t n, int qb, const int64_t *row,
-                                const float *x0, const float *x1, const float *x2, float *out, int64_t *pr,
-                                float *p0, float *p1, float *p2, float **po) {
+ * chunking or the order); their table rows, inputs and output addresses (K = 3), and in ``ahead`` the table
+ * rows of the first and last query ``skip`` positions further on (prefetched during this step). */
+static inline void step_queries(const Args *a, const int32_t *order, int64_t m0, int64_t n, int qb, int64_t skip,
+                                const int64_t *row, const float *x0, const float *x1, const float *x2, float *out,
+                                int64_t *pr, float *p0, float *p1, float *p2, float **po, const float **ahead) {
     for (int q = 0; q < qb; q++) {
         const int64_t m = m0 + q < n ? m0 + q : n - 1, i = order ? order[m] : m;
         pr[q] = row[i], p0[q] = x0[i], p1[q] = x1[i], p2[q] = x2[i], po[q] = out + 3 * i;
     }
+    const int64_t f = m0 + skip < n ? m0 + skip : n - 1, l = f + qb - 1 < n ? f + qb - 1 : n - 1;
+    ahead[0] = a->table + row[order ? order[f] : f] * a->ld;
+    ahead[1] = a->table + row[order ? order[l] : l] * a->ld;
 }
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+/* u = b1 + w0 x0 + w2 x2 for every hidden unit into ``dst`` (the vector path's header defines it). */
+static void fill_terms(const Args *a, float *dst, float x0, float x2);
+
+/* The cached first-layer terms of a step's qb queries into u[0..qb), computed into a free slot for a row not
+ * cached yet; returns whether all qb share one row's terms. */
+static inline int step_terms(const Args *a, Shared *c, const float *x0, const float *x2, int qb, const float **u) {
+    int same = 1;
+    unsigned busy = 0;
+    for (int q = 0; q < qb; q++) {
+        int s = shared_slot(c, x0[q], x2[q], busy);
+        if (s < 0) { /* a new output row: its terms into the slot */
+            s = -1 - s;
+            fill_terms(a, c->u[s], x0[q], x2[q]);
+        }
+        u[q] = c->u[s];
+        busy |= 1u << s;
+        same &= u[q] == u[0];
+    }
+    return same;
+}
+#endif
 
 #if defined(__AVX512F__)
 #include "metasr_avx512.h" /* mlp_avx512 */

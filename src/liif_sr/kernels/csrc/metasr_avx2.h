@@ -24,6 +24,11 @@ static inline __m256 shared_terms(const Args *a, int64_t j, __m256 p0, __m256 p2
     return _mm256_fmadd_ps(p2, _mm256_loadu_ps(a->w1t + 2 * a->hid + j), u);
 }
 
+static void fill_terms(const Args *a, float *dst, float x0, float x2) {
+    const __m256 p0 = _mm256_set1_ps(x0), p2 = _mm256_set1_ps(x2);
+    for (int64_t j = 0; j < a->hid; j += 8) _mm256_storeu_ps(dst + j, shared_terms(a, j, p0, p2));
+}
+
 /* acc[3q + r] += G_r(row q)[j:j+8] * max(w1 x1_q + u_q, 0) for the step's queries. */
 #define STEP_BODY(UQ)                                                                             \
     for (int q = 0; q < QB2; q++) {                                                               \
@@ -60,19 +65,7 @@ static inline void step_avx2(const Args *a, Shared *c, const int64_t *row, const
     const __m256 zero = _mm256_setzero_ps();
     if (shared) {
         const float *u[QB2];
-        int same = 1;
-        unsigned busy = 0;
-        for (int q = 0; q < QB2; q++) {
-            const int s = shared_slot(c, x0[q], x2[q], busy);
-            if (s < 0) { /* a new output row: its terms into the slot */
-                const __m256 p0 = _mm256_set1_ps(x0[q]), p2 = _mm256_set1_ps(x2[q]);
-                float *dst = c->u[-1 - s];
-                for (int64_t j = 0; j < hid; j += 8) _mm256_storeu_ps(dst + j, shared_terms(a, j, p0, p2));
-            }
-            u[q] = c->u[s < 0 ? -1 - s : s];
-            busy |= 1u << (s < 0 ? -1 - s : s);
-            same &= u[q] == u[0];
-        }
+        const int same = step_terms(a, c, x0, x2, QB2, u);
         if (same) {
             for (int64_t j = 0; j < hid; j += 8) {
                 PF_J
@@ -111,11 +104,9 @@ static void mlp_avx2(const Args *a, int64_t n, const int32_t *order, const int64
     for (int64_t m = 0; m < n; m += QB2) {
         int64_t pr[QB2];
         float p0[QB2], p1[QB2], p2[QB2], *po[QB2];
-        step_queries(order, m, n, QB2, row, x0, x1, x2, out, pr, p0, p1, p2, po);
-        const int64_t f = m + PF2 * QB2 < n ? m + PF2 * QB2 : n - 1, l = f + QB2 - 1 < n ? f + QB2 - 1 : n - 1;
-        const float *pa = a->table + row[order ? order[f] : f] * a->ld;
-        const float *pb = a->table + row[order ? order[l] : l] * a->ld;
-        step_avx2(a, &c, pr, p0, p1, p2, po, pa, pb);
+        const float *ahead[2];
+        step_queries(a, order, m, n, QB2, PF2 * QB2, row, x0, x1, x2, out, pr, p0, p1, p2, po, ahead);
+        step_avx2(a, &c, pr, p0, p1, p2, po, ahead[0], ahead[1]);
     }
 }
 

@@ -38,6 +38,11 @@ static inline __m512 shared_terms(const Args *a, int64_t j, __m512 p0, __m512 p2
     return _mm512_fmadd_ps(p2, _mm512_loadu_ps(a->w1t + 2 * a->hid + j), u);
 }
 
+static void fill_terms(const Args *a, float *dst, float x0, float x2) {
+    const __m512 p0 = _mm512_set1_ps(x0), p2 = _mm512_set1_ps(x2);
+    for (int64_t j = 0; j < a->hid; j += 16) _mm512_storeu_ps(dst + j, shared_terms(a, j, p0, p2));
+}
+
 /* acc[3q + r] += G_r(row q)[j:j+16] * max(w1 x1_q + u_q, 0) for the step's queries. */
 #define STEP_BODY(UQ)                                                                                \
     for (int q = 0; q < QB; q++) {                                                                   \
@@ -85,19 +90,7 @@ static inline void step_avx512(const Args *a, Shared *c, const int64_t *row, con
     const __m512 zero = _mm512_setzero_ps();
     if (shared) {
         const float *u[QB];
-        int same = 1;
-        unsigned busy = 0;
-        for (int q = 0; q < QB; q++) {
-            const int s = shared_slot(c, x0[q], x2[q], busy);
-            if (s < 0) { /* a new output row: its terms into the slot */
-                const __m512 p0 = _mm512_set1_ps(x0[q]), p2 = _mm512_set1_ps(x2[q]);
-                float *dst = c->u[-1 - s];
-                for (int64_t j = 0; j < hid; j += 16) _mm512_storeu_ps(dst + j, shared_terms(a, j, p0, p2));
-            }
-            u[q] = c->u[s < 0 ? -1 - s : s];
-            busy |= 1u << (s < 0 ? -1 - s : s);
-            same &= u[q] == u[0];
-        }
+        const int same = step_terms(a, c, x0, x2, QB, u);
         int one = 1;
         for (int q = 1; q < QB; q++) one &= row[q] == row[0];
         if (same && one) {
@@ -153,11 +146,9 @@ static void mlp_avx512(const Args *a, int64_t n, const int32_t *order, const int
     for (int64_t m = 0; m < n; m += QB) {
         int64_t pr[QB];
         float p0[QB], p1[QB], p2[QB], *po[QB];
-        step_queries(order, m, n, QB, row, x0, x1, x2, out, pr, p0, p1, p2, po);
-        const int64_t f = m + PF * QB < n ? m + PF * QB : n - 1, l = f + QB - 1 < n ? f + QB - 1 : n - 1;
-        const float *pa = a->table + row[order ? order[f] : f] * a->ld;
-        const float *pb = a->table + row[order ? order[l] : l] * a->ld;
-        step_avx512(a, &c, pr, p0, p1, p2, po, pa, pb);
+        const float *ahead[2];
+        step_queries(a, order, m, n, QB, PF * QB, row, x0, x1, x2, out, pr, p0, p1, p2, po, ahead);
+        step_avx512(a, &c, pr, p0, p1, p2, po, ahead[0], ahead[1]);
     }
 }
 
