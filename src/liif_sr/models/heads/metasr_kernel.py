@@ -12,6 +12,7 @@ ctypes releases the GIL, so with several torch threads the queries are split ove
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
 
 import torch
@@ -56,16 +57,22 @@ MIN_HUGE_BYTES = 8 << 20  # smaller tables stay on ordinary pages (their TLB rea
 _MADV_HUGEPAGE = 14
 
 
-def _madvise_huge(address: int, length: int) -> bool:
-    """``madvise(MADV_HUGEPAGE)`` on Linux; False where it is unavailable or refused."""
+@functools.cache
+def _madvise():  # libc's madvise with its signature, or None (not Linux, or no such symbol)
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
         madvise = ctypes.CDLL(None, use_errno=True).madvise
     except (OSError, AttributeError):
-        return False
+        return None
     madvise.argtypes, madvise.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
-    return madvise(address, length, _MADV_HUGEPAGE) == 0
+    return madvise
+
+
+def _madvise_huge(address: int, length: int) -> bool:
+    """``madvise(MADV_HUGEPAGE)`` on Linux; False where it is unavailable or refused."""
+    madvise = _madvise()
+    return madvise is not None and madvise(address, length, _MADV_HUGEPAGE) == 0
 
 
 def table_buffer(numel: int) -> Tensor:
